@@ -1,0 +1,100 @@
+import { SpopInvalidFrameError } from './errors';
+import { UINT64_MAX, VARINT_MAX_BYTES } from './varint';
+
+/**
+ * A cursor over a region of a buffer. Reads never copy bytes (strings excepted, which must be decoded) and every
+ * read that would cross `end` raises {@link SpopInvalidFrameError} naming what was being read.
+ */
+export class ByteReader {
+  constructor(
+    public buf: Buffer,
+    public pos: number,
+    public end: number,
+  ) {}
+
+  get remaining(): number {
+    return this.end - this.pos;
+  }
+
+  u8(what: string): number {
+    if (this.pos >= this.end) throw truncated(what, this.pos);
+    return this.buf[this.pos++];
+  }
+
+  u32(what: string): number {
+    if (this.end - this.pos < 4) throw truncated(what, this.pos);
+    const v = this.buf.readUInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  /** An unsigned varint: a number when it is a safe integer, else a bigint (up to 2^64-1). */
+  varint(what: string): number | bigint {
+    const buf = this.buf;
+    const end = this.end;
+    let pos = this.pos;
+    if (pos >= end) throw truncated(what, pos);
+    let b = buf[pos++];
+    if (b < 240) {
+      this.pos = pos;
+      return b;
+    }
+    // Up to 7 bytes the sum stays below 2^48: exact in a double. Longer encodings continue in bigint.
+    let value = b;
+    let factor = 16;
+    for (let n = 1; n < 7; n++) {
+      if (pos >= end) throw truncated(what, pos);
+      b = buf[pos++];
+      value += b * factor;
+      if (b < 128) {
+        this.pos = pos;
+        return value;
+      }
+      factor *= 128;
+    }
+    let big = BigInt(value);
+    let shift = 46n;
+    for (let n = 7; n < VARINT_MAX_BYTES; n++) {
+      if (pos >= end) throw truncated(what, pos);
+      b = buf[pos++];
+      big += BigInt(b) << shift;
+      if (b < 128) {
+        if (big > UINT64_MAX) throw new SpopInvalidFrameError(`${what}: varint exceeds 2^64-1 at offset ${this.pos}`);
+        this.pos = pos;
+        return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+      }
+      shift += 7n;
+    }
+    throw new SpopInvalidFrameError(`${what}: varint longer than ${VARINT_MAX_BYTES} bytes at offset ${this.pos}`);
+  }
+
+  /** A varint used as a length or a count: it must be a number that fits in what is left of the frame. */
+  length(what: string): number {
+    const at = this.pos;
+    const n = this.varint(what);
+    if (typeof n !== 'number' || n > this.end - this.pos) {
+      throw new SpopInvalidFrameError(`${what}: length ${n} exceeds the ${this.end - this.pos} bytes left at offset ${at}`);
+    }
+    return n;
+  }
+
+  /** Advances over `n` bytes and returns where they start. */
+  skip(n: number, what: string): number {
+    if (this.end - this.pos < n) throw truncated(what, this.pos);
+    const start = this.pos;
+    this.pos += n;
+    return start;
+  }
+
+  /** A length-prefixed string, decoded as UTF-8. */
+  string(what: string): string {
+    const len = this.length(what);
+    const start = this.pos;
+    this.pos += len;
+    return len === 0 ? '' : this.buf.toString('utf8', start, this.pos);
+  }
+}
+
+function truncated(what: string, pos: number): SpopInvalidFrameError {
+  return new SpopInvalidFrameError(`${what}: frame truncated at offset ${pos}`);
+}

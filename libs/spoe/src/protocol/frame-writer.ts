@@ -1,0 +1,85 @@
+import { ByteWriter } from './byte-writer';
+
+/** Where encoded bytes go (a socket's write). Called at most once per event-loop turn. */
+export type FrameSink = (data: Buffer) => void;
+
+const MIN_SLAB_SIZE = 64 * 1024;
+
+/**
+ * Encodes frames in place into a slab and hands everything encoded during one event-loop turn to the sink in one
+ * buffer: one write per turn however many ACKs became ready. Regions already handed over are never written again.
+ *
+ * Usage: `const w = writer.begin(); writeAck(w, …); writer.commit();` — an encoder that throws leaves nothing behind.
+ */
+export class FrameWriter {
+  private slab: Buffer;
+  private pos = 0;
+  private flushed = 0;
+  private readonly pending: Buffer[] = [];
+  private scheduled: NodeJS.Immediate | undefined;
+  private readonly writer = new ByteWriter(Buffer.alloc(0), 0, 0);
+  private readonly flushBound = (): void => this.flush();
+
+  /** `maxFrameSize` bounds each frame (without its 4-byte prefix); raise or lower it after the HELLO. */
+  constructor(
+    private readonly sink: FrameSink,
+    public maxFrameSize: number,
+  ) {
+    this.slab = Buffer.allocUnsafeSlow(this.slabSize());
+  }
+
+  /** A writer positioned at the end of the pending bytes, with room for exactly one frame. */
+  begin(): ByteWriter {
+    const room = 4 + this.maxFrameSize;
+    if (this.slab.length - this.pos < room) {
+      if (this.pos > this.flushed) this.pending.push(this.slab.subarray(this.flushed, this.pos));
+      this.slab = Buffer.allocUnsafeSlow(this.slabSize());
+      this.pos = 0;
+      this.flushed = 0;
+    }
+    const w = this.writer;
+    w.buf = this.slab;
+    w.pos = this.pos;
+    w.limit = this.pos + room;
+    return w;
+  }
+
+  /** Keeps what was written since {@link begin} and schedules the flush for the end of this turn. */
+  commit(): void {
+    this.pos = this.writer.pos;
+    this.scheduled ??= setImmediate(this.flushBound);
+  }
+
+  /** Whether bytes are waiting for the next flush. */
+  get hasPending(): boolean {
+    return this.pos > this.flushed || this.pending.length > 0;
+  }
+
+  /** Hands everything pending to the sink now (used before closing). */
+  flush(): void {
+    if (this.scheduled) {
+      clearImmediate(this.scheduled);
+      this.scheduled = undefined;
+    }
+    if (this.pos > this.flushed) {
+      this.pending.push(this.slab.subarray(this.flushed, this.pos));
+      this.flushed = this.pos;
+    }
+    if (this.pending.length === 0) return;
+    const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    this.pending.length = 0;
+    this.sink(data);
+  }
+
+  /** Drops anything pending (the connection is gone). */
+  discard(): void {
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    this.pending.length = 0;
+    this.flushed = this.pos;
+  }
+
+  private slabSize(): number {
+    return Math.max(MIN_SLAB_SIZE, 4 * (4 + this.maxFrameSize));
+  }
+}
