@@ -14,10 +14,13 @@ export class SpoeIp {
     readonly bytes: Uint8Array,
   ) {}
 
-  /** Parses a textual IPv4 or IPv6 address (IPv6 may embed a dotted IPv4 tail). Throws a TypeError otherwise. */
+  /**
+   * Parses a textual IPv4 or IPv6 address (IPv6 may embed a dotted IPv4 tail). Throws a TypeError otherwise, and for a
+   * scoped address ("fe80::1%eth0"): the IPV6 type carries no zone.
+   */
   static parse(text: string): SpoeIp {
     if (isIPv4(text)) return new SpoeIp(4, parseV4(text));
-    if (isIPv6(text)) return new SpoeIp(6, parseV6(text));
+    if (isIPv6(text) && !text.includes('%')) return new SpoeIp(6, parseV6(text));
     throw new TypeError(`not an IP address: ${JSON.stringify(text)}`);
   }
 

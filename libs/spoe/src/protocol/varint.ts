@@ -17,7 +17,7 @@ export const INT64_MAX = (1n << 63n) - 1n;
 
 /** Number of bytes that `value` takes on the wire. */
 export function varintSize(value: number | bigint): number {
-  if (typeof value === 'number' && value < 240) return 1;
+  if (value < 240) return 1;
   let v = BigInt(value) - 240n;
   let size = 2;
   v >>= 4n;

@@ -1,0 +1,216 @@
+import { Logger } from '@nestjs/common';
+import { CustomTransportStrategy, MessageHandler, Server } from '@nestjs/microservices';
+import { EventEmitter } from 'node:events';
+import { AddressInfo, createServer, Server as NetServer, Socket } from 'node:net';
+import { isObservable } from 'rxjs';
+import { finalize } from 'rxjs/operators';
+import { Dispatcher, SpoeHandler, SpoeInvoker, SpoePayload, SpoeRoute } from './dispatcher';
+import { SpoeConnection, SpoeConnectionHost } from './connection';
+import { SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from './spoe.constants';
+import { SpoeContext } from './spoe.context';
+import { SpoeDisconnectEvent, SpoeEvents, SpoeStatus } from './spoe.events';
+import { NormalizedSpoeOptions, normalizeSpoeOptions, SpoeServerOptions } from './spoe.options';
+
+/** A handler registration that cannot work (two handlers for one message, a non-string pattern, a bad deadline). */
+export class SpoeHandlerError extends Error {
+  constructor(message: string) {
+    super(`nestjs-spoe: ${message}`);
+    this.name = 'SpoeHandlerError';
+  }
+}
+
+/** Counters for health checks and metrics. */
+export interface SpoeServerStats {
+  readonly listening: boolean;
+  readonly connections: number;
+  readonly inFlight: number;
+}
+
+/**
+ * The SPOE transport: serves HAProxy over SPOP 2.0 and routes each SPOE message to the `@MessagePattern(name)`
+ * handler of the same name.
+ *
+ * ```ts
+ * const app = await NestFactory.createMicroservice(AppModule, { strategy: new SpoeServer({ port: 12345 }) });
+ * await app.listen();
+ * ```
+ */
+export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements CustomTransportStrategy, SpoeConnectionHost {
+  override readonly transportId = SPOE_TRANSPORT;
+  readonly options: NormalizedSpoeOptions;
+  readonly dispatcher: Dispatcher;
+  private readonly log = new Logger(SpoeServer.name);
+  private readonly routes = new Map<string, SpoeRoute>();
+  private readonly connections = new Set<SpoeConnection>();
+  private readonly events = new EventEmitter();
+  private server: NetServer | undefined;
+  private closing: Promise<void> | undefined;
+  private invoker: SpoeInvoker = (handler, payload, context) => handler(payload, context);
+
+  constructor(options: SpoeServerOptions = {}) {
+    super();
+    this.options = normalizeSpoeOptions(options);
+    this.dispatcher = new Dispatcher(
+      (name) => this.routes.get(name),
+      (handler, payload, context) => this.invoker(handler, payload, context),
+      this.options.errorVariable,
+    );
+  }
+
+  /** The bound address (TCP: `{ address, port }`; Unix: the path), once listening. */
+  get address(): AddressInfo | string | undefined {
+    return this.server?.address() ?? undefined;
+  }
+
+  get stats(): SpoeServerStats {
+    let inFlight = 0;
+    for (const c of this.connections) inFlight += c.inFlightCount;
+    return { listening: this.server?.listening ?? false, connections: this.connections.size, inFlight };
+  }
+
+  override addHandler(pattern: unknown, callback: MessageHandler, isEventHandler = false, extras: Record<string, unknown> = {}): void {
+    if (typeof pattern !== 'string') {
+      throw new SpoeHandlerError(`SPOE patterns are spoe-message names (strings), got ${JSON.stringify(pattern)}`);
+    }
+    const existing = this.routes.get(pattern);
+    const handler = callback as unknown as SpoeHandler;
+    if (isEventHandler) {
+      this.routes.set(pattern, {
+        handler: existing?.handler,
+        events: [...(existing?.events ?? []), handler],
+        deadlineMs: existing?.deadlineMs ?? this.options.handlerDeadlineMs,
+      });
+    } else {
+      if (existing?.handler) {
+        throw new SpoeHandlerError(`two @MessagePattern handlers for SPOE message "${pattern}": each message has one handler (its actions make the ACK)`);
+      }
+      this.routes.set(pattern, { handler, events: existing?.events ?? [], deadlineMs: this.deadlineOf(pattern, extras) });
+    }
+    super.addHandler(pattern, callback, isEventHandler, extras);
+  }
+
+  override setOnProcessingStartHook(hook: Parameters<Server['setOnProcessingStartHook']>[0]): void {
+    super.setOnProcessingStartHook(hook);
+    this.invoker = (handler, payload, context) => this.invokeWithHooks(handler, payload, context);
+  }
+
+  listen(callback: (error?: unknown) => void): void {
+    let settled = false;
+    const fail = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
+      callback(error);
+    };
+    try {
+      const server = createServer((socket) => this.accept(socket));
+      this.server = server;
+      server.once('error', fail);
+      const onListening = (): void => {
+        if (settled) return;
+        settled = true;
+        server.off('error', fail);
+        server.on('error', (error) => this.onServerError(error));
+        this.log.log(`SPOE agent listening on ${this.describeAddress()}`);
+        this._status$.next(SpoeStatus.Listening);
+        callback();
+      };
+      if (this.options.path !== undefined) server.listen(this.options.path, onListening);
+      else server.listen(this.options.port, this.options.host, onListening);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  /**
+   * Stops accepting connections, lets in-flight NOTIFY finish for up to `drainTimeoutMs` (then answers the rest as
+   * failed), sends AGENT-DISCONNECT (status 0) on every connection and resolves once all are closed.
+   */
+  close(): Promise<void> {
+    return (this.closing ??= this.shutdown());
+  }
+
+  on<K extends keyof SpoeEvents>(event: K, callback: SpoeEvents[K]): void {
+    this.events.on(event, callback as (...args: unknown[]) => void);
+  }
+
+  unwrap<T>(): T {
+    if (!this.server) throw new Error('nestjs-spoe: the server is not listening yet; call unwrap() after listen()');
+    return this.server as T;
+  }
+
+  /** @internal */
+  connected(connection: SpoeConnection): void {
+    this.events.emit('connection', { remoteAddress: connection.remoteAddress });
+  }
+
+  /** @internal */
+  closed(connection: SpoeConnection, event: SpoeDisconnectEvent): void {
+    this.connections.delete(connection);
+    this.events.emit('disconnect', event);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    this.connections.add(new SpoeConnection(socket, this));
+  }
+
+  private async shutdown(): Promise<void> {
+    const server = this.server;
+    if (!server) {
+      this._status$.next(SpoeStatus.Closed);
+      return;
+    }
+    this._status$.next(SpoeStatus.Draining);
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const drained = Promise.all([...this.connections].map((c) => c.drain()));
+    const deadline = setTimeout(() => this.dispatcher.expireAll(), this.options.drainTimeoutMs);
+    await drained;
+    clearTimeout(deadline);
+    await serverClosed;
+    this.dispatcher.close();
+    this._status$.next(SpoeStatus.Closed);
+    this.log.log('SPOE agent closed');
+  }
+
+  private async invokeWithHooks(handler: SpoeHandler, payload: SpoePayload, context: SpoeContext): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      this.onProcessingStartHook(this.transportId, context, async () => {
+        const end = this.createProcessingEndHookRunner(context);
+        try {
+          const result = await handler(payload, context);
+          if (isObservable(result)) resolve(result.pipe(finalize(end)));
+          else {
+            end();
+            resolve(result);
+          }
+        } catch (error) {
+          end();
+          reject(error);
+        }
+      });
+    });
+  }
+
+  private deadlineOf(pattern: string, extras: Record<string, unknown>): number {
+    const deadline = extras[SPOE_DEADLINE_EXTRA];
+    if (deadline === undefined) return this.options.handlerDeadlineMs;
+    if (typeof deadline !== 'number' || !Number.isInteger(deadline) || deadline < 1 || deadline > 0x7fffffff) {
+      throw new SpoeHandlerError(`@MessagePattern("${pattern}") extras.deadline must be a positive integer (ms), got ${String(deadline)}`);
+    }
+    return deadline;
+  }
+
+  private onServerError(error: Error): void {
+    if (this.events.listenerCount('error') > 0) this.events.emit('error', error);
+    else this.log.error(`server error: ${error.message}`);
+  }
+
+  private describeAddress(): string {
+    const address = this.address;
+    if (typeof address === 'string') return `unix:${address}`;
+    return address ? `${address.address}:${address.port}` : 'nowhere';
+  }
+}
