@@ -12,3 +12,4 @@ export type { SpoeServerOptions, SpoeErrorVariable, NormalizedSpoeOptions } from
 export { SPOE_DEFAULTS, SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from './server/spoe.constants';
 export { SpoeFailure } from './server/dispatcher';
 export type { SpoePayload } from './server/dispatcher';
+export { SpoeModule, SPOE_MODULE_OPTIONS } from './module/spoe.module';

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: what `npm test` runs, and what CI runs. Installs and starts what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "HAProxy 2.6 / 3.0 / 3.2 / 3.4 (cached in ${NESTJS_SPOE_CACHE:-$HOME/.cache/nestjs-spoe})"
+if [ -n "${HAPROXY_BIN:-}" ]; then
+  echo "using HAPROXY_BIN=$HAPROXY_BIN"
+elif command -v apt-get >/dev/null 2>&1; then
+  bash scripts/provision-haproxy.sh 2.6 3.0 3.2 3.4
+elif [ "${CI:-}" = "true" ]; then
+  echo "CI=true but neither HAPROXY_BIN nor apt-get is available: HAProxy tests cannot run" >&2
+  exit 1
+else
+  echo "no apt-get and no HAPROXY_BIN: the HAProxy tests will be skipped"
+fi
+
+step "type check"
+npx tsc -p tsconfig.json --noEmit
+
+step "lint"
+npx eslint .
+
+step "unit tests (Node $(node --version))"
+npx jest --selectProjects unit
+
+step "unit tests (Node 24)"
+bash scripts/with-node24.sh node node_modules/jest/bin/jest.js --selectProjects unit
+
+step "e2e tests"
+npx jest --selectProjects e2e
