@@ -1,0 +1,182 @@
+import { Controller, Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { decodeAck, encodeNotify, FrameType, SetVar, SpoeServer, SpoeStatus, SpopStatus } from 'nestjs-spoe';
+import { SpoeClient } from 'nestjs-spoe/testing';
+import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RawPeer } from '../support/raw-peer';
+import { startAgent } from '../support/agent';
+import { Module } from '@nestjs/common';
+
+const waiting = new Map<string, () => void>();
+let started = 0;
+
+@Controller()
+class BlockingController {
+  @MessagePattern('block')
+  async block(@Payload('key') key: string) {
+    started++;
+    await new Promise<void>((resolve) => waiting.set(key, resolve));
+    return SetVar.txn('done', key);
+  }
+
+  @MessagePattern('quick')
+  quick() {
+    return SetVar.txn('quick', true);
+  }
+}
+
+const release = (key: string): void => waiting.get(key)!();
+
+async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+beforeEach(() => {
+  waiting.clear();
+  started = 0;
+  jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+});
+afterEach(() => jest.restoreAllMocks());
+
+describe('back-pressure', () => {
+  it('at most maxInFlightPerConnection NOTIFY run at once; the rest wait in the socket', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] }, { maxInFlightPerConnection: 2 });
+    const client = await SpoeClient.connect({ port: agent.port });
+    try {
+      const acks = ['a', 'b', 'c', 'd'].map((key) => client.notify('block', { key }));
+      await until(() => started === 2);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(started).toBe(2);
+      expect(agent.server.stats.inFlight).toBe(2);
+      release('a');
+      await acks[0];
+      await until(() => started === 3);
+      release('b');
+      release('c');
+      await until(() => started === 4);
+      release('d');
+      expect((await Promise.all(acks)).map((a) => a[0].value)).toEqual(['a', 'b', 'c', 'd']);
+    } finally {
+      await client.close();
+      await agent.close();
+    }
+  });
+});
+
+describe('graceful close', () => {
+  it('lets in-flight NOTIFY finish, then AGENT-DISCONNECT status 0; status goes listening → draining → closed', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] }, { drainTimeoutMs: 2000 });
+    const statuses: string[] = [];
+    agent.server.status.subscribe((s) => statuses.push(s));
+    const { peer } = await RawPeer.hello({ port: agent.port });
+    peer.send(encodeNotify(16380, 1, 1, [{ name: 'block', args: [['key', 'in-flight']] }]));
+    await until(() => started === 1);
+    const closing = agent.close();
+    await until(() => statuses.includes(SpoeStatus.Draining));
+    release('in-flight');
+    const ack = await peer.nextFrame();
+    expect(ack.type).toBe(FrameType.Ack);
+    expect(decodeAck(ack)).toMatchObject([{ name: 'done', value: 'in-flight' }]);
+    expect(await peer.expectDisconnect()).toMatchObject({ status: SpopStatus.Normal });
+    await closing;
+    expect(statuses).toEqual([SpoeStatus.Listening, SpoeStatus.Draining, SpoeStatus.Closed]);
+  });
+
+  it('answers what is still in flight at the drain deadline, then disconnects', async () => {
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const agent = await startAgent({ controllers: [BlockingController] }, { drainTimeoutMs: 100 });
+    const { peer } = await RawPeer.hello({ port: agent.port });
+    peer.send(encodeNotify(16380, 1, 1, [{ name: 'block', args: [['key', 'stuck']] }]));
+    await until(() => started === 1);
+    const t0 = performance.now();
+    await agent.close();
+    expect(performance.now() - t0).toBeLessThan(1500);
+    expect((await peer.nextFrame()).type).toBe(FrameType.Ack);
+    expect(await peer.expectDisconnect()).toMatchObject({ status: SpopStatus.Normal });
+  });
+
+  it('refuses new connections while draining', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] });
+    await agent.close();
+    await expect(SpoeClient.connect({ port: agent.port, timeoutMs: 500 })).rejects.toThrow();
+  });
+});
+
+describe('listening', () => {
+  @Module({ controllers: [BlockingController] })
+  class AppModule {}
+
+  it('a port in use fails listen() with the bind error', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    const app = await NestFactory.createMicroservice(AppModule, { strategy: new SpoeServer({ host: '127.0.0.1', port }), logger: false });
+    try {
+      await expect(app.listen()).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    } finally {
+      blocker.close();
+      await app.close();
+    }
+  });
+
+  it('serves HAProxy on a Unix socket', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'spoe-')), 'agent.sock');
+    const agent = await startAgent({ controllers: [BlockingController] }, { path });
+    const client = await SpoeClient.connect({ path });
+    try {
+      expect(agent.server.address).toBe(path);
+      expect(await client.notify('quick')).toMatchObject([{ name: 'quick', value: true }]);
+    } finally {
+      await client.close();
+      await agent.close();
+    }
+  });
+
+  it('closes connections idle for idleTimeoutMs with status 2', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] }, { idleTimeoutMs: 100 });
+    const { peer } = await RawPeer.hello({ port: agent.port });
+    try {
+      expect(await peer.expectDisconnect(2000)).toMatchObject({ status: SpopStatus.Timeout });
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('reports connections and in-flight NOTIFY in stats', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] });
+    const client = await SpoeClient.connect({ port: agent.port });
+    try {
+      const ack = client.notify('block', { key: 'k' });
+      await until(() => started === 1);
+      expect(agent.server.stats).toEqual({ listening: true, connections: 1, inFlight: 1 });
+      release('k');
+      await ack;
+    } finally {
+      await client.close();
+      await agent.close();
+    }
+    expect(agent.server.stats.listening).toBe(false);
+  });
+});
+
+describe('ACKs that become ready in the same turn share one write', () => {
+  it('pipelined NOTIFY answered together arrive in one TCP chunk', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] });
+    const { peer } = await RawPeer.hello({ port: agent.port });
+    const chunks: Buffer[] = [];
+    peer.socket.prependListener('data', (chunk: Buffer) => chunks.push(chunk));
+    peer.send(Buffer.concat([1, 3, 5, 7, 9].map((id) => encodeNotify(16380, id, 1, [{ name: 'quick', args: [] }]))));
+    for (let i = 0; i < 5; i++) expect((await peer.nextFrame()).type).toBe(FrameType.Ack);
+    expect(chunks).toHaveLength(1);
+    peer.destroy();
+    await agent.close();
+  });
+});
