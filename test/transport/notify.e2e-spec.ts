@@ -73,7 +73,7 @@ class ShapesController {
   }
 
   @EventPattern('audit-fails')
-  auditFails() {
+  auditFails(@Payload() _payload: unknown): void {
     throw new Error('event handler failure');
   }
 }

@@ -1,29 +1,15 @@
 import { Logger } from '@nestjs/common';
 import type { Socket } from 'node:net';
-import {
-  AgentHello,
-  decodeDisconnect,
-  decodeHaproxyHello,
-  decodeNotify,
-  Frame,
-  FrameFlag,
-  FrameReader,
-  FrameType,
-  FrameWriter,
-  negotiateHello,
-  NotifyAssembler,
-  SpoeAction,
-  SpoeEncodeError,
-  SpopError,
-  SpopFragmentationError,
-  SpopId,
-  SpopInvalidFrameError,
-  SpopStatus,
-  spopStatusReason,
-  writeAck,
-  writeAgentDisconnect,
-  writeAgentHello,
-} from '../protocol';
+import { SpoeAction, writeAck } from '../protocol/ack';
+import { decodeDisconnect, writeAgentDisconnect } from '../protocol/disconnect';
+import { SpoeEncodeError, SpopError, SpopFragmentationError, SpopInvalidFrameError } from '../protocol/errors';
+import { NotifyAssembler } from '../protocol/fragments';
+import { Frame, FrameFlag, FrameType, SpopId } from '../protocol/frame';
+import { FrameReader } from '../protocol/frame-reader';
+import { FrameWriter } from '../protocol/frame-writer';
+import { AgentHello, decodeHaproxyHello, negotiateHello, writeAgentHello } from '../protocol/hello';
+import { decodeNotify } from '../protocol/notify';
+import { SpopStatus, spopStatusReason } from '../protocol/status';
 import { Dispatcher, SpoeFailure } from './dispatcher';
 import { SpoeConnectionInfo } from './spoe.context';
 import { SpoeDisconnectEvent } from './spoe.events';

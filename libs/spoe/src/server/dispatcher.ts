@@ -1,7 +1,10 @@
 import { Logger } from '@nestjs/common';
 import { isObservable, Subscription } from 'rxjs';
 import { isSpoeAction } from '../actions/set-var';
-import { ActionType, SpoeAction, SpoeMessage, SpoeValue, SpopId } from '../protocol';
+import { ActionType, SpoeAction } from '../protocol/ack';
+import { SpopId } from '../protocol/frame';
+import { SpoeMessage } from '../protocol/notify';
+import { SpoeValue } from '../protocol/typed-data';
 import { DeadlineQueue, Expirable } from './deadline-queue';
 import { SpoeConnectionInfo, SpoeContext } from './spoe.context';
 import { SpoeErrorVariable } from './spoe.options';

@@ -1,5 +1,7 @@
 import { BaseRpcContext } from '@nestjs/microservices';
-import type { AgentHello, SpoeArgument, SpoeMessage, SpopId } from '../protocol';
+import type { SpopId } from '../protocol/frame';
+import type { AgentHello } from '../protocol/hello';
+import type { SpoeArgument, SpoeMessage } from '../protocol/notify';
 
 /** What a connection negotiated in its HELLO handshake. */
 export interface SpoeConnectionInfo {

@@ -1,4 +1,5 @@
-import { MIN_FRAME_SIZE, SpopCapability, VarScope } from '../protocol';
+import { VarScope } from '../protocol/ack';
+import { MIN_FRAME_SIZE, SpopCapability } from '../protocol/hello';
 import { SPOE_DEFAULTS } from './spoe.constants';
 
 /** Where to report a handler failure to HAProxy: a variable set in the ACK of the NOTIFY that failed. */
