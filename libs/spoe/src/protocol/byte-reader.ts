@@ -86,13 +86,45 @@ export class ByteReader {
     return start;
   }
 
-  /** A length-prefixed string, decoded as UTF-8. */
+  /** A length-prefixed name (of a message, an argument, a KV-LIST item or a variable), decoded as UTF-8. */
   string(what: string): string {
     const len = this.length(what);
     const start = this.pos;
     this.pos += len;
-    return len === 0 ? '' : this.buf.toString('utf8', start, this.pos);
+    return len === 0 ? '' : decodeName(this.buf, start, this.pos);
   }
+}
+
+// Names come from HAProxy's configuration and repeat on every frame, and a Buffer-to-string call costs about 100 ns:
+// most of the time spent decoding a NOTIFY. Recent decodings are kept in a small cache, checked byte for byte, so a
+// name seen before costs a hash and a comparison. Two-way: a name hashing to a pair of slots takes the first and
+// pushes the previous occupant to the second, so two names sharing a pair do not evict each other on every frame.
+// Bounded: 512 names of 64 bytes at most.
+const NAME_CACHE_SLOTS = 512;
+const NAME_CACHE_MAX_BYTES = 64;
+const cachedNameBytes: Array<Buffer | undefined> = new Array<Buffer | undefined>(NAME_CACHE_SLOTS).fill(undefined);
+const cachedNames: string[] = new Array<string>(NAME_CACHE_SLOTS).fill('');
+
+function decodeName(buf: Buffer, start: number, end: number): string {
+  if (end - start > NAME_CACHE_MAX_BYTES) return buf.toString('utf8', start, end);
+  let hash = 0x811c9dc5;
+  for (let i = start; i < end; i++) hash = Math.imul(hash ^ buf[i], 0x01000193);
+  const slot = (hash ^ (hash >>> 16)) & (NAME_CACHE_SLOTS - 2);
+  if (sameBytes(cachedNameBytes[slot], buf, start, end)) return cachedNames[slot];
+  if (sameBytes(cachedNameBytes[slot + 1], buf, start, end)) return cachedNames[slot + 1];
+  const name = buf.toString('utf8', start, end);
+  cachedNameBytes[slot + 1] = cachedNameBytes[slot];
+  cachedNames[slot + 1] = cachedNames[slot];
+  // A copy: the cache must neither keep the frame's buffer alive nor see it change.
+  cachedNameBytes[slot] = Buffer.from(buf.subarray(start, end));
+  cachedNames[slot] = name;
+  return name;
+}
+
+function sameBytes(cached: Buffer | undefined, buf: Buffer, start: number, end: number): boolean {
+  if (cached === undefined || cached.length !== end - start) return false;
+  for (let i = start; i < end; i++) if (cached[i - start] !== buf[i]) return false;
+  return true;
 }
 
 function truncated(what: string, pos: number): SpopInvalidFrameError {

@@ -61,6 +61,22 @@ export class ByteWriter {
   string(s: string): void {
     // Short strings: one byte of length is certain (3 bytes per UTF-16 unit at most), so write in one pass.
     if (s.length < 80 && this.limit - this.pos > 1 + s.length * 3) {
+      // ASCII (names, mostly) is copied in JavaScript: cheaper than a call into Buffer#write for a few bytes.
+      const buf = this.buf;
+      let at = this.pos + 1;
+      for (let i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 0x7f) {
+          at = -1;
+          break;
+        }
+        buf[at++] = c;
+      }
+      if (at >= 0) {
+        buf[this.pos] = s.length;
+        this.pos = at;
+        return;
+      }
       const n = this.buf.write(s, this.pos + 1, 'utf8');
       this.buf[this.pos] = n;
       this.pos += 1 + n;

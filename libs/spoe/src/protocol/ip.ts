@@ -33,7 +33,10 @@ export class SpoeIp {
 
   /** @internal Decoder fast path: copies `length` bytes at `start`. */
   static read(buf: Buffer, start: number, length: 4 | 16): SpoeIp {
-    return new SpoeIp(length === 4 ? 4 : 6, Uint8Array.prototype.slice.call(buf, start, start + length));
+    // A plain loop: for 4 or 16 bytes it is cheaper than the generic Uint8Array slice() called on a Buffer.
+    const bytes = new Uint8Array(length);
+    for (let i = 0; i < length; i++) bytes[i] = buf[start + i];
+    return new SpoeIp(length === 4 ? 4 : 6, bytes);
   }
 
   /** True for an IPv6 address of the form ::ffff:a.b.c.d. */
