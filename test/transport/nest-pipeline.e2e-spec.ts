@@ -230,3 +230,35 @@ describe('hybrid app with SpoeModule', () => {
     }
   });
 });
+
+describe('processing hooks (tracing integrations)', () => {
+  it('wrap every handler run: start before, end after the result', async () => {
+    const calls: string[] = [];
+    @Controller()
+    class HookedController {
+      @MessagePattern('traced')
+      traced() {
+        calls.push('handler');
+        return SetVar.txn('traced', true);
+      }
+    }
+    const server = new SpoeServer({ host: '127.0.0.1', port: 0 });
+    server.setOnProcessingStartHook((_, context, done) => {
+      calls.push(`start ${(context as SpoeContext).getMessageName()}`);
+      return done();
+    });
+    server.setOnProcessingEndHook(() => calls.push('end'));
+    @Module({ controllers: [HookedController] })
+    class HookedModule {}
+    const app = await NestFactory.createMicroservice(HookedModule, { strategy: server, logger: false });
+    await app.listen();
+    const client = await SpoeClient.connect({ port: (server.address as AddressInfo).port });
+    try {
+      expect(await client.notify('traced')).toHaveLength(1);
+      expect(calls).toEqual(['start traced', 'handler', 'end']);
+    } finally {
+      await client.close();
+      await app.close();
+    }
+  });
+});
