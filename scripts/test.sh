@@ -17,6 +17,21 @@ else
   echo "no apt-get and no HAPROXY_BIN: the HAProxy tests will be skipped"
 fi
 
+step "redis-server and docker-compose (the example agent's e2e tests)"
+if command -v redis-server >/dev/null 2>&1; then
+  redis-server --version
+elif command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+elif [ "${CI:-}" = "true" ]; then
+  echo "CI=true but redis-server is missing and apt-get is not available" >&2
+  exit 1
+else
+  echo "no redis-server and no apt-get: the Redis tests will be skipped"
+fi
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose
+fi
+
 step "type check"
 npx tsc -p tsconfig.json --noEmit
 

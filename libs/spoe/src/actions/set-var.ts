@@ -1,4 +1,6 @@
-import { ActionType, inferDataType, SpoeAction, SpoeEncodable, SpoeEncodeError, VarScope } from '../protocol';
+import { ActionType, SpoeAction, VarScope } from '../protocol/ack';
+import { SpoeEncodeError } from '../protocol/errors';
+import { inferDataType, SpoeEncodable } from '../protocol/typed-data';
 
 const VARIABLE_NAME = /^[A-Za-z0-9._]+$/;
 

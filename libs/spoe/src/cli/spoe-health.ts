@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// spoe-health: one health-check HELLO against an SPOE agent, as HAProxy's `option spop-check` does. Exit 0 healthy,
+// 1 unhealthy, 2 bad usage; made for Docker HEALTHCHECK and Kubernetes exec probes. Plain Node: no Nest is loaded.
+import { parseArgs } from 'node:util';
+import { SpoeClient } from '../testing/spoe-client';
+
+/** Exit codes. */
+export enum SpoeHealthExit {
+  Healthy = 0,
+  Unhealthy = 1,
+  Usage = 2,
+}
+
+const USAGE = `Usage: spoe-health [--host HOST] [--port PORT] [--socket PATH] [--timeout MS] [--quiet]
+
+Sends a health-check HAPROXY-HELLO to an SPOE agent and waits for its AGENT-HELLO.
+
+  --host HOST     agent address (default 127.0.0.1)
+  --port PORT     agent TCP port (default 12345)
+  --socket PATH   agent Unix socket (instead of --host/--port)
+  --timeout MS    bound on connecting and the HELLO (default 2000)
+  --quiet         print nothing; the exit code tells
+  --help          show this help
+
+Exit status: 0 healthy, 1 unhealthy, 2 bad usage.
+`;
+
+const DEFAULT_TIMEOUT_MS = 2000;
+
+/** Where {@link runSpoeHealth} writes. */
+export interface SpoeHealthOutput {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const processOutput: SpoeHealthOutput = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+/** Runs the CLI with `argv` (without node and the script) and resolves with the exit code. */
+export async function runSpoeHealth(argv: readonly string[], output: SpoeHealthOutput = processOutput): Promise<SpoeHealthExit> {
+  let values;
+  try {
+    values = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        socket: { type: 'string' },
+        timeout: { type: 'string' },
+        quiet: { type: 'boolean', short: 'q' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    return usage(output, (error as Error).message);
+  }
+  if (values.help) {
+    output.out(USAGE.trimEnd());
+    return SpoeHealthExit.Healthy;
+  }
+  if (values.socket !== undefined && (values.host !== undefined || values.port !== undefined)) {
+    return usage(output, '--socket cannot be combined with --host or --port');
+  }
+  if (values.socket === '') return usage(output, '--socket needs a path');
+  const port = integer(values.port ?? '12345', 1, 65535);
+  if (port === undefined) return usage(output, `--port must be an integer in [1, 65535], got ${JSON.stringify(values.port)}`);
+  const timeoutMs = integer(values.timeout ?? String(DEFAULT_TIMEOUT_MS), 1, 0x7fffffff);
+  if (timeoutMs === undefined) return usage(output, `--timeout must be a positive integer (ms), got ${JSON.stringify(values.timeout)}`);
+  const host = values.host ?? '127.0.0.1';
+  if (host === '') return usage(output, '--host needs an address');
+
+  const target = values.socket !== undefined ? `unix:${values.socket}` : `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const started = performance.now();
+  try {
+    const hello = await SpoeClient.healthCheck({ ...(values.socket !== undefined ? { path: values.socket } : { host, port }), timeoutMs });
+    const ms = Math.round(performance.now() - started);
+    if (!values.quiet) output.out(`healthy: ${target} answered AGENT-HELLO in ${ms} ms (SPOP ${hello.version}, max-frame-size ${hello.maxFrameSize})`);
+    return SpoeHealthExit.Healthy;
+  } catch (error) {
+    if (!values.quiet) output.err(`unhealthy: ${target}: ${(error as Error).message}`);
+    return SpoeHealthExit.Unhealthy;
+  }
+}
+
+function usage(output: SpoeHealthOutput, problem: string): SpoeHealthExit {
+  output.err(`spoe-health: ${problem}\n\n${USAGE.trimEnd()}`);
+  return SpoeHealthExit.Usage;
+}
+
+function integer(text: string, min: number, max: number): number | undefined {
+  if (!/^\d+$/.test(text)) return undefined;
+  const value = Number(text);
+  return value >= min && value <= max ? value : undefined;
+}
+
+if (require.main === module) {
+  runSpoeHealth(process.argv.slice(2)).then((code) => (process.exitCode = code));
+}

@@ -1,0 +1,3 @@
+// 'nestjs-spoe/health': the terminus integration, a subpath so that @nestjs/terminus stays an optional peer.
+export { SpoeHealthIndicator, SPOE_HEALTH_TIMEOUT_MS } from './spoe.health';
+export type { SpoeHealthCheckOptions } from './spoe.health';

@@ -1,0 +1,60 @@
+import { Injectable } from '@nestjs/common';
+import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { AddressInfo } from 'node:net';
+import { SpoeServer } from '../server/spoe.server';
+import { SpoeClient, SpoeClientOptions } from '../testing/spoe-client';
+
+/** Options of {@link SpoeHealthIndicator.isHealthy}. */
+export interface SpoeHealthCheckOptions {
+  /** Bound on the health-check HELLO (connect + AGENT-HELLO), in ms. Default {@link SPOE_HEALTH_TIMEOUT_MS}. */
+  timeoutMs?: number;
+}
+
+/** Default bound on the active probe. */
+export const SPOE_HEALTH_TIMEOUT_MS = 1000;
+
+/**
+ * Terminus indicator of the SPOE transport: up when the server listens and answers a health-check HELLO within the
+ * timeout; the details carry `listening`, `connections`, `inFlight` and the probe's outcome. Needs the
+ * {@link SpoeServer} in DI (`SpoeModule.forRoot`) and terminus' `HealthIndicatorService` (`TerminusModule`).
+ *
+ * ```ts
+ * @Get('ready') @HealthCheck()
+ * ready() { return this.health.check([() => this.spoe.isHealthy('spoe', { timeoutMs: 500 })]); }
+ * ```
+ */
+@Injectable()
+export class SpoeHealthIndicator {
+  constructor(
+    private readonly server: SpoeServer,
+    private readonly healthIndicatorService: HealthIndicatorService,
+  ) {}
+
+  async isHealthy<const Key extends string>(key: Key, options: SpoeHealthCheckOptions = {}): Promise<HealthIndicatorResult<Key>> {
+    const indicator = this.healthIndicatorService.check(key);
+    const { listening, connections, inFlight } = this.server.stats;
+    const stats = { listening, connections, inFlight };
+    if (!listening) return indicator.down({ ...stats, message: 'the SPOE server is not listening' });
+    const timeoutMs = options.timeoutMs ?? SPOE_HEALTH_TIMEOUT_MS;
+    const started = performance.now();
+    try {
+      const hello = await SpoeClient.healthCheck({ ...probeTarget(this.server.address), timeoutMs });
+      const probe = { version: hello.version, maxFrameSize: hello.maxFrameSize, ms: elapsed(started) };
+      return indicator.up({ ...stats, probe });
+    } catch (error) {
+      return indicator.down({ ...stats, probe: { ms: elapsed(started) }, message: `health-check HELLO failed: ${(error as Error).message}` });
+    }
+  }
+}
+
+/** Where to reach our own listener: a wildcard address is probed over loopback. */
+function probeTarget(address: AddressInfo | string | undefined): Pick<SpoeClientOptions, 'host' | 'port' | 'path'> {
+  if (typeof address === 'string') return { path: address };
+  if (!address) throw new Error('the SPOE server has no address');
+  const host = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
+  return { host, port: address.port };
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 100) / 100;
+}

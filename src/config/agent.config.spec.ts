@@ -1,0 +1,118 @@
+import { VarScope } from 'nestjs-spoe';
+import { AGENT_ENV, AgentConfigError, loadAgentConfig, redactUrl } from './agent.config';
+
+const problemsOf = (env: NodeJS.ProcessEnv): readonly string[] => {
+  try {
+    loadAgentConfig(env);
+  } catch (error) {
+    if (error instanceof AgentConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected an AgentConfigError');
+};
+
+describe('loadAgentConfig', () => {
+  it('runs with an empty environment: SPOE on 0.0.0.0:12345, HTTP on 3000, in-memory blocklist of 10.0.0.0/8', () => {
+    const config = loadAgentConfig({});
+    expect(config.spoe).toMatchObject({ host: '0.0.0.0', port: 12345, maxFrameSize: 16380, maxInFlightPerConnection: 64, handlerDeadlineMs: 1000 });
+    expect(config.spoe.path).toBeUndefined();
+    expect(config.http).toEqual({ host: '0.0.0.0', port: 3000 });
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.defaultBlocklist.map(String)).toEqual(['10.0.0.0/8']);
+    expect(config.shutdownGraceMs).toBe(5000);
+    expect(config.healthTimeoutMs).toBe(1000);
+    expect(config.logLevels).toEqual(['fatal', 'error', 'warn', 'log']);
+  });
+
+  it('reports handler failures to HAProxy as txn.<prefix>.agent_error', () => {
+    expect(loadAgentConfig({}).spoe.errorVariable).toEqual({ scope: VarScope.Transaction, name: 'agent_error' });
+  });
+
+  it('reads every variable', () => {
+    const config = loadAgentConfig({
+      SPOE_HOST: '127.0.0.1',
+      SPOE_PORT: '0',
+      SPOE_SOCKET: '/run/agent.sock',
+      SPOE_MAX_FRAME_SIZE: '65532',
+      SPOE_MAX_IN_FLIGHT: '8',
+      SPOE_HANDLER_DEADLINE_MS: '250',
+      SPOE_HELLO_TIMEOUT_MS: '100',
+      SPOE_IDLE_TIMEOUT_MS: '0',
+      SPOE_DRAIN_TIMEOUT_MS: '300',
+      HTTP_HOST: '::',
+      HTTP_PORT: '8081',
+      REDIS_URL: 'redis://:secret@redis:6379/2',
+      LOG_LEVEL: 'DEBUG',
+      SHUTDOWN_GRACE_MS: '0',
+      BLOCKLIST: ' 192.0.2.0/24 , 2001:db8::/32,,',
+      HEALTH_TIMEOUT_MS: '250',
+    });
+    expect(config.spoe).toMatchObject({
+      host: '127.0.0.1',
+      port: 0,
+      path: '/run/agent.sock',
+      maxFrameSize: 65532,
+      maxInFlightPerConnection: 8,
+      handlerDeadlineMs: 250,
+      helloTimeoutMs: 100,
+      idleTimeoutMs: 0,
+      drainTimeoutMs: 300,
+    });
+    expect(config.http).toEqual({ host: '::', port: 8081 });
+    expect(config.redisUrl).toBe('redis://:secret@redis:6379/2');
+    expect(config.logLevels).toEqual(['fatal', 'error', 'warn', 'log', 'debug']);
+    expect(config.shutdownGraceMs).toBe(0);
+    expect(config.defaultBlocklist.map(String)).toEqual(['192.0.2.0/24', '2001:db8::/32']);
+    expect(config.healthTimeoutMs).toBe(250);
+  });
+
+  it('takes an empty BLOCKLIST as no default entries', () => {
+    expect(loadAgentConfig({ BLOCKLIST: '' }).defaultBlocklist).toEqual([]);
+  });
+
+  it('treats empty SPOE_SOCKET and REDIS_URL as unset', () => {
+    const config = loadAgentConfig({ SPOE_SOCKET: '', REDIS_URL: ' ' });
+    expect(config.spoe.path).toBeUndefined();
+    expect(config.redisUrl).toBeUndefined();
+  });
+
+  it.each([
+    [{ SPOE_PORT: 'http' }, 'SPOE_PORT must be an integer in [0, 65535], got "http"'],
+    [{ SPOE_PORT: '65536' }, 'SPOE_PORT must be an integer in [0, 65535], got "65536"'],
+    [{ SPOE_PORT: '-1' }, 'SPOE_PORT must be an integer'],
+    [{ SPOE_PORT: '1.5' }, 'SPOE_PORT must be an integer'],
+    [{ HTTP_PORT: '' }, 'HTTP_PORT must be an integer in [0, 65535], got ""'],
+    [{ SPOE_MAX_FRAME_SIZE: '255' }, 'SPOE_MAX_FRAME_SIZE must be an integer in [256,'],
+    [{ SPOE_MAX_IN_FLIGHT: '0' }, 'SPOE_MAX_IN_FLIGHT must be an integer in [1,'],
+    [{ SPOE_HANDLER_DEADLINE_MS: '0' }, 'SPOE_HANDLER_DEADLINE_MS must be an integer in [1,'],
+    [{ SHUTDOWN_GRACE_MS: '5s' }, 'SHUTDOWN_GRACE_MS must be an integer'],
+    [{ HEALTH_TIMEOUT_MS: '0' }, 'HEALTH_TIMEOUT_MS must be an integer in [1,'],
+    [{ SPOE_HOST: ' ' }, 'SPOE_HOST must not be empty'],
+    [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL must be a redis:// or rediss:// URL, got "localhost:6379"'],
+    [{ REDIS_URL: 'http://redis' }, 'REDIS_URL must be a redis:// or rediss:// URL'],
+    [{ LOG_LEVEL: 'info' }, 'LOG_LEVEL must be one of fatal, error, warn, log, debug, verbose, got "info"'],
+    [{ BLOCKLIST: '10.0.0.1/8' }, 'BLOCKLIST: 10.0.0.1/8 has host bits set: did you mean 10.0.0.0/8?'],
+    [{ BLOCKLIST: 'nope' }, 'BLOCKLIST: not an IP address or CIDR: "nope"'],
+    [{ SPOE_PORT: '3000' }, 'HTTP_PORT and SPOE_PORT are both 3000'],
+  ])('rejects %j with a message naming the variable', (env, message) => {
+    expect(problemsOf(env).join('\n')).toContain(message);
+  });
+
+  it('lists every problem at once', () => {
+    const problems = problemsOf({ SPOE_PORT: 'x', HTTP_PORT: 'y', LOG_LEVEL: 'loud', REDIS_URL: 'nope' });
+    expect(problems).toHaveLength(4);
+    expect(() => loadAgentConfig({ SPOE_PORT: 'x', HTTP_PORT: 'y' })).toThrow(/^invalid configuration:\n {2}- SPOE_PORT .*\n {2}- HTTP_PORT /);
+  });
+
+  it('never shows the Redis password in a message', () => {
+    expect(problemsOf({ REDIS_URL: 'http://user:hunter2@redis' }).join()).not.toContain('hunter2');
+    expect(redactUrl('redis://:hunter2@redis:6379/0')).toBe('redis://:***@redis:6379/0');
+  });
+
+  it('documents every variable it reads', () => {
+    for (const [name, spec] of Object.entries(AGENT_ENV)) {
+      expect(spec.doc.length).toBeGreaterThan(10);
+      if (spec.default !== undefined) expect(() => loadAgentConfig({ [name]: spec.default })).not.toThrow();
+    }
+  });
+});

@@ -1,0 +1,43 @@
+import { Controller, Get, Inject } from '@nestjs/common';
+import { HealthCheck, HealthCheckResult, HealthCheckService, HealthIndicatorFunction } from '@nestjs/terminus';
+import { SpoeHealthIndicator } from 'nestjs-spoe/health';
+import { AGENT_CONFIG, type AgentConfig } from '../config/agent.config';
+import { BlocklistStore } from '../reputation/blocklist.store';
+import { RedisBlocklistStore } from '../reputation/redis-blocklist.store';
+import { Lifecycle } from './lifecycle';
+import { RedisHealthIndicator } from './redis.health';
+
+/**
+ * Liveness: the process answers (restart it when not). Readiness: it should get traffic — not shutting down, SPOE
+ * listening and answering a real health-check HELLO, and, with Redis, the shared blocklist reachable. 503 otherwise,
+ * with every indicator's details.
+ */
+@Controller('health')
+export class HealthController {
+  private readonly readiness: HealthIndicatorFunction[];
+
+  constructor(
+    private readonly health: HealthCheckService,
+    lifecycle: Lifecycle,
+    spoe: SpoeHealthIndicator,
+    redis: RedisHealthIndicator,
+    store: BlocklistStore,
+    @Inject(AGENT_CONFIG) config: AgentConfig,
+  ) {
+    const timeoutMs = config.healthTimeoutMs;
+    this.readiness = [() => lifecycle.check('lifecycle'), () => spoe.isHealthy('spoe', { timeoutMs })];
+    if (store instanceof RedisBlocklistStore) this.readiness.push(() => redis.isHealthy('redis', store, timeoutMs));
+  }
+
+  @Get('live')
+  @HealthCheck()
+  live(): Promise<HealthCheckResult> {
+    return this.health.check([]);
+  }
+
+  @Get('ready')
+  @HealthCheck()
+  ready(): Promise<HealthCheckResult> {
+    return this.health.check(this.readiness);
+  }
+}

@@ -1,0 +1,310 @@
+import { Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Redis } from 'ioredis';
+import { SpoeIp } from 'nestjs-spoe';
+import { randomUUID } from 'node:crypto';
+import { redactUrl } from '../config/agent.config';
+import { BlocklistEntry, BlocklistStore, CompiledBlocklist, makeEntry, NewBlocklistEntry } from './blocklist.store';
+import { Cidr } from './cidr';
+
+/** Bound on each Redis command (writes, reloads, PING). */
+const COMMAND_TIMEOUT_MS = 2000;
+/** How long a write waits for every subscribed agent to report that it applied the change. */
+const PROPAGATION_TIMEOUT_MS = 2000;
+/** Reconnection back-off: 100 ms, 200 ms, … capped at 2 s. */
+const retryStrategy = (attempt: number): number => Math.min(attempt * 100, 2000);
+
+const KEY_PREFIX = 'spoe:blocklist';
+
+/*
+ * Data model (KEY_PREFIX "spoe:blocklist"):
+ *   <prefix>:entries   HASH  cidr → {"reason","addedAt","expiresAt"} (JSON, epoch ms)
+ *   <prefix>:expiry    ZSET  cidr scored by expiresAt, for pruning without scanning the hash
+ *   <prefix>:version   INT   bumped by every change; its existence also means "seeded"
+ *   <prefix>:changed   channel: the new version, published by the write itself (same Lua script, atomic)
+ *   <prefix>:applied   channel: "<instance-id> <version>", published by each agent once its matcher has that version
+ */
+const ADD = `
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+for _, cidr in ipairs(expired) do redis.call('HDEL', KEYS[1], cidr) end
+if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] == '' then redis.call('ZREM', KEYS[2], ARGV[1]) else redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
+local version = redis.call('INCR', KEYS[3])
+return {version, redis.call('PUBLISH', ARGV[5], version)}
+`;
+
+const REMOVE = `
+local expiresAt = redis.call('ZSCORE', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return {0, 0, 0} end
+local live = 1
+if expiresAt and tonumber(expiresAt) <= tonumber(ARGV[2]) then live = 0 end
+local version = redis.call('INCR', KEYS[3])
+return {live, version, redis.call('PUBLISH', ARGV[3], version)}
+`;
+
+const SEED = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local version = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], version)
+return version
+`;
+
+interface StoredEntry {
+  reason?: string;
+  addedAt: number;
+  expiresAt: number | null;
+}
+
+interface Waiter {
+  readonly version: number;
+  readonly subscribers: number;
+  readonly done: () => void;
+}
+
+/** What the Redis health indicator reports. */
+export interface RedisBlocklistStatus {
+  /** Both connections (commands and pub/sub) are ready. */
+  readonly connected: boolean;
+  readonly command: string;
+  readonly subscriber: string;
+  /** Version of the blocklist this instance's matcher holds. */
+  readonly version: number;
+  readonly entries: number;
+}
+
+/**
+ * The blocklist in Redis, shared by every agent instance.
+ *
+ * Lookups never touch Redis: each instance answers `find` from a compiled matcher in memory, so a NOTIFY costs a few
+ * hash lookups whatever Redis' latency, and keeps being answered (from the last version) while Redis is away. Every
+ * write runs as one Lua script that changes the data, bumps a version counter and publishes it; each instance reloads
+ * its matcher on that message (and on every reconnection, when messages may have been missed) and acknowledges the
+ * version it now holds. A write resolves once every subscribed instance acknowledged it, so the next NOTIFY, on any
+ * instance, sees the change.
+ */
+export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit, OnApplicationShutdown {
+  /** Identifies this instance in acknowledgements. */
+  readonly instanceId = randomUUID();
+  private readonly log = new Logger(RedisBlocklistStore.name);
+  private readonly redis: Redis;
+  private readonly subscriber: Redis;
+  private readonly keys: { entries: string; expiry: string; version: string; changed: string; applied: string };
+  private blocklist = new CompiledBlocklist();
+  private version = 0;
+  private reloading: Promise<void> | undefined;
+  private reloadAgain = false;
+  private readonly acknowledged = new Map<string, number>();
+  private readonly waiters = new Set<Waiter>();
+  private started = false;
+  private warnedDown = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly defaults: readonly Cidr[] = [],
+  ) {
+    super();
+    this.keys = {
+      entries: `${KEY_PREFIX}:entries`,
+      expiry: `${KEY_PREFIX}:expiry`,
+      version: `${KEY_PREFIX}:version`,
+      changed: `${KEY_PREFIX}:changed`,
+      applied: `${KEY_PREFIX}:applied`,
+    };
+    const common = { lazyConnect: true, retryStrategy, connectionName: 'nestjs-spoe-agent' };
+    // Without an offline queue a command fails at once while Redis is away, instead of hanging an admin request.
+    this.redis = new Redis(url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: COMMAND_TIMEOUT_MS });
+    this.subscriber = new Redis(url, common);
+  }
+
+  async onModuleInit(): Promise<void> {
+    for (const connection of [this.redis, this.subscriber]) {
+      connection.on('error', (error: Error) => this.onConnectionError(error));
+      connection.on('ready', () => this.onReady());
+    }
+    this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
+    try {
+      await Promise.all([this.redis.connect(), this.subscriber.connect()]);
+      await this.subscriber.subscribe(this.keys.changed, this.keys.applied);
+      await this.seed();
+      await this.reload();
+    } catch (error) {
+      this.redis.disconnect();
+      this.subscriber.disconnect();
+      throw new Error(`cannot use Redis at ${redactUrl(this.url)}: ${(error as Error).message}`, { cause: error });
+    }
+    this.started = true;
+    this.log.log(`blocklist in Redis at ${redactUrl(this.url)}: version ${this.version}, ${this.blocklist.size} entries`);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.started = false;
+    for (const waiter of this.waiters) waiter.done();
+    await Promise.all([this.redis, this.subscriber].map((c) => c.quit().catch(() => c.disconnect())));
+  }
+
+  find(ip: SpoeIp): BlocklistEntry | undefined {
+    return this.blocklist.find(ip);
+  }
+
+  async list(): Promise<BlocklistEntry[]> {
+    const { entries } = await this.snapshot();
+    return new CompiledBlocklist(entries).live();
+  }
+
+  async add(input: NewBlocklistEntry): Promise<BlocklistEntry> {
+    const entry = makeEntry(input);
+    const stored: StoredEntry = { ...(entry.reason !== undefined && { reason: entry.reason }), addedAt: entry.addedAt, expiresAt: entry.expiresAt ?? null };
+    const [version, subscribers] = (await this.redis.eval(
+      ADD,
+      3,
+      this.keys.entries,
+      this.keys.expiry,
+      this.keys.version,
+      entry.cidr.toString(),
+      JSON.stringify(stored),
+      entry.addedAt,
+      entry.expiresAt ?? '',
+      this.keys.changed,
+    )) as [number, number];
+    await this.propagated(version, subscribers);
+    return entry;
+  }
+
+  async remove(cidr: Cidr): Promise<boolean> {
+    const [live, version, subscribers] = (await this.redis.eval(REMOVE, 3, this.keys.entries, this.keys.expiry, this.keys.version, cidr.toString(), Date.now(), this.keys.changed)) as [
+      number,
+      number,
+      number,
+    ];
+    if (version > 0) await this.propagated(version, subscribers);
+    return live === 1;
+  }
+
+  /** Round-trip time of a PING on the command connection, in ms. */
+  async ping(): Promise<number> {
+    const started = performance.now();
+    await this.redis.ping();
+    return Math.round((performance.now() - started) * 100) / 100;
+  }
+
+  get status(): RedisBlocklistStatus {
+    return {
+      connected: this.redis.status === 'ready' && this.subscriber.status === 'ready',
+      command: this.redis.status,
+      subscriber: this.subscriber.status,
+      version: this.version,
+      entries: this.blocklist.size,
+    };
+  }
+
+  private async seed(): Promise<void> {
+    const now = Date.now();
+    const pairs = this.defaults.flatMap((cidr) => [cidr.toString(), JSON.stringify({ reason: 'default blocklist', addedAt: now, expiresAt: null } satisfies StoredEntry)]);
+    const version = (await this.redis.eval(SEED, 2, this.keys.entries, this.keys.version, this.keys.changed, ...pairs)) as number;
+    if (version > 0) this.log.log(`seeded the shared blocklist with ${this.defaults.length} default entries`);
+  }
+
+  /** Reloads the matcher; concurrent requests share one reload, and a request during a reload causes one more. */
+  private requestReload(): Promise<void> {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      do {
+        this.reloadAgain = false;
+        await this.reload();
+      } while (this.reloadAgain);
+    })().finally(() => (this.reloading = undefined));
+    return this.reloading;
+  }
+
+  private async reload(): Promise<void> {
+    const { version, entries } = await this.snapshot();
+    // Reloads run one at a time, so a smaller version means Redis lost its data (a restart without persistence).
+    if (version < this.version) {
+      this.log.warn(`blocklist version went back from ${this.version} to ${version} (Redis lost its data): following Redis`);
+      this.acknowledged.clear();
+    }
+    this.blocklist = new CompiledBlocklist(entries);
+    this.version = version;
+    await this.redis.publish(this.keys.applied, `${this.instanceId} ${version}`);
+  }
+
+  private async snapshot(): Promise<{ version: number; entries: BlocklistEntry[] }> {
+    const results = await this.redis.multi().get(this.keys.version).hgetall(this.keys.entries).exec();
+    if (!results) throw new Error('the blocklist snapshot transaction was aborted');
+    const [[versionError, version], [entriesError, hash]] = results as [[Error | null, string | null], [Error | null, Record<string, string>]];
+    if (versionError ?? entriesError) throw versionError ?? entriesError;
+    const entries: BlocklistEntry[] = [];
+    for (const [cidr, json] of Object.entries(hash)) {
+      try {
+        const stored = JSON.parse(json) as StoredEntry;
+        entries.push({ cidr: Cidr.parse(cidr), reason: stored.reason, addedAt: stored.addedAt, expiresAt: stored.expiresAt ?? undefined });
+      } catch (error) {
+        this.log.warn(`ignoring the blocklist entry ${JSON.stringify(cidr)} in Redis: ${(error as Error).message}`);
+      }
+    }
+    return { version: Number(version ?? 0), entries };
+  }
+
+  /** Resolves once this instance's matcher and `subscribers` instances in all hold `version` (or after a timeout). */
+  private async propagated(version: number, subscribers: number): Promise<void> {
+    await this.requestReload();
+    if (this.acknowledgedCount(version) >= subscribers) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.warn(`blocklist version ${version}: ${this.acknowledgedCount(version)} of ${subscribers} agents acknowledged it within ${PROPAGATION_TIMEOUT_MS} ms`);
+        waiter.done();
+      }, PROPAGATION_TIMEOUT_MS);
+      const waiter: Waiter = {
+        version,
+        subscribers,
+        done: () => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve();
+        },
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  private acknowledgedCount(version: number): number {
+    let count = 0;
+    for (const applied of this.acknowledged.values()) if (applied >= version) count++;
+    return count;
+  }
+
+  private onMessage(channel: string, message: string): void {
+    if (channel === this.keys.changed) {
+      if (Number(message) !== this.version) this.requestReload().catch((error: Error) => this.log.warn(`blocklist reload failed: ${error.message}`));
+      return;
+    }
+    if (channel !== this.keys.applied) return;
+    const [instance, text] = message.split(' ');
+    const version = Number(text);
+    if (!instance || !Number.isInteger(version)) return;
+    if ((this.acknowledged.get(instance) ?? 0) < version) this.acknowledged.set(instance, version);
+    for (const waiter of this.waiters) if (this.acknowledgedCount(waiter.version) >= waiter.subscribers) waiter.done();
+  }
+
+  private onReady(): void {
+    if (!this.started) return;
+    if (this.warnedDown) this.log.log(`reconnected to Redis at ${redactUrl(this.url)}`);
+    this.warnedDown = false;
+    // Changes published while a connection was down were missed: catch up. A Redis that came back empty is seeded
+    // again, as at startup.
+    this.seed()
+      .then(() => this.requestReload())
+      .catch((error: Error) => this.log.debug(`blocklist reload after reconnection failed: ${error.message}`));
+  }
+
+  private onConnectionError(error: Error): void {
+    if (!this.started || this.warnedDown) return;
+    this.warnedDown = true;
+    this.log.warn(`Redis at ${redactUrl(this.url)} unavailable (${error.message}): serving blocklist version ${this.version} until it is back`);
+  }
+}

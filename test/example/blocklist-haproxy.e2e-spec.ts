@@ -1,0 +1,96 @@
+// The whole path with real processes: HAProxy 3.2 configured with deploy/haproxy (the SPOE filter), two agent
+// instances behind it sharing a real redis-server, and an HTTP backend. Changes made through the admin API decide the
+// very next request, whichever agent HAProxy asks.
+import { SpoeIp } from 'nestjs-spoe';
+import { SpoeClient } from 'nestjs-spoe/testing';
+import { join } from 'node:path';
+import { cleanupAll, freePort, HaproxyBinary, HaproxyProcess, httpRequest, HttpResponse, isSpopMux, makeTempDir, resolveHaproxyBinaries, showStat } from '../support/haproxy';
+import { HttpBackend, startHttpBackend } from '../support/http-backend';
+import { api, deployFile, RedisServer, redisAvailable, renderConfig, startTestAgent, TestAgent } from './support/example';
+
+jest.setTimeout(90_000);
+
+const haproxy32 = (): HaproxyBinary | undefined => {
+  const { binaries, failures, skipReason } = resolveHaproxyBinaries(['3.2']);
+  if (failures.length > 0) throw new Error(failures.map((f) => f.message).join('\n'));
+  if (skipReason !== undefined) console.warn(`[example e2e] HAProxy tests skipped: ${skipReason}`);
+  return binaries.find((b) => isSpopMux(b.version));
+};
+const binary = redisAvailable() ? haproxy32() : undefined;
+const describeIf = binary ? describe : describe.skip;
+
+describeIf('example agent behind HAProxy (deploy/haproxy), two instances sharing Redis', () => {
+  let redis: RedisServer;
+  const agents: TestAgent[] = [];
+  let backend: HttpBackend;
+  let port: number;
+  let statsSocket: string;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    for (let i = 0; i < 2; i++) agents.push(await startTestAgent({ REDIS_URL: redis.url }));
+    backend = await startHttpBackend();
+    port = await freePort(['127.0.0.1']);
+    const vars = { HAPROXY_BIND: `127.0.0.1:${port}`, AGENT_ADDR: `127.0.0.1:${agents[0].spoePort}`, BACKEND_ADDR: `127.0.0.1:${backend.port}`, SPOE_CONF: 'spoe.conf' };
+    const dir = makeTempDir();
+    statsSocket = join(dir, 'stats.sock');
+    // The deployed configuration, plus a second agent server and a stats socket to see which agents answered.
+    const config = renderConfig(deployFile('haproxy.cfg'), vars)
+      .replace(/^(\s*)server agent1 (.*)$/m, (line, indent: string) => `${line}\n${indent}server agent2 127.0.0.1:${agents[1].spoePort} check`)
+      .replace(/^global\n/m, `global\n    stats socket ${statsSocket} level admin\n`);
+    expect(config).toContain('server agent2');
+    await HaproxyProcess.start({ binary: binary!, dir, files: { 'haproxy.cfg': config, 'spoe.conf': deployFile('spoe.conf') }, statsSocket, waitForTcp: [{ host: '127.0.0.1', port }] });
+  });
+  afterAll(async () => {
+    for (const agent of agents) await agent.close();
+    await backend?.close();
+    await redis?.stop();
+    await cleanupAll();
+  });
+
+  const get = (headers: Record<string, string> = {}): Promise<HttpResponse> => httpRequest({ host: '127.0.0.1', port, path: '/', headers });
+  /** Several requests, so that both agents answer some (HAProxy balances the SPOP streams over both servers). */
+  const statuses = async (headers: Record<string, string> = {}, n = 6): Promise<number[]> => {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push((await get(headers)).status);
+    return out;
+  };
+
+  it('serves a clean client with the score header (X-IP-Score: 0), to the client and to the backend', async () => {
+    const response = await get();
+    expect(response.status).toBe(200);
+    expect(response.headers['x-ip-score']).toBe('0');
+    expect(JSON.parse(response.body).headers['x-ip-score']).toBe('0');
+  });
+
+  it('denies a source in the default blocklist (10.0.0.0/8, set with X-Forwarded-For) with 403', async () => {
+    expect(await statuses({ 'x-forwarded-for': '10.1.2.3' })).toEqual(Array(6).fill(403));
+  });
+
+  it('denies the next request once the client address is added through the admin API, and serves it once removed', async () => {
+    expect((await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '127.0.0.1/32', reason: 'test' })).status).toBe(201);
+    expect(await statuses()).toEqual(Array(6).fill(403));
+    expect((await api(agents[1].httpUrl, 'DELETE', '/blocklist?cidr=127.0.0.1/32')).status).toBe(204);
+    expect(await statuses()).toEqual(Array(6).fill(200));
+  });
+
+  it('denies IPv6 sources in an IPv6 network added through the admin API', async () => {
+    expect(await statuses({ 'x-forwarded-for': '2001:db8::7' }, 2)).toEqual([200, 200]);
+    expect((await api(agents[1].httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32' })).status).toBe(201);
+    expect(await statuses({ 'x-forwarded-for': '2001:db8::7' })).toEqual(Array(6).fill(403));
+  });
+
+  it('had both agents answer (the decisions above did not all come from one instance)', async () => {
+    const rows = (await showStat(statsSocket)).filter((row) => row.pxname === 'spoe-agents' && row.svname.startsWith('agent'));
+    expect(rows.map((row) => row.svname).sort()).toEqual(['agent1', 'agent2']);
+    for (const row of rows) expect(Number(row.stot)).toBeGreaterThan(0);
+  });
+
+  it('shows the same decision when asked directly over SPOP, on either instance', async () => {
+    for (const agent of agents) {
+      const client = await SpoeClient.connect({ port: agent.spoePort });
+      expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('2001:db8::7') }))[0].value).toBe(100);
+      await client.close();
+    }
+  });
+});

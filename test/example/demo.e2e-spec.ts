@@ -1,0 +1,150 @@
+// `npm start`, run for real: it builds, then scripts/demo.ts starts HAProxy 3.2, the agent and a backend on free ports;
+// the commands it prints work; Ctrl-C (SIGINT to its process group, as a terminal sends it) stops everything.
+import { ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { httpRequest, resolveHaproxyBinaries, waitFor } from '../support/haproxy';
+import { ensureBuilt, REPO_ROOT } from './support/example';
+
+jest.setTimeout(180_000);
+
+const hasCurl = (() => {
+  try {
+    execFileSync('curl', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const { skipReason } = resolveHaproxyBinaries(['3.2']);
+const describeIf = skipReason === undefined ? describe : describe.skip;
+
+const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const accepts = (port: number): Promise<boolean> =>
+  new Promise((done) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once('error', () => done(false));
+  });
+const sh = (command: string): Promise<string> =>
+  new Promise((done, fail) => execFile('sh', ['-c', command], { timeout: 10_000 }, (error, stdout) => (error ? fail(error) : done(stdout))));
+
+describeIf('npm start (scripts/demo.ts)', () => {
+  let demo: ChildProcess;
+  let output = '';
+  /** Resolves when every process of the demo closed its output: npm, the launcher and what it started. */
+  let finished: Promise<void>;
+  const ports = { haproxy: 0, spoe: 0, http: 0, backend: 0 };
+  const pids = { haproxy: 0, agent: 0 };
+  let tries: string[] = [];
+  let wasFree8080 = false;
+  let finishedAlready = false;
+
+  beforeAll(async () => {
+    // Build first under the shared lock (other test files may be building); `npm start` then finds it up to date.
+    ensureBuilt();
+    wasFree8080 = !(await accepts(8080));
+    // In its own process group, as a terminal runs a command, so that Ctrl-C can go to the whole group.
+    demo = spawn('npm', ['start'], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    demo.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    demo.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    finished = Promise.all([new Promise((done) => demo.stdout!.once('close', done)), new Promise((done) => demo.stderr!.once('close', done))]).then(() => undefined);
+    let gone = false;
+    void finished.then(() => (gone = true));
+    await waitFor(
+      'the demo to print what to try',
+      () => {
+        if (gone) throw new Error(`the demo exited:\n${output}`);
+        return output.includes('Ctrl-C stops everything.');
+      },
+      120_000,
+      100,
+    );
+    const match = (pattern: RegExp): RegExpExecArray => {
+      const m = pattern.exec(output);
+      if (!m) throw new Error(`no ${pattern} in the demo output:\n${output}`);
+      return m;
+    };
+    [, ports.haproxy, pids.haproxy] = match(/^ {2}HAProxy 3\.2 +http:\/\/localhost:(\d+) +pid (\d+)/m).map(Number);
+    [, ports.spoe, pids.agent] = match(/^ {2}agent SPOE +127\.0\.0\.1:(\d+) +pid (\d+)/m).map(Number);
+    ports.http = Number(match(/^ {2}agent HTTP +http:\/\/localhost:(\d+)/m)[1]);
+    ports.backend = Number(match(/^ {2}backend +http:\/\/127\.0\.0\.1:(\d+)/m)[1]);
+    tries = output
+      .slice(output.indexOf('Try:\n'))
+      .split('\n')
+      .filter((line) => line.startsWith('  curl '))
+      .map((line) => line.trim());
+  });
+  afterAll(async () => {
+    if (!finishedAlready) {
+      process.kill(-demo.pid!, 'SIGKILL');
+      await finished;
+    }
+    for (const pid of Object.values(pids)) if (pid && isRunning(pid)) process.kill(pid, 'SIGKILL');
+  });
+
+  it('starts HAProxy 3.2, the agent and a backend on local ports (HAProxy on 8080 when it is free)', async () => {
+    if (wasFree8080) expect(ports.haproxy).toBe(8080);
+    expect(Object.values(ports).every((p) => p > 0)).toBe(true);
+    expect(new Set(Object.values(ports)).size).toBe(4);
+    for (const port of Object.values(ports)) expect(await accepts(port)).toBe(true);
+    expect(isRunning(pids.haproxy) && isRunning(pids.agent)).toBe(true);
+  });
+
+  it('scores a request through HAProxy: 200 with X-IP-Score: 0, the backend answering', async () => {
+    const response = await httpRequest({ host: '127.0.0.1', port: ports.haproxy, path: '/' });
+    expect(response.status).toBe(200);
+    expect(response.headers['x-ip-score']).toBe('0');
+    expect(response.body).toBe('Hello from the demo backend. X-IP-Score seen here: 0\n');
+  });
+
+  it('denies X-Forwarded-For: 10.1.2.3 with 403', async () => {
+    expect((await httpRequest({ host: '127.0.0.1', port: ports.haproxy, path: '/', headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
+  });
+
+  (hasCurl ? it : it.skip)('prints curl commands that do what their comments say', async () => {
+    expect(tries).toHaveLength(7);
+    const [clean, forwarded, list, block, blocked, unblock, ready] = tries;
+    expect(await sh(clean)).toMatch(/^HTTP\/1\.1 200 [\s\S]*x-ip-score: 0\r\n/im);
+    expect(await sh(forwarded)).toMatch(/^HTTP\/1\.1 403 /);
+    expect(JSON.parse(await sh(list))).toEqual([expect.objectContaining({ cidr: '10.0.0.0/8' })]);
+    expect(JSON.parse(await sh(block))).toMatchObject({ cidr: '127.0.0.1/32', expiresAt: expect.any(String) });
+    expect(await sh(blocked)).toMatch(/^HTTP\/1\.1 403 /);
+    expect(await sh(unblock)).toMatch(/^HTTP\/1\.1 204 /);
+    expect(await sh(clean)).toMatch(/^HTTP\/1\.1 200 /);
+    expect(JSON.parse(await sh(ready))).toMatchObject({ status: 'ok', details: { spoe: { status: 'up', listening: true } } });
+  });
+
+  it('denies the next request once 127.0.0.1/32 is added through the admin API', async () => {
+    const post = await httpRequest({
+      host: '127.0.0.1',
+      port: ports.http,
+      path: '/blocklist',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cidr: '127.0.0.1/32' }),
+    });
+    expect(post.status).toBe(201);
+    expect((await httpRequest({ host: '127.0.0.1', port: ports.haproxy, path: '/' })).status).toBe(403);
+  });
+
+  it('stops everything it started on Ctrl-C (SIGINT to the process group)', async () => {
+    process.kill(-demo.pid!, 'SIGINT');
+    await finished;
+    finishedAlready = true;
+    expect(output).toContain('stopping…\n');
+    expect(output).toContain('stopped: HAProxy, agent and backend\n');
+    expect(output).not.toMatch(/exited unexpectedly|demo failed/);
+    expect([isRunning(pids.haproxy), isRunning(pids.agent)]).toEqual([false, false]);
+    for (const port of Object.values(ports)) expect(await accepts(port)).toBe(false);
+  });
+});

@@ -1,0 +1,176 @@
+// The README's example-agent sections, run: every code block there is a file here (test/example/readme/*.ts,
+// deploy/haproxy/*), marked in the README with `<!-- snippet: path -->`; this file runs those files and checks that the
+// README still shows them verbatim. The configuration table is checked against AGENT_ENV.
+import { INestApplication, Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { SpoeIp, SpoeServer } from 'nestjs-spoe';
+import { SpoeClient } from 'nestjs-spoe/testing';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { tryCommands } from '../../scripts/demo';
+import { AGENT_ENV, loadAgentConfig } from '../../src/config/agent.config';
+import { bootstrap } from './readme/existing-app';
+import { HealthAppModule } from './readme/health';
+import { cleanupAll, freePort, HaproxyProcess, httpRequest, resolveHaproxyBinaries } from '../support/haproxy';
+import { HttpBackend, startHttpBackend } from '../support/http-backend';
+import { api, deployFile, ensureBuilt, REPO_ROOT, renderConfig, startTestAgent, TestAgent } from './support/example';
+
+jest.setTimeout(120_000);
+
+/** README.md, or the file named by README_SNIPPETS (to check a draft before it is merged). */
+const readmePath = process.env.README_SNIPPETS ?? join(REPO_ROOT, 'README.md');
+const readme = existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : '';
+
+describe('README: adding SPOE to an existing Nest app (test/example/readme/existing-app.ts)', () => {
+  let app: INestApplication;
+  let spoePort: number;
+  let httpPort: number;
+
+  beforeAll(async () => {
+    [spoePort, httpPort] = [await freePort(['127.0.0.1']), await freePort(['127.0.0.1'])];
+    process.env.SPOE_PORT = String(spoePort);
+    process.env.PORT = String(httpPort);
+    Logger.overrideLogger(['error']);
+    app = await bootstrap();
+  });
+  afterAll(async () => {
+    await app?.close();
+    delete process.env.SPOE_PORT;
+    delete process.env.PORT;
+  });
+
+  it('answers check-client-ip over SPOP', async () => {
+    const client = await SpoeClient.connect({ port: spoePort });
+    expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') }))[0]).toMatchObject({ name: 'ip_score', value: 100 });
+    expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('::ffff:192.0.2.1') }))[0]).toMatchObject({ name: 'ip_score', value: 0 });
+    await client.close();
+  });
+
+  it('serves HTTP on the same app', async () => {
+    expect((await httpRequest({ host: '127.0.0.1', port: httpPort, path: '/nothing-here' })).status).toBe(404);
+  });
+});
+
+describe('README: health (test/example/readme/health.ts)', () => {
+  let app: INestApplication;
+  let url: string;
+
+  beforeAll(async () => {
+    process.env.SPOE_PORT = String(await freePort(['127.0.0.1']));
+    app = await NestFactory.create(HealthAppModule, { logger: ['error'] });
+    app.connectMicroservice({ strategy: app.get(SpoeServer) }, { inheritAppConfig: true });
+    await app.startAllMicroservices();
+    await app.listen(0, '127.0.0.1');
+    url = await app.getUrl();
+    delete process.env.SPOE_PORT;
+  });
+  afterAll(() => app?.close());
+
+  it('is live and ready, with the SPOE details and the probe', async () => {
+    expect((await api(url, 'GET', '/health/live')).status).toBe(200);
+    const { status, body } = await api<{ details: { spoe: Record<string, unknown> } }>(url, 'GET', '/health/ready');
+    expect(status).toBe(200);
+    expect(body.details.spoe).toMatchObject({ status: 'up', listening: true, connections: 0, inFlight: 0, probe: { version: '2.0' } });
+  });
+
+  it('turns readiness 503 once the SPOE server is closed', async () => {
+    await app.get(SpoeServer).close();
+    const { status, body } = await api<{ error: { spoe: Record<string, unknown> } }>(url, 'GET', '/health/ready');
+    expect(status).toBe(503);
+    expect(body.error.spoe).toMatchObject({ status: 'down', listening: false, message: 'the SPOE server is not listening' });
+  });
+});
+
+describe('README: HAProxy configuration snippets (deploy/haproxy), with the example agent', () => {
+  const { binaries, skipReason } = resolveHaproxyBinaries();
+  const cases = [
+    // 2.x: SPOP over a `mode tcp` backend (still the way on 3.0).
+    { versions: ['2.6', '3.0'], cfg: 'haproxy-2.x.cfg', spoe: 'spoe-2.x.conf' },
+    // 3.1+: `mode spop` backend.
+    { versions: ['3.2', '3.4'], cfg: 'haproxy.cfg', spoe: 'spoe.conf' },
+  ].flatMap(({ versions, cfg, spoe }) => binaries.filter((b) => versions.includes(b.version)).map((binary) => ({ binary, cfg, spoe, label: `${cfg} on HAProxy ${binary.fullVersion}` })));
+  if (skipReason !== undefined) console.warn(`[example e2e] HAProxy snippet tests skipped: ${skipReason}`);
+
+  let agent: TestAgent;
+  let backend: HttpBackend;
+  beforeAll(async () => {
+    agent = await startTestAgent();
+    backend = await startHttpBackend();
+  });
+  afterAll(async () => {
+    await agent?.close();
+    await backend?.close();
+    await cleanupAll();
+  });
+
+  (cases.length > 0 ? it.each(cases) : it.skip.each([{ label: 'no HAProxy' }]))('$label: scores and denies', async (c) => {
+    const { binary, cfg, spoe } = c as (typeof cases)[number];
+    const port = await freePort(['127.0.0.1']);
+    const vars = { HAPROXY_BIND: `127.0.0.1:${port}`, AGENT_ADDR: `127.0.0.1:${agent.spoePort}`, BACKEND_ADDR: `127.0.0.1:${backend.port}`, SPOE_CONF: spoe };
+    const haproxy = await HaproxyProcess.start({ binary, files: { 'haproxy.cfg': renderConfig(deployFile(cfg), vars), [spoe]: deployFile(spoe) }, waitForTcp: [{ host: '127.0.0.1', port }] });
+    try {
+      const clean = await httpRequest({ host: '127.0.0.1', port });
+      expect([clean.status, clean.headers['x-ip-score']]).toEqual([200, '0']);
+      expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
+      // HAProxy 3.4 warns about running as root, which the tests do (the official image does not).
+      expect(haproxy.problems().filter((line) => !/was started as (root|the root user)/.test(line))).toEqual([]);
+    } finally {
+      await haproxy.stop();
+    }
+  });
+});
+
+describe('README: the example sections show the tested files verbatim', () => {
+  const marked = [...readme.matchAll(/<!-- snippet: (\S+) -->\s*```\w*\n([\s\S]*?)```/g)].map((m) => ({ path: m[1], block: m[2] }));
+  const check = marked.length > 0 ? it.each(marked) : it.skip.each([{ path: `(no snippet markers in ${readmePath} yet)`, block: '' }]);
+
+  check('$path', ({ path, block }) => {
+    const file = readFileSync(join(REPO_ROOT, path), 'utf8');
+    const lines = (text: string): string => text.split('\n').map((l) => l.trimEnd()).join('\n').trim();
+    expect(lines(file)).toContain(lines(block));
+  });
+
+  // Shell blocks (`<!-- commands -->`): each line is one the tests run, or the script they run.
+  const commands = [...readme.matchAll(/<!-- commands -->\s*```sh\n([\s\S]*?)```/g)]
+    .flatMap((m) => m[1].split('\n'))
+    .map((line) => line.replace(/\s{2,}#.*$/, '').trim())
+    .filter((line) => line.length > 0);
+  const scripts = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+  const demoCommands = tryCommands('localhost:8080', 'localhost:3000').map(([command]) => command);
+  (commands.length > 0 ? it.each(commands) : it.skip.each(['(no commands blocks yet)']))('%s', (line) => {
+    const env: Record<string, string> = {};
+    let rest = line;
+    for (let m = /^([A-Z_]+)=(\S*) /.exec(rest); m; m = /^([A-Z_]+)=(\S*) /.exec(rest)) {
+      env[m[1]] = m[2];
+      rest = rest.slice(m[0].length);
+    }
+    for (const name of Object.keys(env)) expect(Object.keys(AGENT_ENV)).toContain(name);
+    expect(() => loadAgentConfig(env)).not.toThrow();
+    if (rest === 'npm install') return;
+    if (rest === 'npm start') return expect(scripts.start).toBe('npm run build && node -r @swc-node/register scripts/demo.ts'); // demo.e2e-spec
+    if (rest === 'npm run start:agent') return expect(scripts['start:agent']).toBe('npm run build && node dist/main.js'); // agent-process.e2e-spec
+    if (rest === 'docker compose up --build') return expect(existsSync(join(REPO_ROOT, 'docker-compose.yml'))).toBe(true); // deploy.e2e-spec
+    if (rest.startsWith('curl ')) return expect(demoCommands).toContain(rest); // printed by the demo, run by demo.e2e-spec
+    if (rest.startsWith('node libs/spoe/dist/cli/spoe-health.js ')) {
+      ensureBuilt();
+      // Healthy (0) or not (1) depending on what listens here; never a usage error (2).
+      let code = 0;
+      try {
+        execFileSync('sh', ['-c', rest], { cwd: REPO_ROOT, stdio: 'ignore' });
+      } catch (error) {
+        code = (error as { status: number }).status;
+      }
+      return expect([0, 1]).toContain(code);
+    }
+    throw new Error(`no test covers the README command: ${line}`);
+  });
+
+  (readme.includes('<!-- example:configuration -->') ? it : it.skip)('documents every variable of AGENT_ENV with its default', () => {
+    for (const [name, spec] of Object.entries(AGENT_ENV)) {
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
+      expect(row).toBeDefined();
+      expect(row).toContain(spec.default === undefined ? '| — |' : `| \`${spec.default}\` |`);
+    }
+  });
+});

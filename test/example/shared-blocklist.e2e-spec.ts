@@ -1,0 +1,79 @@
+// Two agent instances sharing one real redis-server: a change made through either admin API is seen by the next
+// NOTIFY on both, as soon as the call returns.
+import { SpoeIp } from 'nestjs-spoe';
+import { SpoeClient } from 'nestjs-spoe/testing';
+import { cleanupAll } from '../support/haproxy';
+import { api, RedisServer, redisAvailable, startTestAgent, TestAgent } from './support/example';
+
+jest.setTimeout(60_000);
+
+const describeRedis = redisAvailable() ? describe : describe.skip;
+
+describeRedis('example agent: blocklist shared through Redis', () => {
+  let redis: RedisServer;
+  const agents: TestAgent[] = [];
+  const clients: SpoeClient[] = [];
+
+  const startAgent = async (env: Record<string, string> = {}): Promise<{ agent: TestAgent; client: SpoeClient }> => {
+    const agent = await startTestAgent({ REDIS_URL: redis.url, ...env });
+    agents.push(agent);
+    const client = await SpoeClient.connect({ port: agent.spoePort });
+    clients.push(client);
+    return { agent, client };
+  };
+  const score = async (client: SpoeClient, ip: string): Promise<unknown> => (await client.notify('check-client-ip', { ip: SpoeIp.parse(ip) }))[0]?.value;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    for (const agent of agents) await agent.close();
+    await redis?.stop();
+    await cleanupAll();
+  });
+
+  it('seeds the default blocklist once: a later instance does not re-add what was removed', async () => {
+    const a = await startAgent();
+    expect(await score(a.client, '10.1.2.3')).toBe(100);
+    expect((await api(a.agent.httpUrl, 'DELETE', '/blocklist?cidr=10.0.0.0/8')).status).toBe(204);
+    const b = await startAgent({ BLOCKLIST: '10.0.0.0/8,192.0.2.0/24' });
+    expect(await score(b.client, '10.1.2.3')).toBe(0);
+    expect(await score(b.client, '192.0.2.1')).toBe(0);
+    expect((await api(b.agent.httpUrl, 'GET', '/blocklist')).body).toEqual([]);
+  });
+
+  it('agrees on both instances at the next NOTIFY after a POST to either one', async () => {
+    const [a, b] = [{ agent: agents[0], client: clients[0] }, { agent: agents[1], client: clients[1] }];
+    expect((await api(a.agent.httpUrl, 'POST', '/blocklist', { cidr: '203.0.113.0/24', reason: 'from a' })).status).toBe(201);
+    expect([await score(a.client, '203.0.113.5'), await score(b.client, '203.0.113.5')]).toEqual([100, 100]);
+
+    expect((await api(b.agent.httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32', reason: 'from b' })).status).toBe(201);
+    expect([await score(a.client, '2001:db8::1'), await score(b.client, '2001:db8::1')]).toEqual([100, 100]);
+
+    expect((await api(b.agent.httpUrl, 'DELETE', '/blocklist?cidr=203.0.113.0/24')).status).toBe(204);
+    expect([await score(a.client, '203.0.113.5'), await score(b.client, '203.0.113.5')]).toEqual([0, 0]);
+  });
+
+  it('lists the same entries on every instance', async () => {
+    const [listA, listB] = await Promise.all(agents.map(async (agent) => (await api<Array<{ cidr: string; reason: string }>>(agent.httpUrl, 'GET', '/blocklist')).body));
+    expect(listA).toEqual(listB);
+    expect(listA.map((e) => [e.cidr, e.reason])).toEqual([['2001:db8::/32', 'from b']]);
+  });
+
+  it('loads the current blocklist when an instance starts later', async () => {
+    const c = await startAgent();
+    expect(await score(c.client, '2001:db8::1')).toBe(100);
+  });
+
+  it('stops blocking everywhere when an entry with a TTL expires', async () => {
+    expect((await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7', ttlSeconds: 1 })).status).toBe(201);
+    expect(await Promise.all(clients.map((c) => score(c, '198.51.100.7')))).toEqual([100, 100, 100]);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await Promise.all(clients.map((c) => score(c, '198.51.100.7')))).toEqual([0, 0, 0]);
+  });
+
+  it('answers 404 for removing an entry that is not there, on any instance', async () => {
+    expect((await api(agents[1].httpUrl, 'DELETE', '/blocklist?cidr=192.0.2.99')).status).toBe(404);
+  });
+});
