@@ -148,6 +148,9 @@ describe('README: the example sections show the tested files verbatim', () => {
     for (const name of Object.keys(env)) expect(Object.keys(AGENT_ENV)).toContain(name);
     expect(() => loadAgentConfig(env)).not.toThrow();
     if (rest === 'npm install') return;
+    if (rest === 'npm install && npm start') return expect(scripts.start).toContain('scripts/demo.ts'); // demo.e2e-spec
+    if (rest === 'npm install && npm test') return expect(readFileSync(join(REPO_ROOT, '.ci/run'), 'utf8')).toContain('npm install && npm test'); // CI runs it
+    if (rest === 'npm run bench') return expect(scripts.bench).toMatch(/bench/); // not a test: a measurement
     if (rest === 'npm start') return expect(scripts.start).toBe('npm run build && node -r @swc-node/register scripts/demo.ts'); // demo.e2e-spec
     if (rest === 'npm run start:agent') return expect(scripts['start:agent']).toBe('npm run build && node dist/main.js'); // agent-process.e2e-spec
     if (rest === 'docker compose up --build') return expect(existsSync(join(REPO_ROOT, 'docker-compose.yml'))).toBe(true); // deploy.e2e-spec

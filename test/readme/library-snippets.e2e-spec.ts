@@ -1,0 +1,110 @@
+// The README's library sections run: every code block there is one of these files, and README.md marks it with
+// `<!-- snippet: path -->` (test/example/readme.e2e-spec.ts checks that the README shows the file verbatim).
+import { Logger } from '@nestjs/common';
+import { SetVar, SpoeDataType, SpoeFailure, SpoeIp, SpoeServer } from 'nestjs-spoe';
+import { SpoeClient } from 'nestjs-spoe/testing';
+import { AddressInfo } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startAgent } from '../support/agent';
+import { HandlersController } from './handlers';
+import { server } from './options';
+import { main } from './quick-start';
+
+describe('README: quick start (test/readme/quick-start.ts)', () => {
+  it('main() serves check-client-ip on the given port', async () => {
+    Logger.overrideLogger(false);
+    const probe = new SpoeServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve, reject) => probe.listen((error) => (error ? reject(error) : resolve())));
+    const port = (probe.address as AddressInfo).port;
+    await probe.close();
+    const app = await main(port);
+    const client = await SpoeClient.connect({ port });
+    try {
+      expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('::ffff:10.9.9.9') })).map((a) => [a.name, a.value])).toEqual([
+        ['ip_score', 100],
+        ['checked_by', 'check-client-ip'],
+      ]);
+    } finally {
+      await client.close();
+      await app.close();
+      Logger.overrideLogger(['log', 'error', 'warn']);
+    }
+  });
+});
+
+describe('README: handlers (test/readme/handlers.ts)', () => {
+  it('shows each return shape, typed values, raw bytes, deadlines and events at work', async () => {
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const agent = await startAgent({ controllers: [HandlersController] }, { errorVariable: { scope: 2, name: 'agent_error' } });
+    const client = await SpoeClient.connect({ port: agent.port });
+    try {
+      expect(await client.notify('inspect-request', { path: '/a/b', ua: 'curl/8' })).toEqual([
+        expect.objectContaining({ name: 'path_len', value: 4 }),
+        expect.objectContaining({ name: 'ua_bytes', value: 6 }),
+        expect.objectContaining({ name: 'big', value: 2n ** 63n, dataType: SpoeDataType.Uint64 }),
+        expect.objectContaining({ name: 'stale_flag' }),
+      ]);
+      expect((await client.notify('classify')).map((a) => a.name)).toEqual(['class', 'confidence']);
+      const t0 = performance.now();
+      expect(await client.notify('slow-lookup')).toEqual([expect.objectContaining({ name: 'agent_error', value: SpoeFailure.DeadlinePassed })]);
+      expect(performance.now() - t0).toBeLessThan(500);
+      expect(await client.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') })).toEqual([]);
+    } finally {
+      await client.close();
+      await agent.close();
+      jest.restoreAllMocks();
+    }
+  });
+});
+
+describe('README: transport options (test/readme/options.ts)', () => {
+  it('builds a server with those options', () => {
+    expect(server.options).toMatchObject({ port: 12345, maxFrameSize: 16380, handlerDeadlineMs: 1000, errorVariable: { name: 'agent_error' } });
+  });
+});
+
+describe('README.md', () => {
+  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+
+  it('has no code block that no test checks: each one is marked as a snippet, commands, output or layout', () => {
+    const lines = readme.split('\n');
+    const unmarked: string[] = [];
+    let opened = 0;
+    let inside = false;
+    lines.forEach((line, i) => {
+      if (!line.startsWith('```')) return;
+      if (!inside) {
+        opened++;
+        if (!/^<!-- (snippet: \S+|commands|output|layout) -->$/.test(lines[i - 1] ?? '')) unmarked.push(`line ${i + 1}: ${lines[i - 1]}`);
+      }
+      inside = !inside;
+    });
+    expect(opened).toBeGreaterThan(5);
+    expect(unmarked).toEqual([]);
+  });
+
+  it('quotes every SPOE_DEFAULTS value it documents in the options table', () => {
+    const row = (name: string): string | undefined => readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
+    for (const [name, value] of Object.entries(new SpoeServer().options).filter(([k]) => !['capabilities', 'errorVariable', 'path'].includes(k))) {
+      expect(row(name)).toContain(`\`${String(value)}\``);
+    }
+  });
+
+  it('lists folders of the repository layout that exist', () => {
+    const block = /<!-- layout -->\n```\n([\s\S]*?)```/.exec(readme)![1];
+    let base = '';
+    for (const line of block.split('\n')) {
+      const folder = /^(\s*)(\S+\/)\s/.exec(line + ' ');
+      if (!folder) continue;
+      if (folder[1].length === 0 && folder[2].endsWith('src/') && folder[2].split('/').length > 2) base = folder[2];
+      const path = folder[1].length > 0 ? base + folder[2] : folder[2];
+      expect(existsSync(join(__dirname, '..', '..', path))).toBe(true);
+    }
+  });
+
+  it('names the actions API as it is exported', () => {
+    expect(readme).toContain('SetVar.sess(');
+    expect(typeof SetVar.sess).toBe('function');
+  });
+});
