@@ -1,4 +1,5 @@
 import { SpopInvalidFrameError } from './errors';
+import { utf8 } from './utf8';
 import { UINT64_MAX, VARINT_MAX_BYTES } from './varint';
 
 /**
@@ -106,13 +107,13 @@ const cachedNameBytes: Array<Buffer | undefined> = new Array<Buffer | undefined>
 const cachedNames: string[] = new Array<string>(NAME_CACHE_SLOTS).fill('');
 
 function decodeName(buf: Buffer, start: number, end: number): string {
-  if (end - start > NAME_CACHE_MAX_BYTES) return buf.toString('utf8', start, end);
+  if (end - start > NAME_CACHE_MAX_BYTES) return utf8(buf, start, end);
   let hash = 0x811c9dc5;
   for (let i = start; i < end; i++) hash = Math.imul(hash ^ buf[i], 0x01000193);
   const slot = (hash ^ (hash >>> 16)) & (NAME_CACHE_SLOTS - 2);
   if (sameBytes(cachedNameBytes[slot], buf, start, end)) return cachedNames[slot];
   if (sameBytes(cachedNameBytes[slot + 1], buf, start, end)) return cachedNames[slot + 1];
-  const name = buf.toString('utf8', start, end);
+  const name = utf8(buf, start, end);
   cachedNameBytes[slot + 1] = cachedNameBytes[slot];
   cachedNames[slot + 1] = cachedNames[slot];
   // A copy: the cache must neither keep the frame's buffer alive nor see it change.

@@ -2,6 +2,7 @@ import { ByteReader } from './byte-reader';
 import { ByteWriter } from './byte-writer';
 import { SpoeEncodeError, SpopInvalidFrameError } from './errors';
 import { SpoeIp } from './ip';
+import { utf8 } from './utf8';
 import { INT64_MAX, INT64_MIN, UINT64_MAX } from './varint';
 
 /** TYPED-DATA types (SPOE.txt 3.1): the low 4 bits of the type byte. */
@@ -211,7 +212,7 @@ export function readTypedData(r: ByteReader, out: TypedDataSlot): SpoeValue {
       out.start = r.pos;
       r.pos += len;
       out.end = r.pos;
-      return len === 0 ? '' : r.buf.toString('utf8', out.start, out.end);
+      return len === 0 ? '' : utf8(r.buf, out.start, out.end);
     }
     case SpoeDataType.Binary: {
       const len = r.length('BINARY');
