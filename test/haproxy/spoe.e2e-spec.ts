@@ -1,0 +1,308 @@
+/**
+ * The SPOE transport behind real HAProxy 2.6, 3.0, 3.2 and 3.4 (one `describe` per version, see describeEachHaproxy):
+ * scoring and blocking by source address (IPv4, IPv6, IPv4-mapped), every data type through HAProxy and back,
+ * several messages in one NOTIFY, send-spoe-group, failing and late handlers, the agent on a Unix socket, and HAProxy's
+ * SPOE error counter.
+ *
+ * Facts these tests rely on (checked against the binaries):
+ * - 2.x: STREAM-ID is HAProxy's stream id and FRAME-ID counts the NOTIFY of the stream; 3.1+: each NOTIFY is its own
+ *   SPOP stream (odd stream-ids, FRAME-ID 1).
+ * - HAProxy sends every integer sample as INT64 and stores INT32/INT64 variables as integers.
+ * - A source set by `tcp-request content set-src` from "::ffff:a.b.c.d" is an IPv6 (IPv4-mapped) address, and so is
+ *   the source on an IPv6 socket bound to ::ffff:127.0.0.1 and reached over IPv4.
+ */
+import { cleanupAll, describeEachHaproxy, HaproxyBinary, isSpopMux, SpoeLogEvent, waitFor } from '../support/haproxy';
+import { newRid, Stack, startStack } from './agent-app';
+
+afterAll(() => cleanupAll());
+
+/** Waits until HAProxy logged `count` more SPOE lines after line index `from`, and returns them. */
+async function spoeLinesAfter(stack: Stack, from: number, count = 1): Promise<SpoeLogEvent[]> {
+  return waitFor(`${count} SPOE log line(s)`, () => {
+    const events = stack.haproxy.spoeEvents(from);
+    return events.length >= count ? events : undefined;
+  }, 5000, 10);
+}
+
+describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
+  const spop = isSpopMux(binary.version);
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack(binary);
+  }, 30_000);
+  afterAll(() => stack?.close());
+
+  describe('scoring by source address', () => {
+    it('scores an IPv4 client (127.0.0.1) and forwards the decision to the backend', async () => {
+      const rid = newRid();
+      const res = await stack.request('/', rid);
+      expect(res.status).toBe(200);
+      expect(res.headers['x-ip-score']).toBe('5');
+      expect(res.headers['x-ip-family']).toBe('ipv4');
+      expect(JSON.parse(res.body).headers['x-ip-score']).toBe('5');
+      const [check] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'check-client-ip');
+      expect(check.args.find((a) => a.name === 'ip')).toMatchObject({ type: 'Ipv4' });
+      expect(String(check.args.find((a) => a.name === 'ip')?.value)).toBe('127.0.0.1');
+    });
+
+    it('scores an IPv6 client (::1)', async () => {
+      if (stack.port6 === undefined) {
+        console.warn('no IPv6 loopback here: IPv6 client not tested');
+        return;
+      }
+      const rid = newRid();
+      const res = await stack.request('/', rid, { host: '::1', port: stack.port6 });
+      expect(res.status).toBe(200);
+      expect(res.headers['x-ip-score']).toBe('5');
+      expect(res.headers['x-ip-family']).toBe('ipv6');
+      expect(res.headers['x-ip-seen']).toBe('::1');
+      const [check] = stack.agent.recorder.byRid(rid);
+      expect(check.args.find((a) => a.name === 'ip')?.type).toBe('Ipv6');
+    });
+
+    it('sees an IPv4 client of an IPv6 socket as IPv4-mapped IPv6 (bind [::ffff:127.0.0.1] v4v6)', async () => {
+      const rid = newRid();
+      const res = await stack.request('/', rid, { port: stack.portMapped });
+      expect(res.status).toBe(200);
+      expect(res.headers['x-ip-family']).toBe('ipv4-mapped');
+      expect(res.headers['x-ip-seen']).toBe('::ffff:127.0.0.1');
+      expect(res.headers['x-ip-score']).toBe('5');
+      expect(stack.agent.recorder.byRid(rid)[0].args.find((a) => a.name === 'ip')?.type).toBe('Ipv6');
+    });
+
+    it.each([
+      ['10.1.2.3', 'ipv4', 'Ipv4'],
+      ['fd00::5', 'ipv6', 'Ipv6'],
+      ['::ffff:10.9.9.9', 'ipv4-mapped', 'Ipv6'],
+    ])('blocks %s (set by tcp-request content set-src) with a 403 after the agent scored it 100', async (source, family, wireType) => {
+      const rid = newRid();
+      const served = stack.backend.requestCount;
+      const res = await stack.request('/', rid, { headers: { 'x-forwarded-for': source } });
+      expect(res.status).toBe(403);
+      expect(stack.backend.requestCount).toBe(served);
+      expect(res.headers['x-ip-score']).toBe('100');
+      expect(res.headers['x-ip-family']).toBe(family);
+      expect(res.headers['x-ip-seen']).toBe(source);
+      const [check] = stack.agent.recorder.byRid(rid);
+      expect(check.args.find((a) => a.name === 'ip')?.type).toBe(wireType);
+    });
+
+    it('lets a non-blocked forwarded source through (192.0.2.1 scores 5)', async () => {
+      const res = await stack.request('/', newRid(), { headers: { 'x-forwarded-for': '192.0.2.1' } });
+      expect(res.status).toBe(200);
+      expect(res.headers['x-ip-score']).toBe('5');
+      expect(res.headers['x-ip-seen']).toBe('192.0.2.1');
+    });
+  });
+
+  describe('data types through HAProxy and back', () => {
+    it('returns every argument as a variable of the same type and value; NULL leaves the variable unset', async () => {
+      const rid = newRid();
+      const res = await stack.request('/echo', rid, { body: 'ping-body' });
+      expect(res.status).toBe(200);
+      // Values as HAProxy prints the variables the agent set.
+      expect(res.headers).toMatchObject({
+        'x-echo-s': 'hello',
+        'x-echo-neg': '-5',
+        'x-echo-big': '5000000000',
+        'x-echo-b': '1',
+        'x-echo-bin': '48454C4C4F',
+        'x-echo-v4': '192.0.2.7',
+        'x-echo-v6': '::1',
+        'x-echo-body': Buffer.from('ping-body').toString('hex').toUpperCase(),
+      });
+      expect(res.headers['x-echo-h']).toBeUndefined();
+      // Type-sensitive ACLs: integer comparisons beyond 2^32, a boolean match, IP network matches.
+      expect(res.headers).toMatchObject({ 'x-check-neg': 'ok', 'x-check-big': 'ok', 'x-check-b': 'ok', 'x-check-v4': 'ok', 'x-check-v6': 'ok' });
+      // What HAProxy sent back when reading those variables in the next event (echo-check), as the agent saw it.
+      expect(res.headers['x-types']).toBe('s=String,neg=Int64,big=Int64,b=Boolean,bin=Binary,v4=Ipv4,v6=Ipv6,body=Binary,h=Null');
+
+      const [echo] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'echo');
+      const [echoCheck] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'echo-check');
+      const sent = (name: string) => echo.args.find((a) => a.name === name);
+      const back = (name: string) => echoCheck.args.find((a) => a.name === name);
+      const expected: Array<[string, string, unknown]> = [
+        ['s', 'String', 'hello'],
+        ['neg', 'Int64', -5],
+        ['big', 'Int64', 5_000_000_000],
+        ['b', 'Boolean', true],
+        ['bin', 'Binary', Buffer.from('HELLO')],
+        ['body', 'Binary', Buffer.from('ping-body')],
+        ['h', 'Null', null],
+      ];
+      for (const [name, type, value] of expected) {
+        expect({ name, type: sent(name)?.type, value: sent(name)?.value }).toEqual({ name, type, value });
+        expect({ name, type: back(name)?.type, value: back(name)?.value }).toEqual({ name, type, value });
+      }
+      for (const [name, type, text] of [
+        ['v4', 'Ipv4', '192.0.2.7'],
+        ['v6', 'Ipv6', '::1'],
+      ]) {
+        expect({ type: sent(name)?.type, value: String(sent(name)?.value) }).toEqual({ type, value: text });
+        expect({ type: back(name)?.type, value: String(back(name)?.value) }).toEqual({ type, value: text });
+      }
+    });
+
+    it('echoes a request body as large as HAProxy buffers it (NOTIFY and ACK close to max-frame-size)', async () => {
+      // The body is larger than HAProxy's buffer: req.body gives what was buffered (about 15 KB with tune.bufsize 16384),
+      // so the NOTIFY, and the ACK setting it back, are close to the 16380-byte frame size.
+      const rid = newRid();
+      const res = await stack.request('/echo', rid, { body: 'x'.repeat(20_000) });
+      expect(res.status).toBe(200);
+      const [echo] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'echo');
+      const [echoCheck] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'echo-check');
+      const sent = echo.args.find((a) => a.name === 'body')?.value as Buffer;
+      const back = echoCheck.args.find((a) => a.name === 'body')?.value as Buffer;
+      expect(sent.length).toBeGreaterThan(14_000);
+      expect(sent.equals(Buffer.alloc(sent.length, 'x'))).toBe(true);
+      expect(res.headers['x-echo-body-length']).toBe(String(sent.length));
+      expect(back.equals(sent)).toBe(true);
+      expect(res.headers['x-agent-error']).toBeUndefined();
+      expect(res.headers['x-spoe-error']).toBeUndefined();
+    });
+  });
+
+  describe('several messages and groups', () => {
+    it('receives the messages of one event in ONE NOTIFY frame', async () => {
+      const rid = newRid();
+      const from = stack.haproxy.lines.length;
+      const res = await stack.request('/echo', rid, { body: 'x' });
+      expect(res.status).toBe(200);
+      const records = stack.agent.recorder.byRid(rid);
+      const frontend = records.filter((r) => ['check-client-ip', 'audit', 'echo'].includes(r.message));
+      expect(frontend.map((r) => r.message)).toEqual(['check-client-ip', 'audit', 'echo']);
+      // Same connection, same STREAM-ID and FRAME-ID: one NOTIFY carried the three messages.
+      const ids = new Set(frontend.map((r) => `${r.connection} ${r.streamId}/${r.frameId}`));
+      expect(ids.size).toBe(1);
+      const [echoCheck] = records.filter((r) => r.message === 'echo-check');
+      const first = frontend[0];
+      if (spop) {
+        // 3.1+: one SPOP stream per NOTIFY (odd ids: HAProxy opens them), FRAME-ID 1.
+        expect(Number(first.streamId) % 2).toBe(1);
+        expect(first.frameId).toBe('1');
+        expect(echoCheck.frameId).toBe('1');
+        expect(echoCheck.streamId).not.toBe(first.streamId);
+      } else {
+        // 2.x: STREAM-ID is HAProxy's stream id (the log's sid), FRAME-ID counts the stream's NOTIFY frames.
+        const [event] = await spoeLinesAfter(stack, from, 2);
+        expect(first.streamId).toBe(String(event.sid));
+        expect(first.frameId).toBe('1');
+        expect(echoCheck.streamId).toBe(first.streamId);
+        expect(echoCheck.frameId).toBe('2');
+      }
+    });
+
+    it('handles a message sent with http-request send-spoe-group', async () => {
+      const rid = newRid();
+      const from = stack.haproxy.lines.length;
+      const res = await stack.request('/group', rid);
+      expect(res.status).toBe(200);
+      expect(res.headers['x-group']).toBe('1');
+      const records = stack.agent.recorder.byRid(rid);
+      expect(records.map((r) => r.message)).toEqual(['check-client-ip', 'audit', 'group-msg']);
+      const group = records[2];
+      expect(`${group.streamId}/${group.frameId}`).not.toBe(`${records[0].streamId}/${records[0].frameId}`);
+      const events = await spoeLinesAfter(stack, from, 2);
+      expect(events.map((e) => `${e.kind}:${e.event} st=${e.st}`)).toEqual(['EVENT:on-frontend-http-request st=0', 'GROUP:grp st=0']);
+    });
+  });
+
+  describe('failing and late handlers', () => {
+    it.each([
+      ['/boom', '1', 'a handler that throws'],
+      ['/slow', '2', 'a handler past its 50 ms deadline'],
+    ])('%s: %s is acknowledged at once, with the other messages’ actions and the error variable', async (path, agentError) => {
+      const rid = newRid();
+      const from = stack.haproxy.lines.length;
+      const started = Date.now();
+      const res = await stack.request(path, rid);
+      const elapsed = Date.now() - started;
+      expect(res.status).toBe(200);
+      expect(res.headers['x-agent-error']).toBe(agentError);
+      expect(res.headers['x-ip-score']).toBe('5');
+      expect(res.headers['x-spoe-error']).toBeUndefined();
+      const [event] = await spoeLinesAfter(stack, from);
+      expect(event.st).toBe(0);
+      // timeout processing is 2 s: the ACK came long before it.
+      expect(event.pT).toBeGreaterThanOrEqual(0);
+      expect(event.pT).toBeLessThan(500);
+      expect(Number(res.headers['x-spoe-process-time'])).toBeLessThan(500);
+      expect(elapsed).toBeLessThan(1500);
+    });
+  });
+
+  describe("HAProxy's SPOE error counter (the <nb_errors>/<nb_processed> ending each SPOE log line)", () => {
+    it(`${spop ? 'counts every ended stream as an error on 3.1+ (not an agent error)' : 'stays at 0 on 2.x'}`, async () => {
+      // Two scored requests with K requests in between that send no NOTIFY at all (/nospoe: every message is
+      // conditional), each on its own connection, one at a time.
+      const K = 3;
+      const from = stack.haproxy.lines.length;
+      await stack.request('/', newRid());
+      const [a] = await spoeLinesAfter(stack, from);
+      const sent = stack.agent.recorder.records.length;
+      for (let i = 0; i < K; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        expect((await stack.request('/nospoe', newRid())).status).toBe(200);
+      }
+      expect(stack.agent.recorder.records.length).toBe(sent);
+      await new Promise((r) => setTimeout(r, 20));
+      const from2 = stack.haproxy.lines.length;
+      await stack.request('/', newRid());
+      const [b] = await spoeLinesAfter(stack, from2);
+      expect([a.st, b.st]).toEqual([0, 0]);
+      // 3.2/3.4: spoe_destroy_context() sets status INTERRUPT and increments nb_errors for every stream whose SPOE
+      // context is not in state NONE when it is detached — READY after a successful exchange, or when nothing was sent.
+      // So the counter grows by one per ended stream: request A and the K /nospoe requests.
+      expect(b.errors - a.errors).toBe(spop ? K + 1 : 0);
+    });
+  });
+
+  describe('log', () => {
+    it('logged no SPOE error and no set-on-error during these tests', async () => {
+      const events = stack.haproxy.spoeEvents();
+      expect(events.length).toBeGreaterThan(0);
+      expect(events.filter((e) => e.st !== 0).map((e) => e.raw)).toEqual([]);
+    });
+  });
+});
+
+describeEachHaproxy('SPOE agent on a Unix socket', (binary: HaproxyBinary) => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack(binary, { unixAgent: true, extraBinds: false });
+  }, 30_000);
+  afterAll(() => stack?.close());
+
+  it('scores requests through `server a1 unix@<path>`', async () => {
+    const rid = newRid();
+    const res = await stack.request('/', rid);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-ip-score']).toBe('5');
+    const blocked = await stack.request('/', newRid(), { headers: { 'x-forwarded-for': '10.0.0.1' } });
+    expect(blocked.status).toBe(403);
+    const [record] = stack.agent.recorder.byRid(rid);
+    expect('path' in stack.agent.endpoint).toBe(true);
+    expect(record.connection).toContain('agent.sock');
+    expect(stack.haproxy.spoeEvents().filter((e) => e.st !== 0)).toEqual([]);
+  });
+});
+
+describeEachHaproxy('agents backend mode', (binary: HaproxyBinary) => {
+  if (isSpopMux(binary.version)) {
+    it('3.1+ also runs a 2.x configuration unchanged (mode tcp backend converted to spop, timeout hello/idle ignored)', async () => {
+      const stack = await startStack(binary, { agentsMode: 'tcp', extraBinds: false });
+      try {
+        const res = await stack.request('/', newRid());
+        expect(res.headers['x-ip-score']).toBe('5');
+        expect(stack.haproxy.problems().filter((p) => !/started as root|'chroot'|'user' nor 'uid'/.test(p))).toEqual([]);
+      } finally {
+        await stack.close();
+      }
+    });
+  } else {
+    it('2.x rejects an agents backend in mode spop', async () => {
+      await expect(startStack(binary, { agentsMode: 'spop', extraBinds: false })).rejects.toThrow(/unknown proxy mode 'spop'/);
+    });
+  }
+});
