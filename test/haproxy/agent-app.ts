@@ -233,7 +233,7 @@ export interface StartAgentOptions {
   readonly recorder?: AgentRecorder;
   /** Nest logs (default off; set SPOE_E2E_LOG=1 to see them). */
   readonly log?: boolean;
-  /** SpoeServer `async` option: whether the agent announces the async capability (default: the library's, true). */
+  /** SpoeServer `async` option: whether the agent announces the async capability (default: the library's, false). */
   readonly async?: boolean;
 }
 

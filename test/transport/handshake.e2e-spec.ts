@@ -37,8 +37,16 @@ describe('HELLO handshake', () => {
 
   it('answers version 2.0, the smaller max-frame-size and the capabilities both sides announce', async () => {
     const { peer, agentHello } = await RawPeer.hello({ port: agent.port }, { maxFrameSize: 16380, capabilities: ['pipelining', 'async', 'something-new'] });
-    expect(agentHello).toEqual({ version: '2.0', maxFrameSize: 8192, capabilities: ['pipelining', 'async'] });
+    expect(agentHello).toEqual({ version: '2.0', maxFrameSize: 8192, capabilities: ['pipelining'] });
     peer.destroy();
+  });
+
+  it('announces async only when enabled (it is off by default)', async () => {
+    const asyncAgent = await startAgent({ controllers: [PingController] }, { async: true });
+    const { peer, agentHello } = await RawPeer.hello({ port: asyncAgent.port }, { capabilities: ['pipelining', 'async'] });
+    expect(agentHello.capabilities).toEqual(['pipelining', 'async']);
+    peer.destroy();
+    await asyncAgent.close();
   });
 
   it("takes HAProxy's max-frame-size when it is the smaller", async () => {

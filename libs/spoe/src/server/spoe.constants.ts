@@ -19,7 +19,11 @@ export const SPOE_DEFAULTS = {
   /** Upper bound of a NOTIFY reassembled from fragments (HAProxy 2.x). */
   maxFragmentedPayload: 1024 * 1024,
   pipelining: true,
-  async: true,
+  /**
+   * Off: async lets HAProxy 2.x expect an ACK on any connection of the engine, and a soft-stopping 2.6 then drops
+   * streams whose applet disconnected (measured in the HAProxy reload tests). Pipelining gives the same concurrency.
+   */
+  async: false,
   fragmentation: true,
 } as const;
 

@@ -37,7 +37,10 @@ export interface SpoeServerOptions {
   maxFragmentedPayload?: number;
   /** Announce `pipelining` (when HAProxy does). Default true. */
   pipelining?: boolean;
-  /** Announce `async` (when HAProxy does; ACKs still go back on the NOTIFY's own connection). Default true. */
+  /**
+   * Announce `async` (when HAProxy 2.x does; ACKs still go back on the NOTIFY's own connection). Default false: with
+   * async, a soft-stopping HAProxy 2.6 may disconnect while NOTIFY wait for their ACK and fail those streams.
+   */
   async?: boolean;
   /** Announce `fragmentation` (when HAProxy does) and reassemble fragmented NOTIFY. Default true. */
   fragmentation?: boolean;
