@@ -24,7 +24,7 @@ import { NestFactory } from '@nestjs/core';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { SetVar, SpoeArgument, SpoeContext, SpoeDataType, SpoeDisconnectEvent, SpoeIp, SpoeServer, SpoeValue, TypedData, VarScope } from 'nestjs-spoe';
+import { SetVar, SpoeContext, SpoeDataType, SpoeDisconnectEvent, SpoeIp, SpoeServer, SpoeValue, TypedData, VarScope } from 'nestjs-spoe';
 import { freePort, HaproxyBinary, HaproxyProcess, hasIpv6Loopback, httpRequest, HttpResponse, isSpopMux, makeTempDir, removeTempDir } from '../support/haproxy';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
 
@@ -119,34 +119,6 @@ export function familyOf(ip: SpoeIp): 'ipv4' | 'ipv6' | 'ipv4-mapped' {
   return ip.isV4Mapped ? 'ipv4-mapped' : 'ipv6';
 }
 
-/** The same value with the same wire type as the argument; undefined for NULL. */
-export function sameType(arg: SpoeArgument): TypedData | undefined {
-  const v = arg.value;
-  switch (arg.type) {
-    case SpoeDataType.Null:
-      return undefined;
-    case SpoeDataType.Boolean:
-      return TypedData.boolean(v as boolean);
-    case SpoeDataType.Int32:
-      return TypedData.int32(v as number);
-    case SpoeDataType.Uint32:
-      return TypedData.uint32(v as number);
-    case SpoeDataType.Int64:
-      return TypedData.int64(v as number | bigint);
-    case SpoeDataType.Uint64:
-      return TypedData.uint64(v as number | bigint);
-    case SpoeDataType.Ipv4:
-      return TypedData.ipv4(v as SpoeIp);
-    case SpoeDataType.Ipv6:
-      return TypedData.ipv6(v as SpoeIp);
-    case SpoeDataType.String:
-      return TypedData.stringBytes(arg.bytes ?? Buffer.alloc(0));
-    case SpoeDataType.Binary:
-      return TypedData.binary(v as Buffer);
-  }
-  throw new Error(`unexpected wire type ${String(arg.type)}`);
-}
-
 @Controller()
 class AgentController {
   constructor(@Inject(RECORDER) private readonly recorder: AgentRecorder) {}
@@ -168,8 +140,8 @@ class AgentController {
     this.recorder.record('echo', ctx);
     const actions: SetVar[] = [];
     for (const arg of ctx.getArguments()) {
-      const typed = sameType(arg);
-      if (typed !== undefined) actions.push(SetVar.txn(arg.name, typed));
+      // A NULL argument (a missing sample) leaves the variable unset.
+      if (arg.type !== SpoeDataType.Null) actions.push(SetVar.txn(arg.name, arg.typed()));
     }
     return actions;
   }

@@ -2,7 +2,7 @@ import { ByteReader } from './byte-reader';
 import { ByteWriter } from './byte-writer';
 import { SpoeEncodeError } from './errors';
 import { encodeFrame, Frame, FrameFlag, FrameType, SpopId, writeFrame } from './frame';
-import { readTypedData, SpoeDataType, SpoeEncodable, SpoeValue, TypedDataSlot, writeTypedData } from './typed-data';
+import { readTypedData, SpoeDataType, SpoeEncodable, SpoeValue, TypedData, TypedDataSlot, writeTypedData } from './typed-data';
 
 /** One argument of a message (a KV-LIST item of LIST-OF-MESSAGES). */
 export class SpoeArgument {
@@ -23,6 +23,11 @@ export class SpoeArgument {
    */
   get bytes(): Buffer | undefined {
     return this.source?.subarray(this.start, this.end);
+  }
+
+  /** The value with the wire type it came with (a STRING keeps its exact bytes): to send back what HAProxy sent. */
+  typed(): TypedData {
+    return this.type === SpoeDataType.String ? TypedData.stringBytes(this.bytes!) : TypedData.of(this.type, this.value);
   }
 }
 

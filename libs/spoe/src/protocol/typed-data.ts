@@ -90,6 +90,33 @@ export class TypedData {
   static stringBytes(value: Uint8Array): TypedData {
     return new TypedData(SpoeDataType.String, Buffer.from(value));
   }
+  /** A value of the given wire type, checked as the dedicated helper checks it (e.g. to send back what was received). */
+  static of(type: SpoeDataType, value: SpoeValue): TypedData {
+    switch (type) {
+      case SpoeDataType.Null:
+        return TypedData.null();
+      case SpoeDataType.Boolean:
+        return TypedData.boolean(value as boolean);
+      case SpoeDataType.Int32:
+        return TypedData.int32(value as number);
+      case SpoeDataType.Uint32:
+        return TypedData.uint32(value as number);
+      case SpoeDataType.Int64:
+        return TypedData.int64(value as number | bigint);
+      case SpoeDataType.Uint64:
+        return TypedData.uint64(value as number | bigint);
+      case SpoeDataType.Ipv4:
+        return TypedData.ipv4(value as SpoeIp);
+      case SpoeDataType.Ipv6:
+        return TypedData.ipv6(value as SpoeIp);
+      case SpoeDataType.String:
+        return typeof value === 'string' ? TypedData.string(value) : TypedData.stringBytes(value as Uint8Array);
+      case SpoeDataType.Binary:
+        return TypedData.binary(value as Uint8Array);
+    }
+    throw new SpoeEncodeError(`unknown data type ${String(type)}`);
+  }
+
   static binary(value: Uint8Array | string): TypedData {
     return new TypedData(SpoeDataType.Binary, typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value));
   }
