@@ -11,9 +11,10 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 20);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 4000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+/** Extra node flags for the agent processes, e.g. BENCH_AGENT_NODE_OPTIONS="--max-semi-space-size=32". */
 
 async function startAgent(kind: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = fork(join(__dirname, 'agents.ts'), [kind], { execArgv: ['-r', '@swc-node/register'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const child = fork(join(__dirname, 'agents.ts'), [kind], { execArgv: ['-r', '@swc-node/register', ...(process.env.BENCH_AGENT_NODE_OPTIONS ?? '').split(' ').filter(Boolean)], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       const m = /READY (\d+)/.exec(chunk.toString());

@@ -4,7 +4,7 @@ export { SetVar, UnsetVar, isSpoeAction } from './actions';
 export { SpoeServer, SpoeHandlerError } from './server/spoe.server';
 export type { SpoeServerStats } from './server/spoe.server';
 export { SpoeContext } from './server/spoe.context';
-export type { SpoeConnectionInfo, SpoeMessageOrigin } from './server/spoe.context';
+export type { SpoeConnectionInfo, SpoeContextArgs } from './server/spoe.context';
 export { SpoeStatus } from './server/spoe.events';
 export type { SpoeEvents, SpoeConnectionEvent, SpoeDisconnectEvent } from './server/spoe.events';
 export { SpoeOptionsError, normalizeSpoeOptions } from './server/spoe.options';

@@ -39,9 +39,15 @@ export interface Frame {
   readonly end: number;
 }
 
+// Parsing is synchronous and never re-entrant: one cursor serves every frame.
+const metadataReader = new ByteReader(Buffer.alloc(0), 0, 0);
+
 /** Parses the metadata of the frame occupying `buffer[start, end)` (after its 4-byte length). */
 export function parseFrame(buffer: Buffer, start: number, end: number): Frame {
-  const r = new ByteReader(buffer, start, end);
+  const r = metadataReader;
+  r.buf = buffer;
+  r.pos = start;
+  r.end = end;
   const type = r.u8('frame type');
   const flags = r.u32('frame flags');
   const streamId = r.varint('stream-id');

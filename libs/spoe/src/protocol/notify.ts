@@ -42,10 +42,17 @@ export function decodeNotify(frame: Frame): SpoeMessage[] {
   return decodeMessages(frame.buffer, frame.payloadOffset, frame.end);
 }
 
+// Decoding is synchronous and never re-entrant: one cursor and one scratch slot serve every NOTIFY.
+const messagesReader = new ByteReader(Buffer.alloc(0), 0, 0);
+const messagesSlot: TypedDataSlot = { type: SpoeDataType.Null, start: 0, end: 0 };
+
 /** Decodes a LIST-OF-MESSAGES occupying `buffer[start, end)` (a NOTIFY payload, possibly reassembled). */
 export function decodeMessages(buffer: Buffer, start: number, end: number): SpoeMessage[] {
-  const r = new ByteReader(buffer, start, end);
-  const slot: TypedDataSlot = { type: SpoeDataType.Null, start: 0, end: 0 };
+  const r = messagesReader;
+  r.buf = buffer;
+  r.pos = start;
+  r.end = end;
+  const slot = messagesSlot;
   const messages: SpoeMessage[] = [];
   while (r.pos < r.end) {
     const name = r.string('message name');

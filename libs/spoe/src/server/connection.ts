@@ -191,8 +191,10 @@ export class SpoeConnection {
     const messages = decodeNotify(frame);
     const { streamId, frameId } = frame;
     this.inFlight++;
-    this.host.dispatcher.dispatch(messages, streamId, frameId, this.info!, (actions) => this.ack(streamId, frameId, actions));
+    this.host.dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound);
   }
+
+  private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void => this.ack(streamId, frameId, actions);
 
   private ack(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void {
     this.inFlight--;

@@ -36,6 +36,9 @@ export enum SpoeFailure {
 
 const NO_ACTIONS: readonly SpoeAction[] = Object.freeze([]);
 
+/** Receives the actions of a NOTIFY's ACK; one function per connection, so dispatching allocates no callback. */
+export type SpoeAckCallback = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]) => void;
+
 /**
  * Runs the messages of a NOTIFY through their handlers and produces the actions of its ACK: in message order, exactly
  * once, as soon as every handler finished — or at once when one fails or the deadline passes, with what succeeded.
@@ -52,7 +55,7 @@ export class Dispatcher {
   ) {}
 
   /** Dispatches a NOTIFY; `done` is called exactly once with the ACK's actions. */
-  dispatch(messages: readonly SpoeMessage[], streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo, done: (actions: readonly SpoeAction[]) => void): void {
+  dispatch(messages: readonly SpoeMessage[], streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo, done: SpoeAckCallback): void {
     const job = new NotifyJob(this, messages, streamId, frameId, done);
     let deadline = Infinity;
     for (let i = 0; i < messages.length; i++) {
@@ -64,7 +67,7 @@ export class Dispatcher {
         continue;
       }
       const payload = toPayload(message);
-      const context = new SpoeContext({ message, streamId, frameId, connection });
+      const context = new SpoeContext([message, streamId, frameId, connection]);
       for (const event of route.events) this.fireEvent(event, payload, context);
       if (!route.handler) {
         job.complete(i);
@@ -145,8 +148,8 @@ export class Dispatcher {
 class NotifyJob implements Expirable {
   settled = false;
   private remaining: number;
-  private readonly actions: Array<SpoeAction[] | undefined>;
-  private readonly finished: boolean[];
+  /** Per message: its actions once it finished (NO_ACTIONS when none); undefined while it runs. */
+  private readonly actions: Array<readonly SpoeAction[] | undefined>;
   private subscriptions: Subscription[] | undefined;
 
   constructor(
@@ -154,11 +157,10 @@ class NotifyJob implements Expirable {
     readonly messages: readonly SpoeMessage[],
     readonly streamId: SpopId,
     readonly frameId: SpopId,
-    private readonly done: (actions: readonly SpoeAction[]) => void,
+    private readonly done: SpoeAckCallback,
   ) {
     this.remaining = messages.length;
-    this.actions = new Array<SpoeAction[] | undefined>(messages.length);
-    this.finished = new Array<boolean>(messages.length).fill(false);
+    this.actions = new Array<readonly SpoeAction[] | undefined>(messages.length);
     if (this.remaining === 0) this.settle(NO_ACTIONS);
   }
 
@@ -166,23 +168,26 @@ class NotifyJob implements Expirable {
   accept(index: number, value: unknown): void {
     if (this.settled) return;
     if (!isObservable(value)) {
-      if (this.collect(index, value)) this.complete(index);
+      const list = this.collect(index, value, NO_ACTIONS);
+      if (list) this.finish(index, list);
       return;
     }
+    let emitted: readonly SpoeAction[] = NO_ACTIONS;
     const subscription = value.subscribe({
-      next: (emitted: unknown) => {
-        if (!this.settled) this.collect(index, emitted);
+      next: (item: unknown) => {
+        if (this.settled) return;
+        const list = this.collect(index, item, emitted);
+        if (list) emitted = list;
       },
       error: (error: unknown) => this.fail(index, error),
-      complete: () => this.complete(index),
+      complete: () => this.finish(index, emitted),
     });
     if (!this.settled && !subscription.closed) (this.subscriptions ??= []).push(subscription);
   }
 
+  /** A message finished with no actions (no handler, or only event handlers). */
   complete(index: number): void {
-    if (this.settled || this.finished[index]) return;
-    this.finished[index] = true;
-    if (--this.remaining === 0) this.settle(this.collected());
+    this.finish(index, NO_ACTIONS);
   }
 
   fail(index: number, error: unknown): void {
@@ -193,45 +198,42 @@ class NotifyJob implements Expirable {
 
   expire(): void {
     if (this.settled) return;
-    this.dispatcher.logDeadline(this, this.messages.filter((_, i) => !this.finished[i]).map((m) => m.name));
+    this.dispatcher.logDeadline(this, this.messages.filter((_, i) => this.actions[i] === undefined).map((m) => m.name));
     this.settleWithFailure(SpoeFailure.DeadlinePassed);
   }
 
-  private collect(index: number, value: unknown): boolean {
-    if (value === undefined || value === null) return true;
-    const list = (this.actions[index] ??= []);
-    if (isSpoeAction(value)) {
-      list.push(value);
-      return true;
-    }
-    if (Array.isArray(value) && value.every(isSpoeAction)) {
-      for (const action of value) list.push(action);
-      return true;
-    }
-    this.fail(index, new TypeError(`handler returned ${describeValue(value)}; expected a SpoeAction, an array of them, or nothing`));
-    return false;
+  private finish(index: number, list: readonly SpoeAction[]): void {
+    if (this.settled || this.actions[index] !== undefined) return;
+    this.actions[index] = list;
+    if (--this.remaining === 0) this.settle(this.collected());
   }
 
+  /** `list` plus what `value` adds (an action, an array of them, or nothing); a failure for anything else. */
+  private collect(index: number, value: unknown, list: readonly SpoeAction[]): readonly SpoeAction[] | undefined {
+    if (value === undefined || value === null) return list;
+    if (isSpoeAction(value)) return list.length === 0 ? [value] : [...list, value];
+    if (Array.isArray(value) && value.every(isSpoeAction)) return list.length === 0 ? (value as SpoeAction[]) : [...list, ...(value as SpoeAction[])];
+    this.fail(index, new TypeError(`handler returned ${describeValue(value)}; expected a SpoeAction, an array of them, or nothing`));
+    return undefined;
+  }
+
+  /** The actions of the finished messages, in message order. */
   private collected(): readonly SpoeAction[] {
+    if (this.actions.length === 1) return this.actions[0] ?? NO_ACTIONS;
     const all: SpoeAction[] = [];
-    for (let i = 0; i < this.actions.length; i++) {
-      const list = this.actions[i];
-      if (list && this.finished[i]) for (const action of list) all.push(action);
-    }
+    for (const list of this.actions) if (list) for (const action of list) all.push(action);
     return all;
   }
 
   private settleWithFailure(kind: SpoeFailure): void {
-    const actions = this.collected() as SpoeAction[];
     const flag = this.dispatcher.failureAction(kind);
-    if (flag) actions.push(flag);
-    this.settle(actions);
+    this.settle(flag ? [...this.collected(), flag] : this.collected());
   }
 
   private settle(actions: readonly SpoeAction[]): void {
     this.settled = true;
     if (this.subscriptions) for (const s of this.subscriptions) s.unsubscribe();
-    this.done(actions);
+    this.done(this.streamId, this.frameId, actions);
   }
 }
 

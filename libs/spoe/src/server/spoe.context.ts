@@ -13,55 +13,50 @@ export interface SpoeConnectionInfo {
   readonly settings: AgentHello;
 }
 
-/** Where one message sits: its NOTIFY frame and its connection. */
-export interface SpoeMessageOrigin {
-  readonly message: SpoeMessage;
-  readonly streamId: SpopId;
-  readonly frameId: SpopId;
-  readonly connection: SpoeConnectionInfo;
-}
+/** What a context carries: the message, the STREAM-ID and FRAME-ID of its NOTIFY, and its connection. */
+export type SpoeContextArgs = [message: SpoeMessage, streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo];
 
 /**
  * The `@Ctx()` of an SPOE handler: which NOTIFY the message came in, from which HAProxy, and every argument in order
  * (duplicate names and raw STRING bytes included).
  */
-export class SpoeContext extends BaseRpcContext<[SpoeMessageOrigin]> {
-  constructor(origin: SpoeMessageOrigin) {
-    super([origin]);
+export class SpoeContext extends BaseRpcContext<SpoeContextArgs> {
+  constructor(args: SpoeContextArgs) {
+    super(args);
   }
 
   /** The `spoe-message` name. */
   getMessageName(): string {
-    return this.args[0].message.name;
+    return this.args[0].name;
   }
 
   /** The message's arguments in wire order, with their types and raw bytes. */
   getArguments(): readonly SpoeArgument[] {
-    return this.args[0].message.args;
+    return this.args[0].args;
   }
 
   /** STREAM-ID of the NOTIFY (HAProxy's stream id on 2.x; a per-connection SPOP stream on 3.1+). */
   getStreamId(): SpopId {
-    return this.args[0].streamId;
+    return this.args[1];
   }
 
   /** FRAME-ID of the NOTIFY. */
   getFrameId(): SpopId {
-    return this.args[0].frameId;
+    return this.args[2];
   }
 
   /** The engine-id of the HAProxy SPOE engine, when it sent one. */
   getEngineId(): string | undefined {
-    return this.args[0].connection.engineId;
+    return this.args[3].engineId;
   }
 
   /** `address:port` of HAProxy's end of the connection (or the Unix socket path). */
   getRemoteAddress(): string {
-    return this.args[0].connection.remoteAddress;
+    return this.args[3].remoteAddress;
   }
 
   /** Version, max-frame-size and capabilities negotiated on this connection. */
   getSettings(): AgentHello {
-    return this.args[0].connection.settings;
+    return this.args[3].settings;
   }
 }
