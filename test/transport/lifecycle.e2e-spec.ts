@@ -180,3 +180,37 @@ describe('ACKs that become ready in the same turn share one write', () => {
     await agent.close();
   });
 });
+
+describe('a peer that stops reading its ACKs', () => {
+  @Controller()
+  class BigAckController {
+    static handled = 0;
+    @MessagePattern('big')
+    big() {
+      BigAckController.handled++;
+      return SetVar.txn('blob', 'x'.repeat(8000));
+    }
+  }
+
+  it('is not read any further once maxPendingWriteBytes of ACKs wait; reading resumes when it reads again', async () => {
+    const agent = await startAgent({ controllers: [BigAckController] }, { maxPendingWriteBytes: 64 * 1024, maxFrameSize: 16380 });
+    const { peer } = await RawPeer.hello({ port: agent.port });
+    try {
+      peer.socket.pause();
+      const total = 3000; // 3000 ACKs of 8 KB: far more than the kernel's socket buffers hold
+      peer.send(Buffer.concat(Array.from({ length: total }, (_, i) => encodeNotify(16380, 2 * i + 1, 1, [{ name: 'big', args: [] }]))));
+      await new Promise((r) => setTimeout(r, 500));
+      const plateau = BigAckController.handled;
+      await new Promise((r) => setTimeout(r, 300));
+      expect(BigAckController.handled).toBe(plateau);
+      expect(plateau).toBeLessThan(total);
+      peer.socket.resume();
+      let acks = 0;
+      while (acks < total) if ((await peer.nextFrame(5000)).type === FrameType.Ack) acks++;
+      expect(BigAckController.handled).toBe(total);
+    } finally {
+      peer.destroy();
+      await agent.close();
+    }
+  });
+});

@@ -50,9 +50,11 @@ export class FrameWriter {
     this.scheduled ??= setImmediate(this.flushBound);
   }
 
-  /** Whether bytes are waiting for the next flush. */
-  get hasPending(): boolean {
-    return this.pos > this.flushed || this.pending.length > 0;
+  /** Bytes encoded and not yet handed to the sink. */
+  get pendingBytes(): number {
+    let n = this.pos - this.flushed;
+    for (const chunk of this.pending) n += chunk.length;
+    return n;
   }
 
   /** Hands everything pending to the sink now (used before closing). */

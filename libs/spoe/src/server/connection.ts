@@ -57,7 +57,7 @@ export class SpoeConnection {
     const options = host.options;
     this.remoteAddress = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : (options.path ?? 'unix');
     this.reader = new FrameReader(options.maxFrameSize);
-    this.writer = new FrameWriter((data) => this.socket.write(data), options.maxFrameSize);
+    this.writer = new FrameWriter((data) => this.flushed(data), options.maxFrameSize);
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -100,16 +100,27 @@ export class SpoeConnection {
     this.pump();
   }
 
-  /** Reads and handles whole frames while the in-flight cap allows; pauses the socket when it does not. */
+  /**
+   * Reads and handles whole frames while the in-flight cap allows and the peer keeps reading its ACKs; otherwise
+   * pauses the socket until a NOTIFY finishes or the unsent ACKs drain.
+   */
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     try {
+      const options = this.host.options;
       while ((this.state === 'hello' || this.state === 'ready') && !this.draining) {
-        if (this.inFlight >= this.host.options.maxInFlightPerConnection) {
+        // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write.
+        const socketBlocked = this.socket.writableNeedDrain && this.socket.writableLength >= options.maxPendingWriteBytes;
+        const writerBlocked = this.writer.pendingBytes >= options.maxPendingWriteBytes;
+        if (this.inFlight >= options.maxInFlightPerConnection || socketBlocked || writerBlocked) {
           if (!this.paused) {
             this.paused = true;
             this.socket.pause();
+          }
+          if (socketBlocked && !this.awaitingDrain) {
+            this.awaitingDrain = true;
+            this.socket.once('drain', this.onDrain);
           }
           return;
         }
@@ -194,6 +205,18 @@ export class SpoeConnection {
     this.host.dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound);
   }
 
+  private awaitingDrain = false;
+
+  /** The writer's sink: one socket write per turn; a connection paused on unflushed ACKs may read again now. */
+  private flushed(data: Buffer): void {
+    this.socket.write(data);
+    if (this.paused && !this.awaitingDrain && this.state === 'ready') this.pump();
+  }
+
+  private readonly onDrain = (): void => {
+    this.awaitingDrain = false;
+    this.pump();
+  };
   private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void => this.ack(streamId, frameId, actions);
 
   private ack(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void {

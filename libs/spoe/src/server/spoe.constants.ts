@@ -18,6 +18,8 @@ export const SPOE_DEFAULTS = {
   disconnectLingerMs: 1000,
   /** Upper bound of a NOTIFY reassembled from fragments (HAProxy 2.x). */
   maxFragmentedPayload: 1024 * 1024,
+  /** ACK bytes a connection may have queued unsent (HAProxy not reading) before the agent stops reading NOTIFY. */
+  maxPendingWriteBytes: 1024 * 1024,
   pipelining: true,
   /**
    * Off: async lets HAProxy 2.x expect an ACK on any connection of the engine, and a soft-stopping 2.6 then drops

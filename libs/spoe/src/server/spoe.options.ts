@@ -35,6 +35,8 @@ export interface SpoeServerOptions {
   disconnectLingerMs?: number;
   /** Bound, in bytes, on a NOTIFY reassembled from fragments. Default 1 MiB. */
   maxFragmentedPayload?: number;
+  /** Bytes of ACKs queued unsent on a connection beyond which its NOTIFY are not read until the peer reads. Default 1 MiB. */
+  maxPendingWriteBytes?: number;
   /** Announce `pipelining` (when HAProxy does). Default true. */
   pipelining?: boolean;
   /**
@@ -64,6 +66,7 @@ export interface NormalizedSpoeOptions {
   readonly drainTimeoutMs: number;
   readonly disconnectLingerMs: number;
   readonly maxFragmentedPayload: number;
+  readonly maxPendingWriteBytes: number;
   readonly capabilities: readonly SpopCapability[];
   readonly errorVariable: SpoeErrorVariable | undefined;
 }
@@ -119,6 +122,7 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     drainTimeoutMs: int('drainTimeoutMs', 0, 0x7fffffff),
     disconnectLingerMs: int('disconnectLingerMs', 0, 0x7fffffff),
     maxFragmentedPayload: int('maxFragmentedPayload', MIN_FRAME_SIZE),
+    maxPendingWriteBytes: int('maxPendingWriteBytes', MIN_FRAME_SIZE),
     capabilities,
     errorVariable,
   };
