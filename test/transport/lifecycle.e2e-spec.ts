@@ -4,7 +4,8 @@ import { MessagePattern, Payload } from '@nestjs/microservices';
 import { decodeAck, encodeNotify, FrameType, SetVar, SpoeServer, SpoeStatus, SpopStatus } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { createServer } from 'node:net';
-import { mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RawPeer } from '../support/raw-peer';
@@ -210,6 +211,27 @@ describe('a peer that stops reading its ACKs', () => {
       expect(BigAckController.handled).toBe(total);
     } finally {
       peer.destroy();
+      await agent.close();
+    }
+  });
+});
+
+describe('Unix socket files', () => {
+  it('a stale socket file left by a dead agent is replaced; a live one is reported as in use', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'spoe-')), 'agent.sock');
+    // A process that listens on the path and is killed: the file stays behind.
+    const crashed = spawn(process.execPath, ['-e', "require('net').createServer().listen(process.argv[1], () => console.log('up'))", path]);
+    await new Promise((resolve) => crashed.stdout.once('data', resolve));
+    crashed.kill('SIGKILL');
+    await new Promise((resolve) => crashed.once('exit', resolve));
+    expect(existsSync(path)).toBe(true);
+    const agent = await startAgent({ controllers: [BlockingController] }, { path });
+    try {
+      const client = await SpoeClient.connect({ path });
+      expect(await client.notify('quick')).toHaveLength(1);
+      await client.close();
+      await expect(startAgent({ controllers: [BlockingController] }, { path })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    } finally {
       await agent.close();
     }
   });

@@ -1,7 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { CustomTransportStrategy, MessageHandler, Server } from '@nestjs/microservices';
 import { EventEmitter } from 'node:events';
-import { AddressInfo, createServer, Server as NetServer, Socket } from 'node:net';
+import { lstat, unlink } from 'node:fs/promises';
+import { AddressInfo, connect, createServer, Server as NetServer, Socket } from 'node:net';
 import { isObservable } from 'rxjs';
 import { finalize } from 'rxjs/operators';
 import { Dispatcher, SpoeHandler, SpoeInvoker, SpoePayload, SpoeRoute } from './dispatcher';
@@ -114,8 +115,13 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
         this._status$.next(SpoeStatus.Listening);
         callback();
       };
-      if (this.options.path !== undefined) server.listen(this.options.path, onListening);
-      else server.listen(this.options.port, this.options.host, onListening);
+      const path = this.options.path;
+      if (path === undefined) server.listen(this.options.port, this.options.host, onListening);
+      else
+        removeStaleSocket(path).then(
+          () => server.listen(path, onListening),
+          (error: unknown) => fail(error),
+        );
     } catch (error) {
       fail(error);
     }
@@ -213,4 +219,22 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     if (typeof address === 'string') return `unix:${address}`;
     return address ? `${address.address}:${address.port}` : 'nowhere';
   }
+}
+
+/**
+ * A Unix socket file left by a process that died would make listen() fail with EADDRINUSE. It is removed when nothing
+ * accepts connections on it; a live socket, or a path that is not a socket, is left alone (listen() then reports it).
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  const stats = await lstat(path).catch(() => undefined);
+  if (!stats?.isSocket()) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code !== 'ECONNREFUSED'));
+  });
+  if (!live) await unlink(path);
 }
