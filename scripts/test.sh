@@ -38,11 +38,21 @@ npx tsc -p tsconfig.json --noEmit
 step "lint"
 npx eslint .
 
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
 step "unit tests (Node $(node --version))"
-npx jest --selectProjects unit
+npx jest --selectProjects unit --json --outputFile "$results/unit-node.json"
 
 step "unit tests (Node 24)"
-bash scripts/with-node24.sh node node_modules/jest/bin/jest.js --selectProjects unit
+bash scripts/with-node24.sh node node_modules/jest/bin/jest.js --selectProjects unit --json --outputFile "$results/unit-node24.json"
 
 step "e2e tests"
-npx jest --selectProjects e2e
+npx jest --selectProjects e2e --json --outputFile "$results/e2e.json"
+
+# One closing line for the whole suite, summed over the three Jest runs.
+node -e '
+  const runs = process.argv.slice(1).map((f) => require(f));
+  const sum = (key) => runs.reduce((n, r) => n + r[key], 0);
+  console.log(`\ntests: ${sum("numPassedTests")} passed, ${sum("numFailedTests")} failed, ${sum("numPendingTests")} skipped`);
+' "$results/unit-node.json" "$results/unit-node24.json" "$results/e2e.json"
