@@ -28,6 +28,7 @@ import {
   UINT64_MAX,
   VarScope,
 } from '../index';
+import { thrown } from '../../test/thrown';
 
 const MAX_FRAME_SIZE = 16380;
 
@@ -93,15 +94,6 @@ function withoutAllocatingAtLeast(limit: number, fn: () => void): void {
   } finally {
     for (const spy of spies) spy.mockRestore();
   }
-}
-
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
 }
 
 describe('FrameReader', () => {

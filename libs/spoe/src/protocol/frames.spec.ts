@@ -40,6 +40,7 @@ import {
   writeFrame,
   writeNotify,
 } from '../index';
+import { thrown } from '../../test/thrown';
 
 /**
  * Bytes written as hex pairs and "quoted ASCII", with `//` comments: the frames below are laid out field by field as
@@ -72,15 +73,6 @@ function readFrame(wire: Buffer): Frame {
 /** A frame around `payload`, its length prefix computed: for payloads built to be wrong. */
 function frameOf(type: FrameType, payload: Buffer, flags = FrameFlag.Fin, streamId = 0, frameId = 0): Buffer {
   return encodeFrame(payload.length + 64, type, flags, streamId, frameId, (w, p: Buffer) => w.bytes(p), payload);
-}
-
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
 }
 
 function nextTurn(): Promise<void> {
