@@ -360,6 +360,30 @@ describe('frames (SPOE.txt 3.2)', () => {
       ]);
     });
 
+    it('decodes a value when it is first read, and keeps it: get(), valueAt() and args agree', () => {
+      const [message] = decodeNotify(readFrame(NOTIFY));
+      const ip = message.get('ip');
+      expect(ip).toEqual(SpoeIp.parse('192.168.0.1'));
+      expect(message.get('ip')).toBe(ip);
+      expect(message.valueAt(0)).toBe(ip);
+      expect(message.args[0].value).toBe(ip);
+      expect(message.get('port')).toBe(443);
+      expect(message.get('absent')).toBeUndefined();
+      expect([message.size, message.nameAt(1)]).toEqual([2, 'port']);
+    });
+
+    it('get() answers the first of repeated names', () => {
+      const [message] = decodeNotify(readFrame(encodeNotify(256, 1, 1, [{ name: 'm', args: [['a', 1], ['a', 2]] }])));
+      expect(message.get('a')).toBe(1);
+      expect(message.args.map((a) => a.value)).toEqual([1, 2]);
+    });
+
+    it('checks every value when the frame is read, before any is decoded', () => {
+      // An INT32 out of range in the second argument: the frame is invalid even if only the first is ever read.
+      const wire = frameOf(FrameType.Notify, bytes('01 "m" 02  01 "a" 00  01 "b" 02 ff ff ff ff 7f'), FrameFlag.Fin, 1, 1);
+      expect(() => decodeNotify(readFrame(wire))).toThrow(SpopInvalidFrameError);
+    });
+
     it('decodes an empty LIST-OF-MESSAGES', () => {
       expect(decodeNotify(readFrame(encodeNotify(256, 1, 1, [])))).toEqual([]);
     });
@@ -672,6 +696,36 @@ describe('frames (SPOE.txt 3.2)', () => {
       writer.commit();
       await nextTurn();
       expect(calls[0].equals(encodeAck(16380, 2, 2, ack(2)))).toBe(true);
+    });
+
+    it('while corked, holds frames back and writes them all at uncork, in one call', async () => {
+      const { writer, calls } = recordingWriter();
+      writer.cork();
+      const expected = writeAcks(writer, 0, 16);
+      await nextTurn();
+      expect(calls).toHaveLength(0);
+      writer.uncork();
+      expect(calls).toHaveLength(1);
+      expect(calls[0].equals(Buffer.concat(expected))).toBe(true);
+    });
+
+    it('uncork leaves frames to the end-of-turn write already due (a late ACK and a burst share one write)', async () => {
+      const { writer, calls } = recordingWriter();
+      const late = writeAcks(writer, 0, 1);
+      writer.cork();
+      const burst = writeAcks(writer, 1, 4);
+      writer.uncork();
+      expect(calls).toHaveLength(0);
+      await nextTurn();
+      expect(calls).toHaveLength(1);
+      expect(calls[0].equals(Buffer.concat([...late, ...burst]))).toBe(true);
+    });
+
+    it('uncork without frames writes nothing', () => {
+      const { writer, calls } = recordingWriter();
+      writer.cork();
+      writer.uncork();
+      expect(calls).toHaveLength(0);
     });
 
     it('flush() writes at once and cancels the scheduled write', async () => {

@@ -2,7 +2,7 @@ import { ByteReader } from './byte-reader';
 import { ByteWriter } from './byte-writer';
 import { SpoeEncodeError } from './errors';
 import { encodeFrame, Frame, FrameFlag, FrameType, SpopId, writeFrame } from './frame';
-import { readTypedData, SpoeDataType, SpoeEncodable, SpoeValue, TypedData, TypedDataSlot, writeTypedData } from './typed-data';
+import { scanTypedData, SpoeDataType, SpoeEncodable, SpoeValue, TypedData, TypedDataSlot, typedValue, writeTypedData } from './typed-data';
 
 /** One argument of a message (a KV-LIST item of LIST-OF-MESSAGES). */
 export class SpoeArgument {
@@ -31,10 +31,67 @@ export class SpoeArgument {
   }
 }
 
-/** One SPOE message of a NOTIFY frame: the `spoe-message` name and its arguments in order. */
-export interface SpoeMessage {
-  readonly name: string;
-  readonly args: readonly SpoeArgument[];
+/**
+ * One SPOE message of a NOTIFY frame: the `spoe-message` name and its arguments in order. The frame was checked whole
+ * when it was read; argument values are decoded when first read (a handler that reads one argument of four pays for
+ * one), then kept.
+ */
+export class SpoeMessage {
+  /** Values decoded so far, by index; undefined where not yet (no SpoeValue is undefined). */
+  private decoded: Array<SpoeValue | undefined> | undefined;
+  private argumentList: readonly SpoeArgument[] | undefined;
+
+  /** @internal Built by {@link decodeMessages}: `layout` holds type, start and end of each argument's value. */
+  constructor(
+    /** The `spoe-message` name. */
+    readonly name: string,
+    private readonly buffer: Buffer,
+    private readonly names: readonly string[],
+    private readonly layout: readonly number[],
+  ) {}
+
+  /** How many arguments the message carries. */
+  get size(): number {
+    return this.names.length;
+  }
+
+  /** The arguments in wire order, with their types and raw bytes (duplicate names included). */
+  get args(): readonly SpoeArgument[] {
+    if (this.argumentList) return this.argumentList;
+    const list = new Array<SpoeArgument>(this.names.length);
+    for (let i = 0; i < list.length; i++) {
+      const type = this.layout[3 * i] as SpoeDataType;
+      const value = this.valueAt(i);
+      list[i] =
+        type === SpoeDataType.String || type === SpoeDataType.Binary
+          ? new SpoeArgument(this.names[i], type, value, this.buffer, this.layout[3 * i + 1], this.layout[3 * i + 2])
+          : new SpoeArgument(this.names[i], type, value);
+    }
+    return (this.argumentList = list);
+  }
+
+  /** The value of the first argument called `name`; undefined when the message has none. */
+  get(name: string): SpoeValue | undefined {
+    const names = this.names;
+    for (let i = 0; i < names.length; i++) if (names[i] === name) return this.valueAt(i);
+    return undefined;
+  }
+
+  /** The name of argument `index` (wire order). */
+  nameAt(index: number): string {
+    return this.names[index];
+  }
+
+  /** The value of argument `index` (wire order). */
+  valueAt(index: number): SpoeValue {
+    const decoded = (this.decoded ??= new Array<SpoeValue | undefined>(this.names.length));
+    let value = decoded[index];
+    if (value === undefined) {
+      const at = 3 * index;
+      value = decoded[index] = typedValue(this.buffer, this.layout[at] as SpoeDataType, this.layout[at + 1], this.layout[at + 2]);
+    }
+    return value;
+  }
 }
 
 /** Decodes the LIST-OF-MESSAGES of a NOTIFY frame. */
@@ -46,7 +103,10 @@ export function decodeNotify(frame: Frame): SpoeMessage[] {
 const messagesReader = new ByteReader(Buffer.alloc(0), 0, 0);
 const messagesSlot: TypedDataSlot = { type: SpoeDataType.Null, start: 0, end: 0 };
 
-/** Decodes a LIST-OF-MESSAGES occupying `buffer[start, end)` (a NOTIFY payload, possibly reassembled). */
+/**
+ * Decodes a LIST-OF-MESSAGES occupying `buffer[start, end)` (a NOTIFY payload, possibly reassembled). The whole list
+ * is checked here, so a malformed frame fails at once; values are decoded later, when read (see {@link SpoeMessage}).
+ */
 export function decodeMessages(buffer: Buffer, start: number, end: number): SpoeMessage[] {
   const r = messagesReader;
   r.buf = buffer;
@@ -57,19 +117,22 @@ export function decodeMessages(buffer: Buffer, start: number, end: number): Spoe
   while (r.pos < r.end) {
     const name = r.string('message name');
     const count = r.u8('message nb-args');
-    const args = new Array<SpoeArgument>(count);
+    const names = new Array<string>(count);
+    const layout = new Array<number>(3 * count);
     for (let i = 0; i < count; i++) {
-      const argName = r.string('argument name');
-      const value = readTypedData(r, slot);
-      args[i] =
-        slot.type === SpoeDataType.String || slot.type === SpoeDataType.Binary
-          ? new SpoeArgument(argName, slot.type, value, buffer, slot.start, slot.end)
-          : new SpoeArgument(argName, slot.type, value);
+      names[i] = r.string('argument name');
+      scanTypedData(r, slot);
+      layout[3 * i] = slot.type;
+      layout[3 * i + 1] = slot.start;
+      layout[3 * i + 2] = slot.end;
     }
-    messages.push({ name, args });
+    messages.push(new SpoeMessage(name, buffer, names, layout));
   }
+  r.buf = EMPTY;
   return messages;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** A message to send in a NOTIFY (HAProxy's side): arguments in order, values typed as {@link writeTypedData}. */
 export interface NotifyMessage {

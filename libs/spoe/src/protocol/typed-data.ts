@@ -204,6 +204,17 @@ export function writeTypedData(w: ByteWriter, value: SpoeEncodable): void {
  * types (10-15) and flags on other types than BOOL are invalid frames.
  */
 export function readTypedData(r: ByteReader, out: TypedDataSlot): SpoeValue {
+  scanTypedData(r, out);
+  return typedValue(r.buf, out.type, out.start, out.end);
+}
+
+/**
+ * Checks one TYPED-DATA and steps over it without decoding its value: `out` gets its type and where the value lies
+ * (`[start, end)`: the value's bytes; for NULL and BOOL, the type byte itself). Everything that makes a frame invalid
+ * is found here, so {@link typedValue} cannot fail later: unknown types (10-15), flags on other types than BOOL,
+ * truncation, varints beyond 64 bits and 32-bit integers out of range.
+ */
+export function scanTypedData(r: ByteReader, out: TypedDataSlot): void {
   const at = r.pos;
   const byte = r.u8('typed data');
   const type = byte & TYPE_MASK;
@@ -211,48 +222,86 @@ export function readTypedData(r: ByteReader, out: TypedDataSlot): SpoeValue {
     throw new SpopInvalidFrameError(`typed data: flags 0x${(byte >> 4).toString(16)} on type ${type} at offset ${at}`);
   }
   out.type = type;
+  out.start = r.pos;
   switch (type) {
     case SpoeDataType.Null:
-      return null;
     case SpoeDataType.Boolean:
-      return (byte & BOOLEAN_TRUE_FLAG) !== 0;
+      out.start = at;
+      break;
     case SpoeDataType.Int32: {
       const n = toSigned(r.varint('INT32'));
       if (typeof n !== 'number' || n < INT32_MIN || n > INT32_MAX) throw outOfRange('INT32', n, at);
-      return n;
+      break;
     }
     case SpoeDataType.Uint32: {
       const n = r.varint('UINT32');
       if (typeof n !== 'number' || n > UINT32_MAX) throw outOfRange('UINT32', n, at);
-      return n;
+      break;
     }
     case SpoeDataType.Int64:
-      return toSigned(r.varint('INT64'));
+      r.varint('INT64');
+      break;
     case SpoeDataType.Uint64:
-      return r.varint('UINT64');
+      r.varint('UINT64');
+      break;
     case SpoeDataType.Ipv4:
-      return SpoeIp.read(r.buf, r.skip(4, 'IPV4'), 4);
+      r.skip(4, 'IPV4');
+      break;
     case SpoeDataType.Ipv6:
-      return SpoeIp.read(r.buf, r.skip(16, 'IPV6'), 16);
-    case SpoeDataType.String: {
-      const len = r.length('STRING');
-      out.start = r.pos;
-      r.pos += len;
-      out.end = r.pos;
-      return len === 0 ? '' : utf8(r.buf, out.start, out.end);
-    }
+      r.skip(16, 'IPV6');
+      break;
+    case SpoeDataType.String:
     case SpoeDataType.Binary: {
-      const len = r.length('BINARY');
+      const len = r.length(type === SpoeDataType.String ? 'STRING' : 'BINARY');
       out.start = r.pos;
       r.pos += len;
-      out.end = r.pos;
-      return r.buf.subarray(out.start, out.end);
+      break;
     }
+    default:
+      throw new SpopInvalidFrameError(`typed data: unknown type ${type} at offset ${at}`);
   }
-  throw new SpopInvalidFrameError(`typed data: unknown type ${type} at offset ${at}`);
+  out.end = r.pos;
 }
 
-/** Scratch filled by {@link readTypedData}: reused across reads so decoding allocates nothing for it. */
+// Values are decoded synchronously and never re-entrantly: one cursor serves every varint.
+const valueReader = new ByteReader(Buffer.alloc(0), 0, 0);
+
+/** The value of a TYPED-DATA that {@link scanTypedData} checked (same `type`, `start` and `end`). */
+export function typedValue(buf: Buffer, type: SpoeDataType, start: number, end: number): SpoeValue {
+  switch (type) {
+    case SpoeDataType.Null:
+      return null;
+    case SpoeDataType.Boolean:
+      return (buf[start] & BOOLEAN_TRUE_FLAG) !== 0;
+    case SpoeDataType.Int32:
+    case SpoeDataType.Int64:
+      return toSigned(varintAt(buf, start, end));
+    case SpoeDataType.Uint32:
+    case SpoeDataType.Uint64:
+      return varintAt(buf, start, end);
+    case SpoeDataType.Ipv4:
+      return SpoeIp.read(buf, start, 4);
+    case SpoeDataType.Ipv6:
+      return SpoeIp.read(buf, start, 16);
+    case SpoeDataType.String:
+      return end === start ? '' : utf8(buf, start, end);
+    case SpoeDataType.Binary:
+      return buf.subarray(start, end);
+  }
+  throw new SpopInvalidFrameError(`typed data: unknown type ${String(type)}`);
+}
+
+function varintAt(buf: Buffer, start: number, end: number): number | bigint {
+  // One-byte varints (0-239) are the common case: no cursor needed.
+  if (end - start === 1 && buf[start] < 240) return buf[start];
+  const r = valueReader;
+  r.buf = buf;
+  r.pos = start;
+  r.end = end;
+  return r.varint('integer');
+}
+
+/** Scratch filled by {@link scanTypedData} and {@link readTypedData}: reused across reads so decoding allocates nothing for it. */
 export interface TypedDataSlot {
   type: SpoeDataType;
   start: number;
