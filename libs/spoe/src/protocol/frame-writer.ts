@@ -1,13 +1,15 @@
 import { ByteWriter } from './byte-writer';
 
-/** Where encoded bytes go (a socket's write). Called at most once per event-loop turn. */
+/** Where encoded bytes go (a socket's write). Called at most once per read burst or event-loop turn. */
 export type FrameSink = (data: Buffer) => void;
 
 const MIN_SLAB_SIZE = 64 * 1024;
 
 /**
- * Encodes frames in place into a slab and hands everything encoded during one event-loop turn to the sink in one
- * buffer: one write per turn however many ACKs became ready. Regions already handed over are never written again.
+ * Encodes frames in place into a slab and hands everything encoded together to the sink in one buffer: frames
+ * committed while the writer is corked (a read burst whose handlers answered at once) go out at {@link uncork};
+ * frames committed otherwise (handlers that finished later) go out at the end of the event-loop turn. Either way one
+ * write however many ACKs became ready. Regions already handed over are never written again.
  *
  * Usage: `const w = writer.begin(); writeAck(w, …); writer.commit();` — an encoder that throws leaves nothing behind.
  */
@@ -17,6 +19,7 @@ export class FrameWriter {
   private flushed = 0;
   private readonly pending: Buffer[] = [];
   private scheduled: NodeJS.Immediate | undefined;
+  private corked = false;
   private readonly writer = new ByteWriter(Buffer.alloc(0), 0, 0);
   private readonly flushBound = (): void => this.flush();
 
@@ -44,10 +47,24 @@ export class FrameWriter {
     return w;
   }
 
-  /** Keeps what was written since {@link begin} and schedules the flush for the end of this turn. */
+  /** Keeps what was written since {@link begin}; it is flushed at {@link uncork}, or else at the end of this turn. */
   commit(): void {
     this.pos = this.writer.pos;
-    this.scheduled ??= setImmediate(this.flushBound);
+    if (!this.corked) this.scheduled ??= setImmediate(this.flushBound);
+  }
+
+  /** Holds commits back until {@link uncork} (a read burst is being handled). */
+  cork(): void {
+    this.corked = true;
+  }
+
+  /**
+   * Flushes what was committed while corked, in one write — unless a flush is already due at the end of this turn
+   * (frames were committed uncorked, by handlers finishing late): everything then leaves together, then.
+   */
+  uncork(): void {
+    this.corked = false;
+    if (this.scheduled === undefined && (this.pos > this.flushed || this.pending.length > 0)) this.flush();
   }
 
   /** Bytes encoded and not yet handed to the sink. */

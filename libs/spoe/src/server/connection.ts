@@ -107,6 +107,8 @@ export class SpoeConnection {
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
+    // ACKs answered during the burst leave in one write at its end.
+    this.writer.cork();
     try {
       const options = this.host.options;
       while ((this.state === 'hello' || this.state === 'ready') && !this.draining) {
@@ -136,6 +138,7 @@ export class SpoeConnection {
       this.protocolError(error);
     } finally {
       this.pumping = false;
+      this.writer.uncork();
     }
   }
 

@@ -15,10 +15,18 @@ export type SpoeHandler = (payload: SpoePayload, context: SpoeContext) => unknow
 /** `@Payload()` of an SPOE handler: arguments by name (the first one wins for a repeated name). */
 export type SpoePayload = Record<string, SpoeValue>;
 
+/**
+ * Runs one message through its `@MessagePattern` handler and returns what the handler returned: a value, a Promise or
+ * an Observable. Builds only what the handler reads (its payload, its {@link SpoeContext}).
+ */
+export type SpoeMessageInvoker = (message: SpoeMessage, streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo) => unknown;
+
 /** The handlers bound to one message name. */
 export interface SpoeRoute {
   /** The `@MessagePattern` handler, whose actions go into the ACK. */
   readonly handler: SpoeHandler | undefined;
+  /** How a message reaches `handler` (set with it). */
+  readonly invoke: SpoeMessageInvoker | undefined;
   /** `@EventPattern` handlers: run, never awaited. */
   readonly events: readonly SpoeHandler[];
   /** Deadline of `handler`, in ms. */
@@ -54,29 +62,72 @@ export class Dispatcher {
     private readonly errorVariable: SpoeErrorVariable | undefined,
   ) {}
 
-  /** Dispatches a NOTIFY; `done` is called exactly once with the ACK's actions. */
+  /**
+   * Dispatches a NOTIFY; `done` is called exactly once with the ACK's actions: before this returns when every handler
+   * answered at once (the common case, which then allocates no job and no deadline), later otherwise.
+   */
   dispatch(messages: readonly SpoeMessage[], streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo, done: SpoeAckCallback): void {
+    if (messages.length === 1) return this.dispatchOne(messages[0], streamId, frameId, connection, done);
     const job = new NotifyJob(this, messages, streamId, frameId, done);
     let deadline = Infinity;
     for (let i = 0; i < messages.length; i++) {
-      const message = messages[i];
-      const route = this.route(message.name);
-      if (!route || (!route.handler && route.events.length === 0)) {
-        this.warnUnknown(message.name);
-        job.complete(i);
-        continue;
-      }
-      const payload = toPayload(message);
-      const context = new SpoeContext([message, streamId, frameId, connection]);
-      for (const event of route.events) this.fireEvent(event, payload, context);
-      if (!route.handler) {
+      const route = this.routeOf(messages[i], streamId, frameId, connection);
+      if (!route?.invoke) {
         job.complete(i);
         continue;
       }
       if (route.deadlineMs < deadline) deadline = route.deadlineMs;
-      this.run(job, i, route.handler, payload, context);
+      try {
+        follow(job, i, route.invoke(messages[i], streamId, frameId, connection));
+      } catch (error) {
+        job.fail(i, error);
+      }
     }
     if (!job.settled) this.deadlines.add(deadline, job);
+  }
+
+  /** A NOTIFY of one message (nearly all of them): when its handler answers at once, no job, no deadline. */
+  private dispatchOne(message: SpoeMessage, streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo, done: SpoeAckCallback): void {
+    const route = this.routeOf(message, streamId, frameId, connection);
+    if (!route?.invoke) {
+      done(streamId, frameId, NO_ACTIONS);
+      return;
+    }
+    let result: unknown;
+    try {
+      result = route.invoke(message, streamId, frameId, connection);
+    } catch (error) {
+      return this.failed(message, streamId, frameId, error, done);
+    }
+    if (result instanceof Promise || isObservable(result)) {
+      const job = new NotifyJob(this, [message], streamId, frameId, done);
+      follow(job, 0, result);
+      if (!job.settled) this.deadlines.add(route.deadlineMs, job);
+      return;
+    }
+    const actions = actionsOf(result);
+    if (actions) done(streamId, frameId, actions);
+    else this.failed(message, streamId, frameId, notActions(result), done);
+  }
+
+  private failed(message: SpoeMessage, streamId: SpopId, frameId: SpopId, error: unknown, done: SpoeAckCallback): void {
+    this.logFailure(message.name, streamId, frameId, error);
+    done(streamId, frameId, this.withFailure(NO_ACTIONS, SpoeFailure.HandlerFailed));
+  }
+
+  /** The route of a message with a `@MessagePattern` handler; event handlers fired on the way; undefined otherwise. */
+  private routeOf(message: SpoeMessage, streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo): SpoeRoute | undefined {
+    const route = this.route(message.name);
+    if (!route || (!route.handler && route.events.length === 0)) {
+      this.warnUnknown(message.name);
+      return undefined;
+    }
+    if (route.events.length > 0) {
+      const payload = toPayload(message);
+      const context = new SpoeContext([message, streamId, frameId, connection]);
+      for (const event of route.events) this.fireEvent(event, payload, context);
+    }
+    return route;
   }
 
   /** Answers every pending NOTIFY now, as if its deadline had passed (used on shutdown). */
@@ -94,33 +145,21 @@ export class Dispatcher {
     return v && { type: ActionType.SetVar, scope: v.scope, name: v.name, value: kind };
   }
 
+  /** @internal `actions` plus the error variable set to `kind`, when there is one. */
+  withFailure(actions: readonly SpoeAction[], kind: SpoeFailure): readonly SpoeAction[] {
+    const flag = this.failureAction(kind);
+    return flag ? [...actions, flag] : actions;
+  }
+
   /** @internal */
-  logFailure(job: NotifyJob, index: number, error: unknown): void {
-    const where = `message "${job.messages[index].name}" (stream-id ${job.streamId}, frame-id ${job.frameId})`;
+  logFailure(name: string, streamId: SpopId, frameId: SpopId, error: unknown): void {
+    const where = `message "${name}" (stream-id ${streamId}, frame-id ${frameId})`;
     this.logger.error(`handler failed for ${where}: ${describeError(error)}`, error instanceof Error ? error.stack : undefined);
   }
 
   /** @internal */
   logDeadline(job: NotifyJob, pending: string[]): void {
     this.logger.warn(`deadline passed for message(s) ${pending.map((n) => `"${n}"`).join(', ')} (stream-id ${job.streamId}, frame-id ${job.frameId}); acknowledged with the actions that were ready`);
-  }
-
-  private run(job: NotifyJob, index: number, handler: SpoeHandler, payload: SpoePayload, context: SpoeContext): void {
-    let result: unknown;
-    try {
-      result = this.invoke(handler, payload, context);
-    } catch (error) {
-      job.fail(index, error);
-      return;
-    }
-    if (result instanceof Promise) {
-      result.then(
-        (value: unknown) => job.accept(index, value),
-        (error: unknown) => job.fail(index, error),
-      );
-    } else {
-      job.accept(index, result);
-    }
   }
 
   private fireEvent(handler: SpoeHandler, payload: SpoePayload, context: SpoeContext): void {
@@ -192,7 +231,7 @@ class NotifyJob implements Expirable {
 
   fail(index: number, error: unknown): void {
     if (this.settled) return;
-    this.dispatcher.logFailure(this, index, error);
+    this.dispatcher.logFailure(this.messages[index].name, this.streamId, this.frameId, error);
     this.settleWithFailure(SpoeFailure.HandlerFailed);
   }
 
@@ -210,11 +249,13 @@ class NotifyJob implements Expirable {
 
   /** `list` plus what `value` adds (an action, an array of them, or nothing); a failure for anything else. */
   private collect(index: number, value: unknown, list: readonly SpoeAction[]): readonly SpoeAction[] | undefined {
-    if (value === undefined || value === null) return list;
-    if (isSpoeAction(value)) return list.length === 0 ? [value] : [...list, value];
-    if (Array.isArray(value) && value.every(isSpoeAction)) return list.length === 0 ? (value as SpoeAction[]) : [...list, ...(value as SpoeAction[])];
-    this.fail(index, new TypeError(`handler returned ${describeValue(value)}; expected a SpoeAction, an array of them, or nothing`));
-    return undefined;
+    const actions = actionsOf(value);
+    if (!actions) {
+      this.fail(index, notActions(value));
+      return undefined;
+    }
+    if (list.length === 0) return actions;
+    return actions.length === 0 ? list : [...list, ...actions];
   }
 
   /** The actions of the finished messages, in message order. */
@@ -226,8 +267,7 @@ class NotifyJob implements Expirable {
   }
 
   private settleWithFailure(kind: SpoeFailure): void {
-    const flag = this.dispatcher.failureAction(kind);
-    this.settle(flag ? [...this.collected(), flag] : this.collected());
+    this.settle(this.dispatcher.withFailure(this.collected(), kind));
   }
 
   private settle(actions: readonly SpoeAction[]): void {
@@ -237,12 +277,38 @@ class NotifyJob implements Expirable {
   }
 }
 
-function toPayload(message: SpoeMessage): SpoePayload {
+/** Feeds a handler's result, or once settled a Promise's, into the job. */
+function follow(job: NotifyJob, index: number, result: unknown): void {
+  if (result instanceof Promise) {
+    result.then(
+      (value: unknown) => job.accept(index, value),
+      (error: unknown) => job.fail(index, error),
+    );
+  } else {
+    job.accept(index, result);
+  }
+}
+
+/** What a handler returned, as the actions it adds: nothing, one action or an array of them; undefined for anything else. */
+function actionsOf(value: unknown): readonly SpoeAction[] | undefined {
+  if (value === undefined || value === null) return NO_ACTIONS;
+  if (isSpoeAction(value)) return [value];
+  if (Array.isArray(value) && value.every(isSpoeAction)) return value as SpoeAction[];
+  return undefined;
+}
+
+function notActions(value: unknown): TypeError {
+  return new TypeError(`handler returned ${describeValue(value)}; expected a SpoeAction, an array of them, or nothing`);
+}
+
+/** `@Payload()` of a message: its arguments by name, the first one winning for a repeated name. */
+export function toPayload(message: SpoeMessage): SpoePayload {
   const payload: SpoePayload = {};
-  for (const arg of message.args) {
-    if (Object.prototype.hasOwnProperty.call(payload, arg.name)) continue;
-    if (arg.name === '__proto__') Object.defineProperty(payload, arg.name, { value: arg.value, enumerable: true, writable: true, configurable: true });
-    else payload[arg.name] = arg.value;
+  for (let i = 0; i < message.size; i++) {
+    const name = message.nameAt(i);
+    if (Object.prototype.hasOwnProperty.call(payload, name)) continue;
+    if (name === '__proto__') Object.defineProperty(payload, name, { value: message.valueAt(i), enumerable: true, writable: true, configurable: true });
+    else payload[name] = message.valueAt(i);
   }
   return payload;
 }
