@@ -5,8 +5,9 @@ import { lstat, unlink } from 'node:fs/promises';
 import { AddressInfo, connect, createServer, Server as NetServer, Socket } from 'node:net';
 import { isObservable } from 'rxjs';
 import { finalize } from 'rxjs/operators';
-import { Dispatcher, SpoeHandler, SpoeInvoker, SpoePayload, SpoeRoute } from './dispatcher';
+import { Dispatcher, SpoeHandler, SpoeInvoker, SpoeMessageInvoker, SpoePayload, SpoeRoute, toPayload } from './dispatcher';
 import { SpoeConnection, SpoeConnectionHost } from './connection';
+import { HandlerPipelines, NestHandlerSource } from './handler-pipeline';
 import { SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from './spoe.constants';
 import { SpoeContext } from './spoe.context';
 import { SpoeDisconnectEvent, SpoeEvents, SpoeStatus } from './spoe.events';
@@ -47,6 +48,9 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   private server: NetServer | undefined;
   private closing: Promise<void> | undefined;
   private invoker: SpoeInvoker = (handler, payload, context) => handler(payload, context);
+  private hooked = false;
+  private pipelines: HandlerPipelines | undefined;
+  private readonly compiled = new Set<string>();
 
   constructor(options: SpoeServerOptions = {}) {
     super();
@@ -78,6 +82,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     if (isEventHandler) {
       this.routes.set(pattern, {
         handler: existing?.handler,
+        invoke: existing?.invoke,
         events: [...(existing?.events ?? []), handler],
         deadlineMs: existing?.deadlineMs ?? this.options.handlerDeadlineMs,
       });
@@ -85,17 +90,27 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       if (existing?.handler) {
         throw new SpoeHandlerError(`two @MessagePattern handlers for SPOE message "${pattern}": each message has one handler (its actions make the ACK)`);
       }
-      this.routes.set(pattern, { handler, events: existing?.events ?? [], deadlineMs: this.deadlineOf(pattern, extras) });
+      this.routes.set(pattern, { handler, invoke: this.viaNest(handler), events: existing?.events ?? [], deadlineMs: this.deadlineOf(pattern, extras) });
     }
     super.addHandler(pattern, callback, isEventHandler, extras);
   }
 
   override setOnProcessingStartHook(hook: Parameters<Server['setOnProcessingStartHook']>[0]): void {
     super.setOnProcessingStartHook(hook);
+    this.hooked = true;
     this.invoker = (handler, payload, context) => this.invokeWithHooks(handler, payload, context);
   }
 
+  /**
+   * @internal Given by SpoeModule: with Nest's modules and config, handlers run through nestjs-spoe's own pipeline
+   * (same enhancers, same order, synchronous when they are; see handler-pipeline.ts) instead of Nest's generic one.
+   */
+  useNestPipelines(source: NestHandlerSource): void {
+    this.pipelines = new HandlerPipelines(source);
+  }
+
   listen(callback: (error?: unknown) => void): void {
+    this.compileRoutes();
     let settled = false;
     const fail = (error: unknown): void => {
       if (settled) return;
@@ -198,6 +213,42 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
         }
       });
     });
+  }
+
+  /** @internal Which pipeline runs the `@MessagePattern(pattern)` handler (for tests). */
+  pipelineOf(pattern: string): 'nestjs-spoe' | 'nest' | undefined {
+    const route = this.routes.get(pattern);
+    if (!route?.handler) return undefined;
+    return this.compiled.has(pattern) ? 'nestjs-spoe' : 'nest';
+  }
+
+  /** Replaces Nest's pipeline of each @MessagePattern handler by its compiled equivalent, where one can be built. */
+  private compileRoutes(): void {
+    const pipelines = this.pipelines;
+    if (!pipelines || this.hooked) return;
+    const reason = pipelines.unsupportedReason();
+    if (reason) {
+      this.log.debug(`handlers keep Nest's RPC pipeline: ${reason}`);
+      return;
+    }
+    for (const [pattern, route] of this.routes) {
+      if (!route.handler) continue;
+      try {
+        const invoke = pipelines.compile(pattern, this.transportId);
+        if (invoke) {
+          this.routes.set(pattern, { ...route, invoke });
+          this.compiled.add(pattern);
+        }
+        else this.log.debug(`"${pattern}" keeps Nest's RPC pipeline (request-scoped or not found)`);
+      } catch (error) {
+        this.log.debug(`"${pattern}" keeps Nest's RPC pipeline: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  /** Runs a message through the handler as Nest registered it: `(payload, context)`, every argument decoded. */
+  private viaNest(handler: SpoeHandler): SpoeMessageInvoker {
+    return (message, streamId, frameId, connection) => this.invoker(handler, toPayload(message), new SpoeContext([message, streamId, frameId, connection]));
   }
 
   private deadlineOf(pattern: string, extras: Record<string, unknown>): number {
