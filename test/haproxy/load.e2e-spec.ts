@@ -25,13 +25,14 @@ function scored(response: HttpResponse): string | undefined {
 }
 
 /** Runs `total` scored requests from CLIENTS keep-alive clients against the stack's IPv4 frontend. */
-function load(stack: Stack, total: number, onProgress?: (done: number) => void): Promise<LoadResult> {
+function load(stack: Stack, total: number, onProgress?: (done: number) => void, before?: (i: number) => Promise<void> | undefined): Promise<LoadResult> {
   return runLoad({
     total,
     concurrency: CLIENTS,
     request: () => ({ host: '127.0.0.1', port: stack.port, path: '/', headers: { 'x-request-id': newRid('load') } }),
     check: scored,
     onProgress,
+    before,
   });
 }
 
@@ -105,9 +106,20 @@ describeEachHaproxy('SPOE agent under load', (binary: HaproxyBinary) => {
       const firstPid = s.haproxy.pid;
       const reloads: Array<Promise<void>> = [];
       const reloadAt = new Set([Math.floor(RELOAD_REQUESTS / 3), Math.floor((2 * RELOAD_REQUESTS) / 3)]);
-      const result = await load(s, RELOAD_REQUESTS, (done) => {
-        if (reloadAt.has(done)) reloads.push(s.haproxy.reload({ seamless: true }));
-      });
+      // Requests past the middle of each third wait for that third's reload: however fast the agent, every process
+      // serves some requests, and a reload never starts before the previous one is done.
+      const waitsForReload = (i: number): number => (i >= Math.floor((5 * RELOAD_REQUESTS) / 6) ? 1 : i >= Math.floor(RELOAD_REQUESTS / 2) ? 0 : -1);
+      const result = await load(
+        s,
+        RELOAD_REQUESTS,
+        (done) => {
+          if (reloadAt.has(done)) reloads.push(s.haproxy.reload({ seamless: true }));
+        },
+        async (i) => {
+          const reload = waitsForReload(i);
+          if (reload >= 0) await waitFor(`reload ${reload + 1}`, () => reloads[reload]?.then(() => true), 30_000, 10);
+        },
+      );
       await Promise.all(reloads);
       expect(reloads.length).toBe(2);
       await expectCleanRun(s, result, { exactLines: true });

@@ -889,6 +889,8 @@ export interface LoadOptions {
   readonly check?: (response: HttpResponse, i: number) => string | undefined;
   /** Called after each completed request (e.g. to trigger a reload at some point). */
   readonly onProgress?: (done: number) => void;
+  /** Awaited before the i-th request is sent (e.g. to hold the last requests until a reload is done). */
+  readonly before?: (i: number) => Promise<void> | undefined;
   /** Keep-alive connections (default true). */
   readonly keepAlive?: boolean;
 }
@@ -925,6 +927,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     while (next < options.total) {
       const i = next++;
       try {
+        await options.before?.(i);
         const response = await httpRequest({ ...options.request(i), agent });
         statuses[response.status] = (statuses[response.status] ?? 0) + 1;
         responses.push({ i, status: response.status, headers: response.headers });
