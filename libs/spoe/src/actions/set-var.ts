@@ -84,6 +84,7 @@ export class UnsetVar implements SpoeAction {
 
 /** True for anything shaped like an action (built with SetVar/UnsetVar or by hand). */
 export function isSpoeAction(value: unknown): value is SpoeAction {
+  if (value instanceof SetVar || value instanceof UnsetVar) return true;
   if (typeof value !== 'object' || value === null) return false;
   const { type, scope, name } = value as Partial<SpoeAction>;
   return (type === ActionType.SetVar || type === ActionType.UnsetVar) && typeof scope === 'number' && typeof name === 'string';

@@ -92,7 +92,7 @@ export class ByteReader {
     const len = this.length(what);
     const start = this.pos;
     this.pos += len;
-    return len === 0 ? '' : decodeName(this.buf, start, this.pos);
+    return decodeName(this.buf, start, this.pos);
   }
 }
 
@@ -106,7 +106,9 @@ const NAME_CACHE_MAX_BYTES = 64;
 const cachedNameBytes: Array<Buffer | undefined> = new Array<Buffer | undefined>(NAME_CACHE_SLOTS).fill(undefined);
 const cachedNames: string[] = new Array<string>(NAME_CACHE_SLOTS).fill('');
 
-function decodeName(buf: Buffer, start: number, end: number): string {
+/** A name (of a message, an argument, an item or a variable) as a string, from the cache of recent ones. */
+export function decodeName(buf: Buffer, start: number, end: number): string {
+  if (end === start) return '';
   if (end - start > NAME_CACHE_MAX_BYTES) return utf8(buf, start, end);
   let hash = 0x811c9dc5;
   for (let i = start; i < end; i++) hash = Math.imul(hash ^ buf[i], 0x01000193);

@@ -1,4 +1,4 @@
-import { ByteReader } from './byte-reader';
+import { ByteReader, decodeName } from './byte-reader';
 import { ByteWriter } from './byte-writer';
 import { SpoeEncodeError } from './errors';
 import { encodeFrame, Frame, FrameFlag, FrameType, SpopId, writeFrame } from './frame';
@@ -31,67 +31,101 @@ export class SpoeArgument {
   }
 }
 
+/** Numbers kept per argument in a message's layout: name start and end, type, value start and end. */
+const STRIDE = 5;
+
 /**
  * One SPOE message of a NOTIFY frame: the `spoe-message` name and its arguments in order. The frame was checked whole
- * when it was read; argument values are decoded when first read (a handler that reads one argument of four pays for
- * one), then kept.
+ * when it was read; argument names and values are decoded when first read (a handler that reads one argument of four
+ * pays for one), then kept.
  */
 export class SpoeMessage {
-  /** Values decoded so far, by index; undefined where not yet (no SpoeValue is undefined). */
+  /** Names and values decoded so far, by index; undefined where not yet (no SpoeValue is undefined). */
+  private names: Array<string | undefined> | undefined;
   private decoded: Array<SpoeValue | undefined> | undefined;
   private argumentList: readonly SpoeArgument[] | undefined;
 
-  /** @internal Built by {@link decodeMessages}: `layout` holds type, start and end of each argument's value. */
+  /** @internal Built by {@link decodeMessages}: `layout` holds, per argument, where its name and value lie. */
   constructor(
     /** The `spoe-message` name. */
     readonly name: string,
     private readonly buffer: Buffer,
-    private readonly names: readonly string[],
     private readonly layout: readonly number[],
   ) {}
 
   /** How many arguments the message carries. */
   get size(): number {
-    return this.names.length;
+    return this.layout.length / STRIDE;
   }
 
   /** The arguments in wire order, with their types and raw bytes (duplicate names included). */
   get args(): readonly SpoeArgument[] {
     if (this.argumentList) return this.argumentList;
-    const list = new Array<SpoeArgument>(this.names.length);
+    const layout = this.layout;
+    const list = new Array<SpoeArgument>(this.size);
     for (let i = 0; i < list.length; i++) {
-      const type = this.layout[3 * i] as SpoeDataType;
+      const type = layout[STRIDE * i + 2] as SpoeDataType;
       const value = this.valueAt(i);
       list[i] =
         type === SpoeDataType.String || type === SpoeDataType.Binary
-          ? new SpoeArgument(this.names[i], type, value, this.buffer, this.layout[3 * i + 1], this.layout[3 * i + 2])
-          : new SpoeArgument(this.names[i], type, value);
+          ? new SpoeArgument(this.nameAt(i), type, value, this.buffer, layout[STRIDE * i + 3], layout[STRIDE * i + 4])
+          : new SpoeArgument(this.nameAt(i), type, value);
     }
     return (this.argumentList = list);
   }
 
   /** The value of the first argument called `name`; undefined when the message has none. */
   get(name: string): SpoeValue | undefined {
-    const names = this.names;
-    for (let i = 0; i < names.length; i++) if (names[i] === name) return this.valueAt(i);
-    return undefined;
+    const index = this.indexOf(name);
+    return index < 0 ? undefined : this.valueAt(index);
+  }
+
+  /** The index of the first argument called `name`, -1 when there is none. */
+  indexOf(name: string): number {
+    for (let i = 0; i < this.layout.length / STRIDE; i++) if (this.nameIs(i, name)) return i;
+    return -1;
   }
 
   /** The name of argument `index` (wire order). */
   nameAt(index: number): string {
-    return this.names[index];
+    const names = (this.names ??= new Array<string | undefined>(this.size));
+    return (names[index] ??= decodeName(this.buffer, this.layout[STRIDE * index], this.layout[STRIDE * index + 1]));
   }
 
   /** The value of argument `index` (wire order). */
   valueAt(index: number): SpoeValue {
-    const decoded = (this.decoded ??= new Array<SpoeValue | undefined>(this.names.length));
+    const decoded = (this.decoded ??= new Array<SpoeValue | undefined>(this.size));
     let value = decoded[index];
     if (value === undefined) {
-      const at = 3 * index;
+      const at = STRIDE * index + 2;
       value = decoded[index] = typedValue(this.buffer, this.layout[at] as SpoeDataType, this.layout[at + 1], this.layout[at + 2]);
     }
     return value;
   }
+
+  /**
+   * Whether argument `index` is called `name`, compared on the wire bytes when `name` is ASCII (argument names come
+   * from HAProxy's configuration and nearly always are): no string is decoded to answer.
+   */
+  private nameIs(index: number, name: string): boolean {
+    const known = this.names?.[index];
+    if (known !== undefined) return known === name;
+    const buf = this.buffer;
+    const start = this.layout[STRIDE * index];
+    const length = this.layout[STRIDE * index + 1] - start;
+    for (let i = 0; i < name.length; i++) {
+      const code = name.charCodeAt(i);
+      if (code >= 0x80) return this.nameAt(index) === name;
+      if (i >= length || buf[start + i] !== code) return !isAscii(name, i) && this.nameAt(index) === name;
+    }
+    // UTF-8 never decodes non-ASCII bytes to ASCII characters: longer bytes cannot spell an ASCII name.
+    return length === name.length;
+  }
+}
+
+function isAscii(text: string, from: number): boolean {
+  for (let i = from; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return false;
+  return true;
 }
 
 /** Decodes the LIST-OF-MESSAGES of a NOTIFY frame. */
@@ -105,7 +139,8 @@ const messagesSlot: TypedDataSlot = { type: SpoeDataType.Null, start: 0, end: 0 
 
 /**
  * Decodes a LIST-OF-MESSAGES occupying `buffer[start, end)` (a NOTIFY payload, possibly reassembled). The whole list
- * is checked here, so a malformed frame fails at once; values are decoded later, when read (see {@link SpoeMessage}).
+ * is checked here, so a malformed frame fails at once; names and values are decoded later, when read (see
+ * {@link SpoeMessage}).
  */
 export function decodeMessages(buffer: Buffer, start: number, end: number): SpoeMessage[] {
   const r = messagesReader;
@@ -117,16 +152,18 @@ export function decodeMessages(buffer: Buffer, start: number, end: number): Spoe
   while (r.pos < r.end) {
     const name = r.string('message name');
     const count = r.u8('message nb-args');
-    const names = new Array<string>(count);
-    const layout = new Array<number>(3 * count);
-    for (let i = 0; i < count; i++) {
-      names[i] = r.string('argument name');
+    const layout = new Array<number>(STRIDE * count);
+    for (let i = 0, at = 0; i < count; i++, at += STRIDE) {
+      const nameLength = r.length('argument name');
+      layout[at] = r.pos;
+      r.pos += nameLength;
+      layout[at + 1] = r.pos;
       scanTypedData(r, slot);
-      layout[3 * i] = slot.type;
-      layout[3 * i + 1] = slot.start;
-      layout[3 * i + 2] = slot.end;
+      layout[at + 2] = slot.type;
+      layout[at + 3] = slot.start;
+      layout[at + 4] = slot.end;
     }
-    messages.push(new SpoeMessage(name, buffer, names, layout));
+    messages.push(new SpoeMessage(name, buffer, layout));
   }
   r.buf = EMPTY;
   return messages;

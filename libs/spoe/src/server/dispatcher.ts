@@ -292,9 +292,10 @@ function follow(job: NotifyJob, index: number, result: unknown): void {
 /** What a handler returned, as the actions it adds: nothing, one action or an array of them; undefined for anything else. */
 function actionsOf(value: unknown): readonly SpoeAction[] | undefined {
   if (value === undefined || value === null) return NO_ACTIONS;
-  if (isSpoeAction(value)) return [value];
-  if (Array.isArray(value) && value.every(isSpoeAction)) return value as SpoeAction[];
-  return undefined;
+  if (!Array.isArray(value)) return isSpoeAction(value) ? [value] : undefined;
+  // A loop, not every(): this runs once per message.
+  for (let i = 0; i < value.length; i++) if (!isSpoeAction(value[i])) return undefined;
+  return value as SpoeAction[];
 }
 
 function notActions(value: unknown): TypeError {

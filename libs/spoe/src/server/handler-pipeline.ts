@@ -230,13 +230,31 @@ const NO_ARGUMENT: Record<string, unknown> = {};
 
 class HandlerPipeline {
   private readonly simpleArgs: boolean;
+  /** The argument name of a handler whose only parameter is `@Payload(name)`, with no enhancer at all. */
+  private readonly onlyArgument: string | undefined;
+  readonly invoke: SpoeMessageInvoker;
 
   constructor(private readonly plan: PipelinePlan) {
     // Parameters read straight from the message, no pipe in between: the common case, kept free of promises.
     this.simpleArgs = plan.params.every((p) => p.pipes.length === 0 && p.custom === undefined);
+    const [only] = plan.params;
+    const bare = this.simpleArgs && plan.guards.length === 0 && plan.interceptors.length === 0 && plan.params.length === 1 && plan.argsLength === 1;
+    this.onlyArgument = bare && only.type === RpcParamtype.PAYLOAD && typeof only.data === 'string' && only.data !== '' ? only.data : undefined;
+    this.invoke = this.onlyArgument === undefined ? this.invokeFull : this.invokeBare;
   }
 
-  readonly invoke: SpoeMessageInvoker = (message, streamId, frameId, connection) => {
+  /** `handler(@Payload('ip') ip)` and nothing around it: the shape of most SPOE handlers, called with no allocation. */
+  private readonly invokeBare: SpoeMessageInvoker = (message, streamId, frameId, connection) => {
+    let result: unknown;
+    try {
+      result = this.plan.callback.call(this.plan.instance, argument(message, this.onlyArgument!));
+    } catch (error) {
+      return this.handleError(error, new Call(message, streamId, frameId, connection));
+    }
+    return result instanceof Promise || isObservable(result) ? this.settled(result, new Call(message, streamId, frameId, connection)) : result;
+  };
+
+  private readonly invokeFull: SpoeMessageInvoker = (message, streamId, frameId, connection) => {
     const call = new Call(message, streamId, frameId, connection);
     try {
       const allowed = this.plan.guards.length === 0 ? true : this.canActivate(call);
@@ -367,8 +385,8 @@ class HandlerPipeline {
 }
 
 function argument(message: SpoeMessage, name: string): unknown {
-  for (let i = 0; i < message.size; i++) if (message.nameAt(i) === name) return message.valueAt(i);
-  return NO_ARGUMENT[name];
+  const index = message.indexOf(name);
+  return index < 0 ? NO_ARGUMENT[name] : message.valueAt(index);
 }
 
 /** GuardsConsumer.pickResult. */
