@@ -4,6 +4,7 @@ import { SpoeServer } from 'nestjs-spoe';
 import { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppModule } from './app.module';
+import { SupervisorLink } from './cluster/worker';
 import { AgentConfig } from './config/agent.config';
 import { Lifecycle } from './health/lifecycle';
 
@@ -24,11 +25,12 @@ export interface Agent {
 
 /**
  * Starts the hybrid app: modules initialised first (the Redis store connects and loads, or startup fails), then the
- * SPOE transport, then HTTP — so that once HTTP answers, readiness can tell the truth about everything else.
+ * SPOE transport, then HTTP — so that once HTTP answers, readiness can tell the truth about everything else. With
+ * `supervisor`, the app is a worker of `superviseWorkers` (see AppModule.forRoot).
  */
-export async function startAgent(config: AgentConfig): Promise<Agent> {
+export async function startAgent(config: AgentConfig, supervisor?: SupervisorLink): Promise<Agent> {
   const log = new Logger('Agent');
-  const app = await NestFactory.create(AppModule.forRoot(config), { logger: config.logLevels, abortOnError: false });
+  const app = await NestFactory.create(AppModule.forRoot(config, supervisor), { logger: config.logLevels, abortOnError: false });
   try {
     const spoe = app.get(SpoeServer);
     app.connectMicroservice({ strategy: spoe }, { inheritAppConfig: true });

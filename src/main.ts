@@ -1,11 +1,15 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { startAgent } from './agent';
-import { AgentConfigError, loadAgentConfig } from './config/agent.config';
+import { superviseWorkers } from './cluster/supervisor';
+import { AgentConfig, AgentConfigError, loadAgentConfig } from './config/agent.config';
 
 /**
  * `npm run start:agent`: the example agent, configured from the environment (see AGENT_ENV). SIGTERM or SIGINT starts
  * the graceful shutdown; a second one ends the grace period at once. Exits 0 after a clean shutdown, 1 otherwise.
+ *
+ * With SPOE_WORKERS above 1 this process is the supervisor of that many agent processes sharing the ports
+ * (src/cluster/supervisor.ts), and each of them runs this script again as a worker.
  */
 async function main(): Promise<void> {
   let config;
@@ -16,6 +20,16 @@ async function main(): Promise<void> {
     process.stderr.write(`nestjs-spoe agent: ${error.message}\n`);
     process.exit(1);
   }
+  if (config.workers === 1) return runAgent(config);
+  Logger.overrideLogger(config.logLevels);
+  return superviseWorkers({
+    workers: config.workers,
+    startWorker: (supervisor) => startAgent(config, supervisor),
+    ...(config.redisUrl === undefined && { blocklist: config.defaultBlocklist }),
+  });
+}
+
+async function runAgent(config: AgentConfig): Promise<void> {
   const agent = await startAgent(config);
   const log = new Logger('Agent');
   let stopping = false;

@@ -1,4 +1,5 @@
 import { VarScope } from 'nestjs-spoe';
+import { availableParallelism } from 'node:os';
 import { AGENT_ENV, AgentConfigError, loadAgentConfig, redactUrl } from './agent.config';
 
 const problemsOf = (env: NodeJS.ProcessEnv): readonly string[] => {
@@ -22,6 +23,7 @@ describe('loadAgentConfig', () => {
     expect(config.shutdownGraceMs).toBe(5000);
     expect(config.healthTimeoutMs).toBe(1000);
     expect(config.logLevels).toEqual(['fatal', 'error', 'warn', 'log']);
+    expect(config.workers).toBe(1);
   });
 
   it('reports handler failures to HAProxy as txn.<prefix>.agent_error', () => {
@@ -46,6 +48,7 @@ describe('loadAgentConfig', () => {
       SHUTDOWN_GRACE_MS: '0',
       BLOCKLIST: ' 192.0.2.0/24 , 2001:db8::/32,,',
       HEALTH_TIMEOUT_MS: '250',
+      SPOE_WORKERS: '4',
     });
     expect(config.spoe).toMatchObject({
       host: '127.0.0.1',
@@ -64,6 +67,12 @@ describe('loadAgentConfig', () => {
     expect(config.shutdownGraceMs).toBe(0);
     expect(config.defaultBlocklist.map(String)).toEqual(['192.0.2.0/24', '2001:db8::/32']);
     expect(config.healthTimeoutMs).toBe(250);
+    expect(config.workers).toBe(4);
+  });
+
+  it('takes SPOE_WORKERS=auto as one worker per CPU', () => {
+    expect(loadAgentConfig({ SPOE_WORKERS: 'auto' }).workers).toBe(availableParallelism());
+    expect(loadAgentConfig({ SPOE_WORKERS: ' Auto ' }).workers).toBe(availableParallelism());
   });
 
   it('takes an empty BLOCKLIST as no default entries', () => {
@@ -94,6 +103,10 @@ describe('loadAgentConfig', () => {
     [{ BLOCKLIST: '10.0.0.1/8' }, 'BLOCKLIST: 10.0.0.1/8 has host bits set: did you mean 10.0.0.0/8?'],
     [{ BLOCKLIST: 'nope' }, 'BLOCKLIST: not an IP address or CIDR: "nope"'],
     [{ SPOE_PORT: '3000' }, 'HTTP_PORT and SPOE_PORT are both 3000'],
+    [{ SPOE_WORKERS: '0' }, 'SPOE_WORKERS must be "auto" or an integer in [1, 1024], got "0"'],
+    [{ SPOE_WORKERS: 'many' }, 'SPOE_WORKERS must be "auto" or an integer in [1, 1024], got "many"'],
+    [{ SPOE_WORKERS: '2.5' }, 'SPOE_WORKERS must be "auto" or an integer'],
+    [{ SPOE_WORKERS: '' }, 'SPOE_WORKERS must be "auto" or an integer in [1, 1024], got ""'],
   ])('rejects %j with a message naming the variable', (env, message) => {
     expect(problemsOf(env).join('\n')).toContain(message);
   });

@@ -1,4 +1,5 @@
 import type { LogLevel } from '@nestjs/common';
+import { availableParallelism } from 'node:os';
 import { normalizeSpoeOptions, SpoeOptionsError, SpoeServerOptions, VarScope } from 'nestjs-spoe';
 import { Cidr } from '../reputation/cidr';
 
@@ -21,6 +22,8 @@ export interface AgentConfig {
   readonly defaultBlocklist: readonly Cidr[];
   /** Bound on the active SPOE probe and the Redis PING of the readiness check. */
   readonly healthTimeoutMs: number;
+  /** Agent processes on this host: 1 is a single process; more are workers of a supervisor (src/cluster). */
+  readonly workers: number;
 }
 
 /** The agent's environment variables, their defaults and what they do (the README's configuration reference). */
@@ -41,11 +44,13 @@ export const AGENT_ENV = {
   SHUTDOWN_GRACE_MS: { default: '5000', doc: 'After SIGTERM, readiness is 503 and SPOE keeps serving this long before draining.' },
   BLOCKLIST: { default: '10.0.0.0/8', doc: 'Comma-separated IPs/CIDRs blocked when the store starts empty ("" for none).' },
   HEALTH_TIMEOUT_MS: { default: '1000', doc: 'Bound on the SPOE health-check HELLO and the Redis PING of /health/ready.' },
+  SPOE_WORKERS: { default: '1', doc: 'Agent processes sharing the SPOE and HTTP ports: an integer, or auto (one per CPU). Above 1, a supervisor runs them.' },
 } as const satisfies Record<string, { default: string | undefined; doc: string }>;
 
 export type AgentEnvName = keyof typeof AGENT_ENV;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
+const MAX_WORKERS = 1024;
 
 /** The variable the transport sets when a handler fails: `txn.<var-prefix>.agent_error` in HAProxy. */
 export const AGENT_ERROR_VARIABLE = { scope: VarScope.Transaction, name: 'agent_error' } as const;
@@ -130,6 +135,12 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     }
   }
 
+  const workersText = raw('SPOE_WORKERS')!.trim().toLowerCase();
+  let workers = 1;
+  if (workersText === 'auto') workers = availableParallelism();
+  else if (/^\d+$/.test(workersText) && Number(workersText) >= 1 && Number(workersText) <= MAX_WORKERS) workers = Number(workersText);
+  else problems.push(`SPOE_WORKERS must be "auto" or an integer in [1, ${MAX_WORKERS}], got ${JSON.stringify(env.SPOE_WORKERS)}`);
+
   const config: AgentConfig = {
     spoe,
     http,
@@ -138,6 +149,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 0, 0x7fffffff),
     defaultBlocklist,
     healthTimeoutMs: int('HEALTH_TIMEOUT_MS', 1, 0x7fffffff),
+    workers,
   };
   if (problems.length > 0) throw new AgentConfigError(problems);
   return config;

@@ -137,6 +137,11 @@ const binary = resolveHaproxyBinaries(['3.2']).binaries.find((b) => b.version ==
     expect({ status, output }).toEqual({ status: 0, output: expect.not.stringMatching(/\[(ALERT|WARNING)\]/) });
   });
 
+  it('passes `haproxy -c` with haproxy-agent-hosts.cfg (README: "Beyond one host")', () => {
+    const { status, output } = check({ SPOE_CONF: 'spoe.conf' }, 'haproxy-agent-hosts.cfg');
+    expect({ status, output }).toEqual({ status: 0, output: expect.not.stringMatching(/\[(ALERT|WARNING)\]/) });
+  });
+
   it('passes `haproxy -c` as the demo runs it (loopback addresses)', () => {
     const { status, output } = check({ HAPROXY_BIND: '127.0.0.1:18080', AGENT_ADDR: '127.0.0.1:12345', BACKEND_ADDR: '127.0.0.1:18081', SPOE_CONF: 'spoe.conf' });
     expect({ status, output }).toEqual({ status: 0, output: expect.not.stringMatching(/\[(ALERT|WARNING)\]/) });

@@ -119,6 +119,37 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
       await haproxy.stop();
     }
   });
+
+  // "Beyond one host": two agents stand for two hosts. Each has its own in-memory blocklist here, so which one answered
+  // shows in the status: 198.51.100.7 is blocked on the second one only.
+  const hostsBinary = binaries.find((b) => b.version === '3.2');
+  (hostsBinary ? it : it.skip)('haproxy-agent-hosts.cfg on HAProxy 3.2: NOTIFY balanced over both agent hosts', async () => {
+    const second = await startTestAgent();
+    try {
+      expect((await api(second.httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7' })).status).toBe(201);
+      const port = await freePort(['127.0.0.1']);
+      const vars = {
+        HAPROXY_BIND: `127.0.0.1:${port}`,
+        AGENT1_ADDR: `127.0.0.1:${agent.spoePort}`,
+        AGENT2_ADDR: `127.0.0.1:${second.spoePort}`,
+        BACKEND_ADDR: `127.0.0.1:${backend.port}`,
+        SPOE_CONF: 'spoe.conf',
+      };
+      const files = { 'haproxy.cfg': renderConfig(deployFile('haproxy-agent-hosts.cfg'), vars), 'spoe.conf': deployFile('spoe.conf') };
+      const haproxy = await HaproxyProcess.start({ binary: hostsBinary!, files, waitForTcp: [{ host: '127.0.0.1', port }] });
+      try {
+        const statuses = new Set<number>();
+        for (let i = 0; i < 6; i++) statuses.add((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '198.51.100.7' } })).status);
+        expect([...statuses].sort()).toEqual([200, 403]);
+        expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
+        expect(haproxy.problems().filter((line) => !/was started as (root|the root user)/.test(line))).toEqual([]);
+      } finally {
+        await haproxy.stop();
+      }
+    } finally {
+      await second.close();
+    }
+  });
 });
 
 describe('README: the example sections show the tested files verbatim', () => {

@@ -4,7 +4,7 @@
  * ports and waiting come from the shared harness (test/support/haproxy.ts).
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Agent, startAgent } from '../../../src/agent';
@@ -106,7 +106,10 @@ export function ensureBuilt(): void {
 }
 let built = false;
 
-/** `node dist/main.js`, its output collected and its ports read from its "ready" line. */
+/**
+ * `node dist/main.js`, its output collected and its ports read from its "ready" line. With SPOE_WORKERS above 1 the
+ * process is the supervisor: `start` also waits for its "N workers ready" line, and {@link workerPids} lists them.
+ */
 export class AgentProcess {
   readonly lines: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -126,7 +129,10 @@ export class AgentProcess {
     this.exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
   }
 
-  /** Starts the built agent; with `waitReady` (default), resolves once it printed its addresses. */
+  /**
+   * Starts the built agent; with `waitReady` (default), resolves once it printed its addresses (as a supervisor, once
+   * every worker is ready).
+   */
   static async start(env: Record<string, string>, waitReady = true): Promise<AgentProcess> {
     ensureBuilt();
     const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'main.js')], {
@@ -137,20 +143,25 @@ export class AgentProcess {
     track(child);
     const agent = new AgentProcess(child);
     if (waitReady) {
+      const supervisor = env.SPOE_WORKERS !== undefined && env.SPOE_WORKERS !== '1';
       let exited = false;
       void agent.exited.then(() => (exited = true));
+      // A started agent that never gets ready is killed rather than left to the end of the test run.
       await waitFor(
-        'the agent to print its addresses',
+        supervisor ? 'the workers to be ready' : 'the agent to print its addresses',
         () => {
           if (exited) throw new Error(`the agent exited:\n${agent.output()}`);
           const ready = agent.lines.map((l) => /ready: SPOE on \S+:(\d+), HTTP on (\S+),/.exec(l)).find(Boolean);
-          if (!ready) return false;
+          if (!ready || (supervisor && !agent.lines.some((l) => /\[Supervisor\] \d+ workers ready/.test(l)))) return false;
           agent.spoePort = Number(ready[1]);
           agent.httpUrl = ready[2];
           return true;
         },
-        20_000,
-      );
+        supervisor ? 60_000 : 20_000,
+      ).catch(async (error: unknown) => {
+        await agent.stop();
+        throw error;
+      });
     }
     return agent;
   }
@@ -159,10 +170,78 @@ export class AgentProcess {
     return this.lines.join('\n');
   }
 
+  /** The worker processes of a supervisor: its children, from /proc (Linux). */
+  workerPids(): number[] {
+    const pid = this.child.pid!;
+    return (readProc(`/proc/${pid}/task/${pid}/children`) ?? '').split(' ').filter(Boolean).map(Number);
+  }
+
+  /** SIGKILL, to the workers too (they would exit anyway when their supervisor's IPC channel closes). */
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const workers = this.workerPids();
     this.child.kill('SIGKILL');
+    for (const pid of workers) killQuietly(pid);
     await this.exited;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** Whether a process exists (a zombie counts: its parent has not reaped it yet). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * ESTABLISHED TCP connections on local port `port` whose socket `pid` holds: which worker serves which connections.
+ * From /proc (Linux): the sockets of /proc/net/tcp{,6} on that port, matched by inode to the process' descriptors.
+ */
+export function connectionsServedBy(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const row of (readProc(table) ?? '').split('\n').slice(1)) {
+      const [, local, , state, , , , , , inode] = row.trim().split(/\s+/);
+      if (local && state === '01' && parseInt(local.split(':')[1], 16) === port) inodes.add(inode);
+    }
+  }
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return 0; // the process is gone
+  }
+  let count = 0;
+  for (const fd of fds) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode !== undefined && inodes.has(inode)) count++;
+  }
+  return count;
+}
+
+/** A /proc file, or undefined when it does not exist (the process is gone). */
+function readProc(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
   }
 }
 
