@@ -21,6 +21,11 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js', '**/*.mjs'],
-    languageOptions: { globals: { module: 'writable', require: 'readonly', process: 'readonly', console: 'readonly' } },
+    languageOptions: { globals: { module: 'writable', require: 'readonly', process: 'readonly', console: 'readonly', Buffer: 'readonly' } },
+  },
+  {
+    // The ceiling agent of the benchmark is a plain CommonJS script on purpose (no build, no TypeScript, no project code).
+    files: ['bench/agents/*.js'],
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );
