@@ -110,18 +110,28 @@ const cachedNames: string[] = new Array<string>(NAME_CACHE_SLOTS).fill('');
 export function decodeName(buf: Buffer, start: number, end: number): string {
   if (end === start) return '';
   if (end - start > NAME_CACHE_MAX_BYTES) return utf8(buf, start, end);
+  // Frame after frame the same name comes back (an agent often serves one message): one comparison, no hash.
+  if (sameBytes(lastNameBytes, buf, start, end)) return lastName;
   let hash = 0x811c9dc5;
   for (let i = start; i < end; i++) hash = Math.imul(hash ^ buf[i], 0x01000193);
   const slot = (hash ^ (hash >>> 16)) & (NAME_CACHE_SLOTS - 2);
-  if (sameBytes(cachedNameBytes[slot], buf, start, end)) return cachedNames[slot];
-  if (sameBytes(cachedNameBytes[slot + 1], buf, start, end)) return cachedNames[slot + 1];
-  const name = utf8(buf, start, end);
-  cachedNameBytes[slot + 1] = cachedNameBytes[slot];
-  cachedNames[slot + 1] = cachedNames[slot];
-  // A copy: the cache must neither keep the frame's buffer alive nor see it change.
-  cachedNameBytes[slot] = Buffer.from(buf.subarray(start, end));
-  cachedNames[slot] = name;
-  return name;
+  if (!sameBytes(cachedNameBytes[slot], buf, start, end)) {
+    if (sameBytes(cachedNameBytes[slot + 1], buf, start, end)) return remember(slot + 1);
+    cachedNameBytes[slot + 1] = cachedNameBytes[slot];
+    cachedNames[slot + 1] = cachedNames[slot];
+    // A copy: the cache must neither keep the frame's buffer alive nor see it change.
+    cachedNameBytes[slot] = Buffer.from(buf.subarray(start, end));
+    cachedNames[slot] = utf8(buf, start, end);
+  }
+  return remember(slot);
+}
+
+let lastNameBytes: Buffer | undefined;
+let lastName = '';
+
+function remember(slot: number): string {
+  lastNameBytes = cachedNameBytes[slot];
+  return (lastName = cachedNames[slot]);
 }
 
 function sameBytes(cached: Buffer | undefined, buf: Buffer, start: number, end: number): boolean {

@@ -17,7 +17,9 @@ export class FrameWriter {
   private slab: Buffer;
   private pos = 0;
   private flushed = 0;
+  /** Full slabs not yet handed to the sink, and their total length. */
   private readonly pending: Buffer[] = [];
+  private pendingLength = 0;
   private scheduled: NodeJS.Immediate | undefined;
   private corked = false;
   private readonly writer = new ByteWriter(Buffer.alloc(0), 0, 0);
@@ -35,7 +37,7 @@ export class FrameWriter {
   begin(): ByteWriter {
     const room = 4 + this.maxFrameSize;
     if (this.slab.length - this.pos < room) {
-      if (this.pos > this.flushed) this.pending.push(this.slab.subarray(this.flushed, this.pos));
+      if (this.pos > this.flushed) this.keep(this.slab.subarray(this.flushed, this.pos));
       this.slab = Buffer.allocUnsafeSlow(this.slabSize());
       this.pos = 0;
       this.flushed = 0;
@@ -64,14 +66,12 @@ export class FrameWriter {
    */
   uncork(): void {
     this.corked = false;
-    if (this.scheduled === undefined && (this.pos > this.flushed || this.pending.length > 0)) this.flush();
+    if (this.scheduled === undefined && this.pendingBytes > 0) this.flush();
   }
 
   /** Bytes encoded and not yet handed to the sink. */
   get pendingBytes(): number {
-    let n = this.pos - this.flushed;
-    for (const chunk of this.pending) n += chunk.length;
-    return n;
+    return this.pos - this.flushed + this.pendingLength;
   }
 
   /** Hands everything pending to the sink now (used before closing). */
@@ -81,12 +81,13 @@ export class FrameWriter {
       this.scheduled = undefined;
     }
     if (this.pos > this.flushed) {
-      this.pending.push(this.slab.subarray(this.flushed, this.pos));
+      this.keep(this.slab.subarray(this.flushed, this.pos));
       this.flushed = this.pos;
     }
     if (this.pending.length === 0) return;
-    const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingLength);
     this.pending.length = 0;
+    this.pendingLength = 0;
     this.sink(data);
   }
 
@@ -95,7 +96,13 @@ export class FrameWriter {
     if (this.scheduled) clearImmediate(this.scheduled);
     this.scheduled = undefined;
     this.pending.length = 0;
+    this.pendingLength = 0;
     this.flushed = this.pos;
+  }
+
+  private keep(chunk: Buffer): void {
+    this.pending.push(chunk);
+    this.pendingLength += chunk.length;
   }
 
   private slabSize(): number {

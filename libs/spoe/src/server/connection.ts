@@ -111,11 +111,11 @@ export class SpoeConnection {
     this.writer.cork();
     try {
       const options = this.host.options;
+      // The socket is not written during the burst (the writer is corked): its state is read once.
+      const socketBlocked = this.socket.writableNeedDrain && this.socket.writableLength >= options.maxPendingWriteBytes;
       while ((this.state === 'hello' || this.state === 'ready') && !this.draining) {
         // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write.
-        const socketBlocked = this.socket.writableNeedDrain && this.socket.writableLength >= options.maxPendingWriteBytes;
-        const writerBlocked = this.writer.pendingBytes >= options.maxPendingWriteBytes;
-        if (this.inFlight >= options.maxInFlightPerConnection || socketBlocked || writerBlocked) {
+        if (socketBlocked || this.inFlight >= options.maxInFlightPerConnection || this.writer.pendingBytes >= options.maxPendingWriteBytes) {
           if (!this.paused) {
             this.paused = true;
             this.socket.pause();
