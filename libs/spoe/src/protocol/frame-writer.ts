@@ -9,14 +9,17 @@ const MIN_SLAB_SIZE = 64 * 1024;
  * Encodes frames in place into a slab and hands everything encoded together to the sink in one buffer: frames
  * committed while the writer is corked (a read burst whose handlers answered at once) go out at {@link uncork};
  * frames committed otherwise (handlers that finished later) go out at the end of the event-loop turn. Either way one
- * write however many ACKs became ready. Regions already handed over are never written again.
+ * write however many ACKs became ready.
+ *
+ * What goes to the sink is a copy, so the slab is written again from its start: the same few kilobytes stay in the
+ * CPU's cache, and no slab is allocated after the first (handing out views of ever-new slabs cost more per frame, in
+ * cache misses and in external memory for the GC to track, than copying a burst's ACKs once).
  *
  * Usage: `const w = writer.begin(); writeAck(w, …); writer.commit();` — an encoder that throws leaves nothing behind.
  */
 export class FrameWriter {
   private slab: Buffer;
   private pos = 0;
-  private flushed = 0;
   /** Full slabs not yet handed to the sink, and their total length. */
   private readonly pending: Buffer[] = [];
   private pendingLength = 0;
@@ -37,10 +40,8 @@ export class FrameWriter {
   begin(): ByteWriter {
     const room = 4 + this.maxFrameSize;
     if (this.slab.length - this.pos < room) {
-      if (this.pos > this.flushed) this.keep(this.slab.subarray(this.flushed, this.pos));
-      this.slab = Buffer.allocUnsafeSlow(this.slabSize());
-      this.pos = 0;
-      this.flushed = 0;
+      this.keepSlab();
+      if (this.slab.length < room) this.slab = Buffer.allocUnsafeSlow(this.slabSize());
     }
     const w = this.writer;
     w.buf = this.slab;
@@ -71,7 +72,7 @@ export class FrameWriter {
 
   /** Bytes encoded and not yet handed to the sink. */
   get pendingBytes(): number {
-    return this.pos - this.flushed + this.pendingLength;
+    return this.pos + this.pendingLength;
   }
 
   /** Hands everything pending to the sink now (used before closing). */
@@ -80,10 +81,7 @@ export class FrameWriter {
       clearImmediate(this.scheduled);
       this.scheduled = undefined;
     }
-    if (this.pos > this.flushed) {
-      this.keep(this.slab.subarray(this.flushed, this.pos));
-      this.flushed = this.pos;
-    }
+    this.keepSlab();
     if (this.pending.length === 0) return;
     const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingLength);
     this.pending.length = 0;
@@ -97,12 +95,19 @@ export class FrameWriter {
     this.scheduled = undefined;
     this.pending.length = 0;
     this.pendingLength = 0;
-    this.flushed = this.pos;
+    this.pos = 0;
   }
 
-  private keep(chunk: Buffer): void {
-    this.pending.push(chunk);
-    this.pendingLength += chunk.length;
+  /** Moves what the slab holds to the pending list (as a copy) and rewinds the slab. */
+  private keepSlab(): void {
+    const length = this.pos;
+    if (length > 0) {
+      const chunk = Buffer.allocUnsafe(length);
+      this.slab.copy(chunk, 0, 0, length);
+      this.pending.push(chunk);
+      this.pendingLength += length;
+    }
+    this.pos = 0;
   }
 
   private slabSize(): number {
