@@ -23,7 +23,7 @@ import { defer, from, isObservable, lastValueFrom, Observable, of } from 'rxjs';
 import { catchError, mergeAll, mergeMap } from 'rxjs/operators';
 import type { SpopId } from '../protocol/frame';
 import type { SpoeMessage } from '../protocol/notify';
-import { SpoeMessageInvoker, toPayload } from './dispatcher';
+import { SpoeMessageInvoker, SpoePayload, toPayload } from './dispatcher';
 import { SpoeConnectionInfo, SpoeContext } from './spoe.context';
 
 /*
@@ -207,6 +207,8 @@ interface PipelinePlan {
 
 /** The arguments Nest would pass around — `[payload, context]` — built when something first needs them. */
 class Call {
+  private payloadObject: SpoePayload | undefined;
+  private spoeContext: SpoeContext | undefined;
   private nestArgs: unknown[] | undefined;
 
   constructor(
@@ -216,14 +218,43 @@ class Call {
     private readonly connection: SpoeConnectionInfo,
   ) {}
 
-  get args(): unknown[] {
-    return (this.nestArgs ??= [toPayload(this.message), new SpoeContext([this.message, this.streamId, this.frameId, this.connection])]);
+  get payload(): SpoePayload {
+    return (this.payloadObject ??= toPayload(this.message));
   }
 
   get context(): SpoeContext {
-    return this.args[1] as SpoeContext;
+    return (this.spoeContext ??= new SpoeContext([this.message, this.streamId, this.frameId, this.connection]));
+  }
+
+  get args(): unknown[] {
+    return (this.nestArgs ??= [this.payload, this.context]);
   }
 }
+
+/**
+ * The ExecutionContext of guards and interceptors: Nest's own, reading the call's arguments when asked — an
+ * interceptor that never looks at the payload does not make every argument of the message decoded.
+ */
+class SpoeExecutionContext extends ExecutionContextHost {
+  constructor(
+    private readonly call: Call,
+    type: Type<unknown>,
+    handler: (...args: unknown[]) => unknown,
+  ) {
+    super(NO_ARGS, type, handler);
+    this.setType('rpc');
+  }
+
+  override getArgs<T extends unknown[] = unknown[]>(): T {
+    return this.call.args as T;
+  }
+
+  override getArgByIndex<T = unknown>(index: number): T {
+    return (index === 0 ? this.call.payload : index === 1 ? this.call.context : undefined) as T;
+  }
+}
+
+const NO_ARGS: unknown[] = [];
 
 // A payload with no such argument answers `payload[data]` from Object.prototype, as a plain object does.
 const NO_ARGUMENT: Record<string, unknown> = {};
@@ -318,8 +349,8 @@ class HandlerPipeline {
     if (param.custom) return param.custom(...call.args);
     switch (param.type) {
       case RpcParamtype.PAYLOAD:
-        if (!param.data) return call.args[0];
-        if (typeof param.data !== 'string') return (call.args[0] as Record<string, unknown>)[String(param.data)];
+        if (!param.data) return call.payload;
+        if (typeof param.data !== 'string') return call.payload[String(param.data)];
         return argument(call.message, param.data);
       case RpcParamtype.CONTEXT:
         return call.context;
@@ -378,9 +409,7 @@ class HandlerPipeline {
   }
 
   private executionContext(call: Call): ExecutionContextHost {
-    const context = new ExecutionContextHost(call.args, this.plan.type, this.plan.callback);
-    context.setType('rpc');
-    return context;
+    return new SpoeExecutionContext(call, this.plan.type, this.plan.callback);
   }
 }
 
