@@ -1,7 +1,7 @@
 import { Controller, Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { SetVar, SpoeContext, SpoeIp, SpoeServer } from 'nestjs-spoe';
+import { SetVar, SpoeContext, SpoeIp, SpoeModule, SpoeServer } from 'nestjs-spoe';
 
 @Injectable()
 export class ReputationService {
@@ -24,7 +24,9 @@ export class ReputationController {
   }
 }
 
-@Module({ controllers: [ReputationController], providers: [ReputationService] })
+// SpoeModule runs the handlers through nestjs-spoe's own pipeline: Nest's guards, pipes, interceptors and filters,
+// without Nest's per-call promises.
+@Module({ imports: [SpoeModule], controllers: [ReputationController], providers: [ReputationService] })
 export class AppModule {}
 
 export async function main(port = 12345) {
