@@ -19,7 +19,7 @@ import { RpcParamtype } from '@nestjs/microservices/enums/rpc-paramtype.enum.js'
 import type { RpcExceptionsHandler } from '@nestjs/microservices/exceptions/rpc-exceptions-handler.js';
 import { ListenerMetadataExplorer } from '@nestjs/microservices/listener-metadata-explorer.js';
 import { AsyncResource } from 'node:async_hooks';
-import { defer, from, isObservable, lastValueFrom, Observable, of } from 'rxjs';
+import { from, isObservable, lastValueFrom, Observable, of } from 'rxjs';
 import { catchError, mergeAll, mergeMap } from 'rxjs/operators';
 import type { SpopId } from '../protocol/frame';
 import type { SpoeMessage } from '../protocol/notify';
@@ -381,13 +381,14 @@ class HandlerPipeline {
   private intercepted(call: Call): Observable<unknown> {
     const context = this.executionContext(call);
     const interceptors = this.plan.interceptors;
+    // The chain is subscribed at once (by the dispatcher), so the first interceptor needs no defer() around it.
     const next = (i: number): Observable<unknown> => {
       if (i >= interceptors.length) return toObservable(this.handle(call));
-      const handler: CallHandler = { handle: () => defer(bindAsyncScope(() => next(i + 1))) };
+      const handler: CallHandler = { handle: () => deferInScope(() => next(i + 1)) };
       const result = interceptors[i].intercept(context, handler);
       return result instanceof Promise ? from(result).pipe(mergeAll()) : result;
     };
-    return defer(() => next(0));
+    return next(0);
   }
 
   /** RpcProxy: errors of the method, of its Promise or of its Observable go through the exception filters. */
@@ -435,8 +436,11 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
-/** As Nest binds `next.handle()`: what runs downstream keeps the async context of the call (AsyncLocalStorage). */
-function bindAsyncScope<T>(fn: () => T): () => T {
+/**
+ * `defer(fn)` run in the async context of this call, as Nest binds `next.handle()`: what runs downstream keeps the
+ * AsyncLocalStorage stores of the interceptor that called it, whenever it is subscribed. One Observable, not two.
+ */
+function deferInScope(fn: () => Observable<unknown>): Observable<unknown> {
   const resource = new AsyncResource('nestjs-spoe-handler');
-  return () => resource.runInAsyncScope(fn);
+  return new Observable((subscriber) => resource.runInAsyncScope(() => fn().subscribe(subscriber)));
 }
