@@ -3,7 +3,7 @@ import { ByteWriter } from './byte-writer';
 /** Where encoded bytes go (a socket's write). Called at most once per read burst or event-loop turn. */
 export type FrameSink = (data: Buffer) => void;
 
-const MIN_SLAB_SIZE = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Encodes frames in place into a slab and hands everything encoded together to the sink in one buffer: frames
@@ -13,12 +13,14 @@ const MIN_SLAB_SIZE = 64 * 1024;
  *
  * What goes to the sink is a copy, so the slab is written again from its start: the same few kilobytes stay in the
  * CPU's cache, and no slab is allocated after the first (handing out views of ever-new slabs cost more per frame, in
- * cache misses and in external memory for the GC to track, than copying a burst's ACKs once).
+ * cache misses and in external memory for the GC to track, than copying a burst's ACKs once). The slab holds two frames
+ * of the largest size (a burst of small ACKs fits many times over), allocated at the first frame; only the part a burst
+ * writes is ever touched, so an idle connection's pages stay unused.
  *
  * Usage: `const w = writer.begin(); writeAck(w, …); writer.commit();` — an encoder that throws leaves nothing behind.
  */
 export class FrameWriter {
-  private slab: Buffer;
+  private slab = EMPTY;
   private pos = 0;
   /** Full slabs not yet handed to the sink, and their total length. */
   private readonly pending: Buffer[] = [];
@@ -33,7 +35,6 @@ export class FrameWriter {
     private readonly sink: FrameSink,
     public maxFrameSize: number,
   ) {
-    this.slab = Buffer.allocUnsafeSlow(this.slabSize());
   }
 
   /** A writer positioned at the end of the pending bytes, with room for exactly one frame. */
@@ -41,7 +42,7 @@ export class FrameWriter {
     const room = 4 + this.maxFrameSize;
     if (this.slab.length - this.pos < room) {
       this.keepSlab();
-      if (this.slab.length < room) this.slab = Buffer.allocUnsafeSlow(this.slabSize());
+      if (this.slab.length < room) this.slab = Buffer.allocUnsafeSlow(2 * room);
     }
     const w = this.writer;
     w.buf = this.slab;
@@ -108,9 +109,5 @@ export class FrameWriter {
       this.pendingLength += length;
     }
     this.pos = 0;
-  }
-
-  private slabSize(): number {
-    return Math.max(MIN_SLAB_SIZE, 4 * (4 + this.maxFrameSize));
   }
 }

@@ -27,13 +27,15 @@ type State = 'hello' | 'ready' | 'closing' | 'closed';
 
 const QUIET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
+// One for all connections: an idle connection should cost its socket and little else.
+const logger = new Logger('SpoeConnection');
+
 /**
  * One HAProxy connection: the HELLO handshake, NOTIFY frames in (at most `maxInFlightPerConnection` at once, the
  * socket paused beyond), one ACK out for each, and every way a connection ends. Frames are decoded and encoded by the
  * protocol layer; handlers run in the {@link Dispatcher}.
  */
 export class SpoeConnection {
-  private readonly logger = new Logger('SpoeConnection');
   private readonly reader: FrameReader;
   private readonly writer: FrameWriter;
   private assembler: NotifyAssembler | undefined;
@@ -161,7 +163,7 @@ export class SpoeConnection {
         throw new SpopInvalidFrameError(`${FrameType[frame.type]} frame received from HAProxy`);
       default:
         // SPOE.txt 3.2.2: unknown frames may be silently skipped.
-        this.logger.debug(`skipped a frame of unknown type ${frame.type} from ${this.remoteAddress}`);
+        logger.debug(`skipped a frame of unknown type ${frame.type} from ${this.remoteAddress}`);
     }
   }
 
@@ -243,7 +245,7 @@ export class SpoeConnection {
       writeAck(w, streamId, frameId, actions);
     } catch (error) {
       if (!(error instanceof SpoeEncodeError)) throw error;
-      this.logger.error(`ACK for stream-id ${streamId}, frame-id ${frameId} could not be encoded (${error.message}); sent without its actions`);
+      logger.error(`ACK for stream-id ${streamId}, frame-id ${frameId} could not be encoded (${error.message}); sent without its actions`);
       const flag = this.host.dispatcher.failureAction(SpoeFailure.HandlerFailed);
       writeAck(w, streamId, frameId, flag ? [flag] : []);
     }
@@ -255,20 +257,20 @@ export class SpoeConnection {
     try {
       const { status, message } = decodeDisconnect(frame);
       reason = `HAPROXY-DISCONNECT status ${status} (${message})`;
-      if (status !== SpopStatus.Normal) this.logger.warn(`${this.remoteAddress} disconnected: status ${status} ${spopStatusReason(status)}: ${message}`);
+      if (status !== SpopStatus.Normal) logger.warn(`${this.remoteAddress} disconnected: status ${status} ${spopStatusReason(status)}: ${message}`);
     } catch (error) {
-      this.logger.warn(`${this.remoteAddress} sent a malformed HAPROXY-DISCONNECT: ${(error as Error).message}`);
+      logger.warn(`${this.remoteAddress} sent a malformed HAPROXY-DISCONNECT: ${(error as Error).message}`);
     }
     this.disconnect(SpopStatus.Normal, spopStatusReason(SpopStatus.Normal), reason);
   }
 
   private protocolError(error: unknown): void {
     if (error instanceof SpopError) {
-      this.logger.warn(`protocol error from ${this.remoteAddress}: status ${error.status} (${spopStatusReason(error.status)}): ${error.message}`);
+      logger.warn(`protocol error from ${this.remoteAddress}: status ${error.status} (${spopStatusReason(error.status)}): ${error.message}`);
       this.disconnect(error.status, error.message);
       return;
     }
-    this.logger.error(`internal error on connection ${this.remoteAddress}: ${(error as Error)?.message}`, (error as Error)?.stack);
+    logger.error(`internal error on connection ${this.remoteAddress}: ${(error as Error)?.message}`, (error as Error)?.stack);
     this.disconnect(SpopStatus.Unknown, 'internal agent error');
   }
 
@@ -289,8 +291,8 @@ export class SpoeConnection {
 
   private onError(error: NodeJS.ErrnoException): void {
     // HAProxy 3.1+ closes connections with a reset: that is an ordinary end, not a failure.
-    if (QUIET_ERRORS.has(error.code ?? '')) this.logger.debug(`${this.remoteAddress}: ${error.code}`);
-    else this.logger.warn(`socket error on ${this.remoteAddress}: ${error.message}`);
+    if (QUIET_ERRORS.has(error.code ?? '')) logger.debug(`${this.remoteAddress}: ${error.code}`);
+    else logger.warn(`socket error on ${this.remoteAddress}: ${error.message}`);
   }
 
   private onClose(): void {
