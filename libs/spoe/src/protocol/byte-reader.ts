@@ -24,7 +24,10 @@ export class ByteReader {
 
   u32(what: string): number {
     if (this.end - this.pos < 4) throw truncated(what, this.pos);
-    const v = this.buf.readUInt32BE(this.pos);
+    const b = this.buf;
+    const p = this.pos;
+    // Byte loads: Buffer#readUInt32BE checks its arguments on every call, which costs more than the read.
+    const v = b[p] * 0x1000000 + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]);
     this.pos += 4;
     return v;
   }

@@ -29,8 +29,18 @@ export class ByteWriter {
 
   u32(v: number): void {
     this.room(4);
-    this.buf.writeUInt32BE(v, this.pos);
+    this.putU32(v, this.pos);
     this.pos += 4;
+  }
+
+  /** Writes `v` big-endian at `at` (a position already written, e.g. a frame's length once known). */
+  putU32(v: number, at: number): void {
+    // Byte stores: Buffer#writeUInt32BE checks its arguments on every call, which costs more than the write.
+    const buf = this.buf;
+    buf[at] = v >>> 24;
+    buf[at + 1] = v >>> 16;
+    buf[at + 2] = v >>> 8;
+    buf[at + 3] = v;
   }
 
   /** An unsigned varint (see {@link writeVarint} for the accepted range). */

@@ -62,7 +62,8 @@ export class FrameReader {
 
   private peekLength(): number {
     const head = this.chunks[0];
-    if (head.length - this.offset >= 4) return head.readUInt32BE(this.offset);
+    const offset = this.offset;
+    if (head.length - offset >= 4) return head[offset] * 0x1000000 + ((head[offset + 1] << 16) | (head[offset + 2] << 8) | head[offset + 3]);
     let value = 0;
     let index = 0;
     let at = this.offset;

@@ -98,7 +98,7 @@ export function writeFrame<T>(
     }
     throw err;
   }
-  w.buf.writeUInt32BE(w.pos - start - 4, start);
+  w.putU32(w.pos - start - 4, start);
 }
 
 /** Encodes one frame into a Buffer of its own (for tests, clients and rare frames; the hot path uses FrameWriter). */
