@@ -454,6 +454,34 @@ describe.each(PIPELINES)('global enhancers of a microservice (%s pipeline)', (pi
   });
 });
 
+describe.each(PIPELINES)('enhancers registered too late (%s pipeline)', (pipeline) => {
+  @Controller()
+  class LateController {
+    @MessagePattern('late')
+    late(@Payload('ip') ip: unknown) {
+      return [SetVar.txn('seen', String(ip))];
+    }
+  }
+  @Module({ imports: pipeline === 'nestjs-spoe' ? [SpoeModule] : [], controllers: [LateController] })
+  class LateModule {}
+
+  it('a global pipe added after the handlers were registered is not applied, as Nest does not apply it', async () => {
+    const server = new SpoeServer({ host: '127.0.0.1', port: 0 });
+    const app = await NestFactory.createMicroservice(LateModule, { strategy: server, logger: false });
+    await app.init();
+    app.useGlobalPipes(new ToStringPipe());
+    await app.listen();
+    const client = await SpoeClient.connect({ port: (server.address as AddressInfo).port });
+    try {
+      expect(server.pipelineOf('late')).toBe(pipeline);
+      expect(summary(await client.notify('late', { ip: SpoeIp.parse('192.0.2.9') }))).toEqual([['seen', '192.0.2.9']]);
+    } finally {
+      await client.close();
+      await app.close();
+    }
+  });
+});
+
 describe('global pre-request hooks', () => {
   it('wrap each handler (such handlers keep Nest\'s pipeline)', async () => {
     const hookCalls: string[] = [];

@@ -90,7 +90,8 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       if (existing?.handler) {
         throw new SpoeHandlerError(`two @MessagePattern handlers for SPOE message "${pattern}": each message has one handler (its actions make the ACK)`);
       }
-      this.routes.set(pattern, { handler, invoke: this.viaNest(handler), events: existing?.events ?? [], deadlineMs: this.deadlineOf(pattern, extras) });
+      const invoke = this.compile(pattern) ?? this.viaNest(handler);
+      this.routes.set(pattern, { handler, invoke, events: existing?.events ?? [], deadlineMs: this.deadlineOf(pattern, extras) });
     }
     super.addHandler(pattern, callback, isEventHandler, extras);
   }
@@ -99,6 +100,9 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     super.setOnProcessingStartHook(hook);
     this.hooked = true;
     this.invoker = (handler, payload, context) => this.invokeWithHooks(handler, payload, context);
+    // The hooks wrap Nest's handler as registered: handlers already compiled go back to it.
+    for (const [pattern, route] of this.routes) if (route.handler) this.routes.set(pattern, { ...route, invoke: this.viaNest(route.handler) });
+    this.compiled.clear();
   }
 
   /**
@@ -110,7 +114,6 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   }
 
   listen(callback: (error?: unknown) => void): void {
-    this.compileRoutes();
     let settled = false;
     const fail = (error: unknown): void => {
       if (settled) return;
@@ -222,27 +225,22 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     return this.compiled.has(pattern) ? 'nestjs-spoe' : 'nest';
   }
 
-  /** Replaces Nest's pipeline of each @MessagePattern handler by its compiled equivalent, where one can be built. */
-  private compileRoutes(): void {
+  /**
+   * nestjs-spoe's pipeline for the `@MessagePattern(pattern)` handler Nest is registering, when one can be built:
+   * resolved now, when Nest resolves its own, so both see the same enhancers.
+   */
+  private compile(pattern: string): SpoeMessageInvoker | undefined {
     const pipelines = this.pipelines;
-    if (!pipelines || this.hooked) return;
+    if (!pipelines || this.hooked) return undefined;
     const reason = pipelines.unsupportedReason();
-    if (reason) {
-      this.log.debug(`handlers keep Nest's RPC pipeline: ${reason}`);
-      return;
-    }
-    for (const [pattern, route] of this.routes) {
-      if (!route.handler) continue;
-      try {
-        const invoke = pipelines.compile(pattern, this.transportId);
-        if (invoke) {
-          this.routes.set(pattern, { ...route, invoke });
-          this.compiled.add(pattern);
-        }
-        else this.log.debug(`"${pattern}" keeps Nest's RPC pipeline (request-scoped or not found)`);
-      } catch (error) {
-        this.log.debug(`"${pattern}" keeps Nest's RPC pipeline: ${(error as Error).message}`);
-      }
+    try {
+      const invoke = reason === undefined ? pipelines.compile(pattern, this.transportId) : undefined;
+      if (invoke) this.compiled.add(pattern);
+      else this.log.debug(`"${pattern}" keeps Nest's RPC pipeline: ${reason ?? 'request-scoped or not found'}`);
+      return invoke;
+    } catch (error) {
+      this.log.debug(`"${pattern}" keeps Nest's RPC pipeline: ${(error as Error).message}`);
+      return undefined;
     }
   }
 
