@@ -218,6 +218,11 @@ class PipelineController {
     return SetVar.txn('a', a);
   }
 
+  @MessagePattern('thenable')
+  thenable(): PromiseLike<SetVar> {
+    return { then: (resolve) => Promise.resolve(SetVar.txn('then', 1)).then(resolve) } as PromiseLike<SetVar>;
+  }
+
   @MessagePattern('observable')
   observable() {
     return of(SetVar.txn('one', 1), [SetVar.txn('two', 2)]);
@@ -390,6 +395,7 @@ describe.each(PIPELINES)('the Nest pipeline around SPOE handlers (%s pipeline)',
 
   it('Promises and Observables are followed to their actions', async () => {
     expect(summary(await client.notify('promise', { a: 'later' }))).toEqual([['a', 'later']]);
+    expect(summary(await client.notify('thenable'))).toEqual([['then', 1]]);
     expect(summary(await client.notify('observable'))).toEqual([
       ['one', 1],
       ['two', 2],

@@ -282,7 +282,7 @@ class HandlerPipeline {
     } catch (error) {
       return this.handleError(error, new Call(message, streamId, frameId, connection));
     }
-    return result instanceof Promise || isObservable(result) ? this.settled(result, new Call(message, streamId, frameId, connection)) : result;
+    return isThenable(result) || isObservable(result) ? this.settled(result, new Call(message, streamId, frameId, connection)) : result;
   };
 
   private readonly invokeFull: SpoeMessageInvoker = (message, streamId, frameId, connection) => {
@@ -386,15 +386,16 @@ class HandlerPipeline {
       if (i >= interceptors.length) return toObservable(this.handle(call));
       const handler: CallHandler = { handle: () => deferInScope(() => next(i + 1)) };
       const result = interceptors[i].intercept(context, handler);
-      return result instanceof Promise ? from(result).pipe(mergeAll()) : result;
+      return isThenable(result) ? from(result).pipe(mergeAll()) : result;
     };
     return next(0);
   }
 
   /** RpcProxy: errors of the method, of its Promise or of its Observable go through the exception filters. */
   private settled(result: unknown, call: Call): unknown {
-    if (result instanceof Promise) {
-      return result.then(
+    // Any thenable is followed, as `await` in Nest's RpcProxy follows it; what leaves here is a native Promise.
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
         (value: unknown) => (isObservable(value) ? value.pipe(catchError((error: unknown) => this.handleError(error, call))) : value),
         (error: unknown) => this.handleError(error, call),
       );
@@ -428,7 +429,7 @@ async function pickResult(result: boolean | Promise<boolean> | Observable<boolea
 /** InterceptorsConsumer.transformDeferred: the method's value, Promise or Observable as an Observable. */
 function toObservable(value: unknown): Observable<unknown> {
   if (isObservable(value)) return value;
-  if (value instanceof Promise) return from(value).pipe(mergeMap((v: unknown) => (isObservable(v) ? v : of(v))));
+  if (isThenable(value)) return from(value).pipe(mergeMap((v: unknown) => (isObservable(v) ? v : of(v))));
   return of(value);
 }
 
