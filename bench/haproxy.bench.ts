@@ -20,18 +20,21 @@
  * Writes bench/results/haproxy.json (raw measures, medians, versions, machine facts). Exits 1 when a run had errors.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { cleanupAll, detectHaproxyVersion, HaproxyBinary, HaproxyProcess, httpRequest, makeTempDir, removeTempDir, waitFor } from '../test/support/haproxy';
-import { AGENTS, AgentName, freePort, RunningAgent, startAgent } from './haproxy/agents';
 import { NO_SCORE_STATUS, renderHaproxyFiles, SCORE_HEADER } from './haproxy/config';
-import { envInt, killAllChildren, machineBusySeconds, rememberDescendants, stopProcessTree, treeCpuSeconds } from './haproxy/processes';
 import { describeErrors, ensureWrk, errorCount, runWrk, WrkResult, wrkVersion } from './haproxy/wrk';
+import { buildProject, ROOT, RunningAgent, startCeiling, startExample } from './support/agents';
+import { envInt, envList } from './support/env';
+import { machineFacts, MachineFacts, withLoadAtEnd } from './support/machine';
+import { freePort } from './support/ports';
+import { machineBusySeconds, rememberDescendants, runBench, stopProcessTree, treeCpuSeconds } from './support/processes';
+import { fixed, int, signed, textTable } from './support/report';
+import { writeResults } from './support/results';
+import { median } from './support/stats';
 
-const ROOT = join(__dirname, '..');
 const PROVISION_SCRIPT = join(ROOT, 'scripts', 'provision-haproxy.sh');
-const RESULTS_FILE = join(__dirname, 'results', 'haproxy.json');
 
 const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
 const DURATION_S = envInt('BENCH_HTTP_DURATION_S', 5, 1);
@@ -39,7 +42,9 @@ const WARMUP_S = envInt('BENCH_WARMUP_S', 2, 0);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 50, 1);
 // One wrk thread: on 2 shared cores, a second thread only takes CPU from HAProxy and the agent (see the report).
 const WRK_THREADS = envInt('BENCH_WRK_THREADS', 1, 1);
-const VERSIONS = (process.env.BENCH_HAPROXY_VERSIONS || '3.4,2.6').split(',').map((v) => v.trim());
+const VERSIONS = envList('BENCH_HAPROXY_VERSIONS', ['3.4', '2.6']);
+/** Both behind every HAProxy: the dependency-free reference, and the example agent as shipped. */
+const AGENTS = ['ceiling', 'example'] as const;
 const FRONTENDS = ['no-spoe', 'spoe'] as const;
 /** HAProxy runs with `nbthread 1`: one core at most. */
 const HAPROXY_THREADS = 1;
@@ -51,14 +56,19 @@ const READY_TIMEOUT_MS = 30_000;
 const TARGET_RPS_VS_CEILING = 0.95;
 const TARGET_ADDED_P99_VS_CEILING = 1.5;
 
+type AgentName = (typeof AGENTS)[number];
 type Frontend = (typeof FRONTENDS)[number];
+
+interface BenchAgent extends RunningAgent {
+  readonly name: AgentName;
+}
 
 interface Haproxy extends HaproxyBinary {
   /** `haproxy -v`'s first line. */
   readonly versionLine: string;
 }
 
-interface Measurement {
+export interface Measurement {
   readonly version: string;
   readonly agent: AgentName;
   readonly frontend: Frontend;
@@ -72,7 +82,7 @@ interface Measurement {
 }
 
 /** Medians over rounds of one (version, agent, frontend). */
-interface Summary {
+export interface Summary {
   readonly version: string;
   readonly agent: AgentName;
   readonly frontend: Frontend;
@@ -96,7 +106,7 @@ interface Summary {
 }
 
 /** What SPOE adds, for one (version, agent). */
-interface SpoeCost {
+export interface SpoeCost {
   readonly version: string;
   readonly agent: AgentName;
   /** Requests/s with SPOE over requests/s without. */
@@ -106,7 +116,7 @@ interface SpoeCost {
 }
 
 /** The example agent against the ceiling agent, for one version. */
-interface Comparison {
+export interface Comparison {
   readonly version: string;
   /** example with-SPOE req/s over ceiling with-SPOE req/s (target ≥ 0.95). */
   readonly rpsVsCeiling: number;
@@ -116,10 +126,10 @@ interface Comparison {
   readonly addedP99Target: Verdict;
 }
 
-type Verdict = 'met' | 'MISSED' | 'n/a';
+export type Verdict = 'met' | 'MISSED' | 'n/a';
 
 /** A run (warm-up included) that had errors: the bench fails after its report. */
-interface Failure {
+export interface Failure {
   readonly run: string;
   readonly errors: string;
 }
@@ -142,23 +152,18 @@ function provisionHaproxy(version: string): Haproxy {
   return { ...detected, path, versionLine };
 }
 
-/** The example agent runs from dist/; the build's output goes to stderr so that stdout stays the report. */
-function buildProject(): void {
-  if (process.env.BENCH_SKIP_BUILD === '1') return;
-  try {
-    execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 2, 2] });
-  } catch (error) {
-    throw new Error('npm run build failed (see above); BENCH_SKIP_BUILD=1 uses the dist/ already there', { cause: error });
-  }
-}
-
 // ------------------------------------------------------------------------------------------------------- one stack
 
 interface Stack {
-  readonly agent: RunningAgent;
+  readonly agent: BenchAgent;
   readonly haproxy: HaproxyProcess;
   readonly dir: string;
   readonly urls: Readonly<Record<Frontend, string>>;
+}
+
+async function startAgent(name: AgentName): Promise<BenchAgent> {
+  const agent = name === 'ceiling' ? await startCeiling() : await startExample();
+  return { ...agent, name };
 }
 
 async function startStack(binary: Haproxy, agentName: AgentName): Promise<Stack> {
@@ -181,7 +186,7 @@ async function startStack(binary: Haproxy, agentName: AgentName): Promise<Stack>
   }
 }
 
-async function stopStack(stack: { readonly agent: RunningAgent; readonly haproxy?: HaproxyProcess; readonly dir: string }): Promise<void> {
+async function stopStack(stack: { readonly agent: BenchAgent; readonly haproxy?: HaproxyProcess; readonly dir: string }): Promise<void> {
   await stack.haproxy?.stop();
   removeTempDir(stack.dir);
   await stopProcessTree(stack.agent.child);
@@ -286,12 +291,6 @@ async function measureVersion(binary: Haproxy): Promise<Measurement[]> {
 
 // ------------------------------------------------------------------------------------------------------- summaries
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 function saturated(s: Pick<Summary, 'haproxyCores' | 'agentCores' | 'wrkCores' | 'machineCores'>): string[] {
   const limits: Array<[string, number, number]> = [
     ['haproxy', s.haproxyCores, HAPROXY_THREADS],
@@ -363,16 +362,6 @@ function compare(version: string, summaries: readonly Summary[], costs: readonly
 
 // ------------------------------------------------------------------------------------------------------- report
 
-const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
-const fixed = (digits: number) => (n: number): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
-const signed = (n: number): string => (n >= 0 ? `+${int(n)}` : int(n));
-
-function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
-}
-
 function frontendTable(summaries: readonly Summary[]): string {
   const header = ['agent', 'frontend', 'req/s', 'p50 µs', 'p90 µs', 'p99 µs', 'p99.9 µs', 'haproxy µs/req', 'haproxy cores', 'agent µs/req', 'agent cores', 'wrk µs/req', 'wrk cores', 'other cores', 'saturated'];
   const rows = summaries.map((s) => [
@@ -392,12 +381,12 @@ function frontendTable(summaries: readonly Summary[]): string {
     fixed(2)(s.otherCores),
     s.saturated.join(',') || '-',
   ]);
-  return table(header, rows);
+  return textTable(header, rows, 2);
 }
 
 function costTable(costs: readonly SpoeCost[]): string {
   const rows = costs.map((c) => [c.agent, '', `${fixed(2)(c.rateRatio)}×`, signed(c.addedP50Us), signed(c.addedP99Us)]);
-  return table(['agent', '', 'req/s SPOE/no SPOE', 'added p50 µs', 'added p99 µs'], rows);
+  return textTable(['agent', '', 'req/s SPOE/no SPOE', 'added p50 µs', 'added p99 µs'], rows, 2);
 }
 
 function comparisonLine(c: Comparison): string {
@@ -441,27 +430,24 @@ function progress(binary: Haproxy, m: Measurement): string {
   );
 }
 
-interface MachineFacts {
-  readonly cpuModel: string;
-  readonly cpuCount: number;
-  readonly node: string;
-  readonly os: string;
-  readonly wrk: string;
-  readonly loadAverageAtStart: number[];
-  readonly date: string;
-}
-
-function machine(): MachineFacts {
-  const cpus = os.cpus();
-  return {
-    cpuModel: cpus[0]?.model ?? 'unknown',
-    cpuCount: cpus.length,
-    node: process.version,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    wrk: wrkVersion(),
-    loadAverageAtStart: os.loadavg(),
-    date: new Date().toISOString(),
+/** bench/results/haproxy.json. */
+export interface HaproxyResults {
+  readonly machine: MachineFacts & { readonly wrk: string; readonly loadAverageAtEnd: number[] };
+  readonly haproxy: ReadonlyArray<{ readonly version: string; readonly fullVersion: string; readonly versionLine: string }>;
+  readonly settings: {
+    readonly rounds: number;
+    readonly durationS: number;
+    readonly warmupS: number;
+    readonly connections: number;
+    readonly wrkThreads: number;
+    readonly haproxyThreads: number;
+    readonly versions: readonly string[];
   };
+  readonly summary: readonly Summary[];
+  readonly spoeCost: readonly SpoeCost[];
+  readonly comparison: readonly Comparison[];
+  readonly failures: readonly Failure[];
+  readonly measurements: readonly Measurement[];
 }
 
 // ------------------------------------------------------------------------------------------------------- main
@@ -470,7 +456,7 @@ async function main(): Promise<void> {
   ensureWrk();
   const binaries = VERSIONS.map(provisionHaproxy);
   buildProject();
-  const facts = machine();
+  const facts = { ...machineFacts(), wrk: wrkVersion() };
   console.log(`HAProxy benchmark: ${binaries.map((b) => b.fullVersion).join(', ')}; agents ${AGENTS.join(', ')}; ${facts.cpuCount} × ${facts.cpuModel}, Node ${facts.node}; ${facts.wrk}`);
   const measurements: Measurement[] = [];
   for (const binary of binaries) {
@@ -488,29 +474,14 @@ async function main(): Promise<void> {
 
   const settings = { rounds: ROUNDS, durationS: DURATION_S, warmupS: WARMUP_S, connections: CONNECTIONS, wrkThreads: WRK_THREADS, haproxyThreads: HAPROXY_THREADS, versions: VERSIONS };
   const haproxy = binaries.map(({ version, fullVersion, versionLine }) => ({ version, fullVersion, versionLine }));
-  const results = { machine: { ...facts, loadAverageAtEnd: os.loadavg() }, haproxy, settings, summary: summaries, spoeCost: costs, comparison: comparisons, failures, measurements };
-  mkdirSync(join(__dirname, 'results'), { recursive: true });
-  writeFileSync(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
-  console.log(`\nraw and aggregated results: ${RESULTS_FILE}`);
+  const results: HaproxyResults = { machine: withLoadAtEnd(facts), haproxy, settings, summary: summaries, spoeCost: costs, comparison: comparisons, failures, measurements };
+  console.log(`\nraw and aggregated results: ${writeResults('haproxy', results)}`);
 
   if (failures.length > 0) {
     throw new Error(`${failures.length} run(s) had errors, so their numbers do not measure successful requests:\n  ${failures.map((f) => `${f.run}: ${f.errors}`).join('\n  ')}`);
   }
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    console.error(`bench:haproxy: ${signal}, stopping`);
-    // process.exit runs the 'exit' handlers: ours (agents, wrk) and test/support/haproxy's (HAProxy, temp dirs).
-    killAllChildren();
-    process.exit(130);
-  });
-}
-process.on('exit', killAllChildren);
-
-main().catch(async (error: Error) => {
-  console.error(`bench:haproxy: ${error.message}`);
-  killAllChildren();
-  await cleanupAll();
-  process.exitCode = 1;
-});
+// On an error, also the HAProxy processes and temporary directories of test/support/haproxy (its own 'exit' handler
+// covers a signal: runBench's process.exit runs it).
+runBench('bench:haproxy', main, cleanupAll);

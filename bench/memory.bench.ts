@@ -26,29 +26,24 @@
  *   BENCH_SKIP_BUILD=1 (do not run `npm run build`), CC (the C compiler, default cc)
  * Writes bench/results/memory.json (every sample and GC event, the summary, machine facts). Not a test.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
-import { AGENT_NODE_FLAGS, buildGenerator, buildProject, killAllChildren, ProbedAgent, startCeiling, startExample, StartOptions, stopAgent } from './memory/agents';
+import { AGENT_NODE_FLAGS, ProbedAgent, startProbedCeiling, startProbedExample, StartOptions } from './memory/agents';
 import { IdleRound, IdleSettings, medianPerConnection, PerConnection, runIdleRound } from './memory/idle';
 import { GcSummary, GC_PAUSE_LIMIT_MS, SeriesSummary } from './memory/stats';
-import { runSoak, SoakResult, SoakSettings } from './memory/soak';
-
-const RESULTS_DIR = join(__dirname, 'results');
-const RESULTS_FILE = join(RESULTS_DIR, 'memory.json');
+import { runSoak, SoakResult, SoakSettings, SoakSummary } from './memory/soak';
+import { buildProject } from './support/agents';
+import { envInt, envFlag } from './support/env';
+import { buildGenerator } from './support/generator';
+import { machineFacts, MachineFacts, withLoadAtEnd } from './support/machine';
+import { runBench, stopProcessTree } from './support/processes';
+import { RESULTS_DIR, writeResults } from './support/results';
 /** The issue's targets. */
 const IDLE_LIMIT_BYTES = 10_000;
 const DRIFT_TOLERANCE_PERCENT = 10;
 /** Closed connections are "back near the baseline" when less than this share of their heap is left. */
 const RESIDUAL_HEAP_SHARE = 0.1;
-
-function envInt(name: string, fallback: number, min: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(text)}`);
-  return value;
-}
 
 const IDLE: IdleSettings = {
   connections: envInt('BENCH_IDLE_CONNECTIONS', 1000, 0),
@@ -73,7 +68,7 @@ function soakSettings(durationS: number): SoakSettings {
 
 const SOAK_S = envInt('BENCH_SOAK_S', 120, 0);
 const CEILING_SOAK_S = envInt('BENCH_CEILING_SOAK_S', 30, 0);
-const TRACE_GC = process.env.BENCH_TRACE_GC === '1';
+const TRACE_GC = envFlag('BENCH_TRACE_GC');
 
 // ------------------------------------------------------------------------------------------------------- runs
 
@@ -92,11 +87,11 @@ async function withAgent<T>(start: Promise<ProbedAgent>, run: (agent: ProbedAgen
     if (!answer.gcExposed) throw new Error('global.gc() is missing in the agent (started without --expose-gc?)');
     return await run(agent);
   } finally {
-    await stopAgent(agent);
+    await stopProcessTree(agent.child);
   }
 }
 
-interface IdleResult {
+export interface IdleResult {
   readonly settings: IdleSettings;
   readonly rounds: readonly IdleRound[];
   /** Medians over the rounds. */
@@ -108,7 +103,7 @@ async function idleScenario(): Promise<IdleResult> {
   const rounds: IdleRound[] = [];
   for (let round = 1; round <= IDLE.rounds; round++) {
     console.log(`\nidle ${round}/${IDLE.rounds}: example agent, ${IDLE.connections} connections in batches of ${IDLE.batch}`);
-    rounds.push(await withAgent(startExample(startOptions(`idle-${round}`)), (agent) => runIdleRound(agent, IDLE, log)));
+    rounds.push(await withAgent(startProbedExample(startOptions(`idle-${round}`)), (agent) => runIdleRound(agent, IDLE, log)));
   }
   return {
     settings: IDLE,
@@ -194,27 +189,25 @@ function reportSoak(soak: SoakResult): string[] {
   ];
 }
 
-interface MachineFacts {
-  readonly cpuModel: string;
-  readonly cpuCount: number;
-  readonly node: string;
-  readonly v8: string;
-  readonly os: string;
-  readonly loadAverageAtStart: number[];
-  readonly date: string;
-}
-
-function machine(): MachineFacts {
-  const cpus = os.cpus();
-  return {
-    cpuModel: cpus[0]?.model ?? 'unknown',
-    cpuCount: cpus.length,
-    node: process.version,
-    v8: process.versions.v8,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    loadAverageAtStart: os.loadavg(),
-    date: new Date().toISOString(),
+/** bench/results/memory.json. */
+export interface MemoryResults {
+  readonly machine: MachineFacts & { readonly loadAverageAtEnd: number[] };
+  readonly agentNodeFlags: readonly string[];
+  readonly targets: { readonly idleBytesPerConnection: number; readonly driftPercent: number; readonly gcPauseMs: number };
+  readonly summary: {
+    readonly idle:
+      | {
+          readonly perConnection: PerConnection;
+          readonly perConnectionEachRound: readonly PerConnection[];
+          readonly perConnectionAfterNotify: PerConnection;
+          readonly residualAfterCloseEachRound: readonly PerConnection[];
+          readonly freshNotify: readonly IdleRound['freshNotify'][];
+        }
+      | undefined;
+    readonly soaks: ReadonlyArray<SoakSummary & { readonly agent: string; readonly durationS: number; readonly warmupS: number }>;
   };
+  readonly idle: IdleResult | undefined;
+  readonly soaks: readonly SoakResult[];
 }
 
 // ------------------------------------------------------------------------------------------------------- main
@@ -224,7 +217,7 @@ const log = (line: string): void => console.log(line);
 async function main(): Promise<void> {
   buildGenerator();
   buildProject();
-  const facts = machine();
+  const facts = machineFacts();
   mkdirSync(RESULTS_DIR, { recursive: true });
   const flags = AGENT_NODE_FLAGS.length > 0 ? `; agent flags: ${AGENT_NODE_FLAGS.join(' ')}` : '';
   console.log(`memory benchmark: ${facts.cpuCount} × ${facts.cpuModel}, Node ${facts.node}, load average ${facts.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}${flags}`);
@@ -233,11 +226,11 @@ async function main(): Promise<void> {
   const soaks: SoakResult[] = [];
   if (SOAK_S > 0) {
     console.log(`\nsoak: example agent, ${SOAK_S} s`);
-    soaks.push(await withAgent(startExample(startOptions('soak-example')), (agent) => runSoak(agent, soakSettings(SOAK_S), log)));
+    soaks.push(await withAgent(startProbedExample(startOptions('soak-example')), (agent) => runSoak(agent, soakSettings(SOAK_S), log)));
   }
   if (CEILING_SOAK_S > 0) {
     console.log(`\nsoak: ceiling agent (reference), ${CEILING_SOAK_S} s`);
-    soaks.push(await withAgent(startCeiling(startOptions('soak-ceiling')), (agent) => runSoak(agent, soakSettings(CEILING_SOAK_S), log)));
+    soaks.push(await withAgent(startProbedCeiling(startOptions('soak-ceiling')), (agent) => runSoak(agent, soakSettings(CEILING_SOAK_S), log)));
   }
 
   const lines = [...(idle ? reportIdle(idle) : []), ...soaks.flatMap(reportSoak)];
@@ -252,9 +245,9 @@ async function main(): Promise<void> {
     },
     soaks: soaks.map((s) => ({ agent: s.agent, durationS: s.settings.durationS, warmupS: s.effectiveWarmupS, ...s.summary })),
   };
-  const output = { machine: { ...facts, loadAverageAtEnd: os.loadavg() }, agentNodeFlags: AGENT_NODE_FLAGS, targets: { idleBytesPerConnection: IDLE_LIMIT_BYTES, driftPercent: DRIFT_TOLERANCE_PERCENT, gcPauseMs: GC_PAUSE_LIMIT_MS }, summary, idle, soaks };
-  writeFileSync(RESULTS_FILE, `${JSON.stringify(output, null, 2)}\n`);
-  console.log(`\nraw samples and summary: ${RESULTS_FILE}${TRACE_GC ? `; GC traces: ${join(RESULTS_DIR, 'memory-trace-gc-*.log')}` : ''}`);
+  const targets = { idleBytesPerConnection: IDLE_LIMIT_BYTES, driftPercent: DRIFT_TOLERANCE_PERCENT, gcPauseMs: GC_PAUSE_LIMIT_MS };
+  const output: MemoryResults = { machine: withLoadAtEnd(facts), agentNodeFlags: AGENT_NODE_FLAGS, targets, summary, idle, soaks };
+  console.log(`\nraw samples and summary: ${writeResults('memory', output)}${TRACE_GC ? `; GC traces: ${join(RESULTS_DIR, 'memory-trace-gc-*.log')}` : ''}`);
   // Targets are reported, not enforced (numbers vary with the machine); an agent that stops serving is a failure.
   const broken = idle?.rounds.filter((r) => !r.freshNotify.ok || r.closedByAgent > 0).length ?? 0;
   if (broken > 0) {
@@ -263,16 +256,4 @@ async function main(): Promise<void> {
   }
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    killAllChildren();
-    process.exit(130);
-  });
-}
-process.on('exit', killAllChildren);
-
-main().catch((error: Error) => {
-  console.error(`bench:memory: ${error.message}`);
-  killAllChildren();
-  process.exitCode = 1;
-});
+runBench('bench:memory', main);

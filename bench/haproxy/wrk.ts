@@ -6,9 +6,9 @@
  * the requests sent (no coordinated-omission correction), and at saturation they follow from the rate (Little's law:
  * latency ≈ connections / rate).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { reapedChildrenCpuSeconds, track } from './processes';
+import { reapedChildrenCpuSeconds, runTool } from '../support/processes';
 
 const REPORT_SCRIPT = join(__dirname, 'wrk-report.lua');
 
@@ -86,31 +86,17 @@ export function wrkVersion(): string {
 }
 
 /** Runs wrk once against `url`; rejects when it fails or prints no report (its errors are counted, not thrown). */
-export function runWrk(run: WrkRun): Promise<WrkResult> {
+export async function runWrk(run: WrkRun): Promise<WrkResult> {
   const args = ['-t', String(run.threads), '-c', String(run.connections), '-d', `${run.durationS}s`, '--timeout', '2s', '-s', REPORT_SCRIPT, run.url];
   const cpuBefore = reapedChildrenCpuSeconds();
-  const child = track(spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    // A hung wrk must not hang the bench.
-    const timer = setTimeout(() => child.kill('SIGKILL'), (run.durationS + 15) * 1000);
-    child.once('error', (error) => reject(new Error(`wrk could not start: ${error.message}`, { cause: error })));
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      // 'close' comes after Node reaped wrk: its CPU is now in our cutime/cstime.
-      const cpuSeconds = reapedChildrenCpuSeconds() - cpuBefore;
-      const line = /^BENCH-JSON (.*)$/m.exec(stdout);
-      if (code !== 0 || !line) {
-        reject(new Error(`wrk ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${(stderr || stdout).trim() || 'no output'}`));
-        return;
-      }
-      const report = JSON.parse(line[1]) as WrkReport;
-      resolve({ ...report, requestsPerSecond: report.requests / (report.durationUs / 1e6), cpuSeconds });
-    });
-  });
+  // A hung wrk must not hang the bench.
+  const { code, signal, stdout, stderr } = await runTool('wrk', args, (run.durationS + 15) * 1000);
+  // wrk has been reaped: its CPU is now in our cutime/cstime.
+  const cpuSeconds = reapedChildrenCpuSeconds() - cpuBefore;
+  const line = /^BENCH-JSON (.*)$/m.exec(stdout);
+  if (code !== 0 || !line) throw new Error(`wrk ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${(stderr || stdout).trim() || 'no output'}`);
+  const report = JSON.parse(line[1]) as WrkReport;
+  return { ...report, requestsPerSecond: report.requests / (report.durationUs / 1e6), cpuSeconds };
 }
 
 export function errorCount(errors: WrkErrors): number {

@@ -3,7 +3,7 @@ import { DecodedAction, SpoeIp } from '../../libs/spoe/src';
 import { SpoeClient, SpoeClientOptions } from '../../libs/spoe/src/testing';
 import { ProbedAgent } from './agents';
 import { MemoryUsage } from './probe-client';
-import { median } from './stats';
+import { median } from '../support/stats';
 
 export interface IdleSettings {
   readonly connections: number;

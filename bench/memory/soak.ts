@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AgentName, GENERATOR, ProbedAgent, track } from './agents';
-import { machineBusySeconds, processCpuSeconds } from './cpu';
+import { GeneratorResult, runGenerator } from '../support/generator';
+import { machineBusySeconds, treeCpuSeconds } from '../support/processes';
+import { ProbedAgent } from './agents';
 import { GcEvent, MemoryUsage, ProbeAnswer } from './probe-client';
 import { GC_PAUSE_LIMIT_MS, GcSummary, SeriesSummary, summarizeGc, summarizeSeries } from './stats';
 
@@ -22,20 +22,6 @@ export interface SoakSettings {
   readonly windowS: number;
   /** The issue's bound on the drift, in %. */
   readonly tolerancePercent: number;
-}
-
-/** The JSON line spop-load prints (bench/spop-load.c). */
-export interface GeneratorResult {
-  readonly frames: number;
-  readonly seconds: number;
-  readonly framesPerSecond: number;
-  readonly p50Us: number;
-  readonly p99Us: number;
-  readonly p999Us: number;
-  readonly maxUs: number;
-  readonly cpuPercent: number;
-  readonly cpuUserS: number;
-  readonly cpuSysS: number;
 }
 
 /** Who used the machine's cores during the soak (CPU seconds over wall seconds). */
@@ -78,7 +64,7 @@ export interface SoakSummary {
 }
 
 export interface SoakResult {
-  readonly agent: AgentName;
+  readonly agent: string;
   readonly settings: SoakSettings;
   /** The warm-up actually used: at most a third of the soak, so that a short run still has two windows. */
   readonly effectiveWarmupS: number;
@@ -91,23 +77,8 @@ export interface SoakResult {
   readonly summary: SoakSummary;
 }
 
-function runGenerator(port: number, settings: SoakSettings): Promise<GeneratorResult> {
-  const args = ['--host', '127.0.0.1', '--port', String(port), '--connections', String(settings.connections), '--inflight', String(settings.inflight)];
-  args.push('--duration-ms', String(settings.durationS * 1000), '--warmup-ms', '0', '--threads', '1', '--expect-var', 'ip_score');
-  const child = track(spawn(GENERATOR, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    // Setup, the run and the 2 s drain bound, with room to spare: a hung generator must not hang the bench.
-    const timer = setTimeout(() => child.kill('SIGKILL'), settings.durationS * 1000 + 20_000);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(JSON.parse(stdout) as GeneratorResult);
-      else reject(new Error(`spop-load failed (${signal ?? `exit ${code}`}): ${stderr.trim() || 'no message'}`));
-    });
-  });
+function generate(port: number, settings: SoakSettings): Promise<GeneratorResult> {
+  return runGenerator({ port, connections: settings.connections, inflight: settings.inflight, durationMs: settings.durationS * 1000 });
 }
 
 /** When to take post-GC samples, in seconds since the origin. */
@@ -148,9 +119,9 @@ export async function runSoak(agent: ProbedAgent, settings: SoakSettings, log: (
   const warmupS = Math.min(settings.warmupS, Math.floor(settings.durationS / 3));
   await agent.probe.stats(false); // GC events of the startup are not the soak's
   const origin = Date.now();
-  const [agentCpu, busy] = [processCpuSeconds(agent.child.pid!), machineBusySeconds()];
+  const [agentCpu, busy] = [treeCpuSeconds(agent.pid), machineBusySeconds()];
   const recorder = new Recorder(origin);
-  const generator = runGenerator(agent.port, settings);
+  const generator = generate(agent.port, settings);
   let running = true;
   const finished = generator.then(
     () => (running = false),
@@ -170,7 +141,7 @@ export async function runSoak(agent: ProbedAgent, settings: SoakSettings, log: (
     if (i % Math.max(1, Math.round(10 / settings.sampleS)) === 0) log(progressLine(recorder, t));
   }
   const result = await generator;
-  const cores = coreUse((Date.now() - origin) / 1000, processCpuSeconds(agent.child.pid!) - agentCpu, machineBusySeconds() - busy, result);
+  const cores = coreUse((Date.now() - origin) / 1000, treeCpuSeconds(agent.pid) - agentCpu, machineBusySeconds() - busy, result);
   // GC events delivered since the last sample; the load is over, so this sample is not part of the series.
   recorder.add(await agent.probe.stats(false), false, false);
   return {

@@ -1,21 +1,8 @@
+import { median, percentile } from '../support/stats';
 import type { GcEvent } from './probe-client';
 
 /** The issue's bound on a GC pause. */
 export const GC_PAUSE_LIMIT_MS = 10;
-
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** Nearest rank: a value that was observed, never an interpolation between two pauses. */
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
 
 /** A value sampled over time: `t` in seconds. */
 export interface TimedValue {

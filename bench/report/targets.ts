@@ -1,0 +1,139 @@
+/**
+ * The issue's targets, judged from the results of one run: what each measured, and whether it met the target. Only
+ * reported: numbers vary with the machine, and a shared machine moves them (see "other cores" in each table).
+ */
+import type { FramesResults, Summary as FramesSummary } from '../frames.bench';
+import type { HaproxyResults } from '../haproxy.bench';
+import type { MemoryResults } from '../memory.bench';
+import { fixed, int, signed } from '../support/report';
+import type { WorkersResults } from '../workers.bench';
+import type { CodecResults, RunRecord } from './types';
+
+export interface AllResults {
+  readonly run?: RunRecord;
+  readonly codec?: CodecResults;
+  readonly frames?: FramesResults;
+  readonly workers?: WorkersResults;
+  readonly memory?: MemoryResults;
+  readonly haproxy?: HaproxyResults;
+}
+
+export type Verdict = 'met' | 'MISSED' | 'not measured';
+
+export interface TargetRow {
+  readonly target: string;
+  readonly measured: string;
+  readonly verdict: Verdict;
+}
+
+const NOT_MEASURED = (target: string, why: string): TargetRow => ({ target, measured: why, verdict: 'not measured' });
+
+function verdict(ok: boolean): Verdict {
+  return ok ? 'met' : 'MISSED';
+}
+
+const times = (n: number): string => `${fixed(2)(n)}×`;
+const kB = (bytes: number): string => `${fixed(2)(bytes / 1000)} kB`;
+const MB = (bytes: number): string => `${fixed(1)(bytes / 1e6)} MB`;
+const pct = (n: number): string => `${n >= 0 ? '+' : ''}${fixed(1)(n)}%`;
+
+// ------------------------------------------------------------------------------------------------------- frames
+
+function framesRow(frames: FramesResults | undefined, connections: number, inflight: number): { example?: FramesSummary; ceiling?: FramesSummary } {
+  const find = (agent: string) => frames?.summary.find((s) => s.agent === agent && s.connections === connections && s.inflight === inflight);
+  return { example: find('example'), ceiling: find('ceiling') };
+}
+
+function frameRateTarget(frames: FramesResults | undefined, connections: number, inflight: number): TargetRow {
+  const target = `Example agent ≥ 0.5× the ceiling's frames/s at ${connections}×${inflight}`;
+  const { example, ceiling } = framesRow(frames, connections, inflight);
+  if (!example || !ceiling) return NOT_MEASURED(target, 'bench:frames has no result for it');
+  const ratio = example.framesPerSecondVsCeiling;
+  return { target, measured: `${times(ratio)} (${int(example.framesPerSecond)} vs ${int(ceiling.framesPerSecond)} frames/s)`, verdict: verdict(ratio >= 0.5) };
+}
+
+function p99Target(frames: FramesResults | undefined, connections: number, inflight: number, limit: number): TargetRow {
+  const target = `Example agent's p99 at ${connections}×${inflight} ≤ ${limit}× the ceiling's`;
+  const { example, ceiling } = framesRow(frames, connections, inflight);
+  if (!example || !ceiling) return NOT_MEASURED(target, 'bench:frames has no result for it');
+  const ratio = example.p99VsCeiling;
+  return { target, measured: `${times(ratio)} (${int(example.p99Us)} vs ${int(ceiling.p99Us)} µs)`, verdict: verdict(ratio <= limit) };
+}
+
+// ------------------------------------------------------------------------------------------------------- HAProxy
+
+function haproxyTargets(haproxy: HaproxyResults | undefined): TargetRow[] {
+  const clients = haproxy?.settings.connections ?? 50;
+  const rpsTarget = `Through HAProxy 3.4 with ${clients} clients: req/s with SPOE ≥ 0.95× the ceiling agent's`;
+  const p99Target = `Through HAProxy 3.4: p99 added by SPOE ≤ 1.5× the ceiling agent's`;
+  const comparison = haproxy?.comparison.find((c) => c.version === '3.4');
+  if (!haproxy || !comparison) return [NOT_MEASURED(rpsTarget, 'bench:haproxy has no HAProxy 3.4 result'), NOT_MEASURED(p99Target, 'bench:haproxy has no HAProxy 3.4 result')];
+  const spoe = (agent: string) => haproxy.summary.find((s) => s.version === '3.4' && s.agent === agent && s.frontend === 'spoe');
+  const cost = (agent: string) => haproxy.spoeCost.find((c) => c.version === '3.4' && c.agent === agent);
+  const [example, ceiling, exampleCost, ceilingCost] = [spoe('example'), spoe('ceiling'), cost('example'), cost('ceiling')];
+  const rps: TargetRow = {
+    target: rpsTarget,
+    measured: `${times(comparison.rpsVsCeiling)} (${int(example?.requestsPerSecond ?? NaN)} vs ${int(ceiling?.requestsPerSecond ?? NaN)} req/s)`,
+    verdict: verdict(comparison.rpsVsCeiling >= 0.95),
+  };
+  const added = `${signed(exampleCost?.addedP99Us ?? NaN)} vs ${signed(ceilingCost?.addedP99Us ?? NaN)} µs`;
+  const p99: TargetRow =
+    comparison.addedP99Target === 'n/a'
+      ? { target: p99Target, measured: `not measurable (${added}: an added p99 ≤ 0 is noise)`, verdict: 'not measured' }
+      : { target: p99Target, measured: `${times(comparison.addedP99VsCeiling)} (${added})`, verdict: verdict(comparison.addedP99Target === 'met') };
+  return [rps, p99];
+}
+
+// ------------------------------------------------------------------------------------------------------- workers, memory, codec
+
+function workersTarget(workers: WorkersResults | undefined): TargetRow {
+  const target = `2 workers ≥ 1.6× one worker (handler ≈${workers?.settings.targetUs ?? 50} µs/message, this 2-core machine)`;
+  const one = workers?.summary.find((s) => s.workers === 1);
+  const two = workers?.summary.find((s) => s.workers === 2);
+  if (!workers || !one || !two) return NOT_MEASURED(target, 'bench:workers has no result for 1 and 2 workers');
+  const measured = `${times(workers.ratio.twoVsOne)} (${int(two.framesPerSecond)} vs ${int(one.framesPerSecond)} frames/s; 2 workers got ${fixed(2)(two.agentCores)} cores, other jobs ${fixed(2)(two.otherCores)})`;
+  return { target, measured, verdict: verdict(workers.ratio.met) };
+}
+
+function memoryTargets(memory: MemoryResults | undefined): TargetRow[] {
+  const rows: TargetRow[] = [];
+  const idle = memory?.summary.idle;
+  const connections = memory?.idle?.settings.connections ?? 1000;
+  const idleTarget = `${int(connections)} idle HAProxy connections ≤ 10 kB each (RSS)`;
+  rows.push(idle ? { target: idleTarget, measured: `${kB(idle.perConnection.rss)} each (heap ${kB(idle.perConnection.heapUsed)})`, verdict: verdict(idle.perConnection.rss <= 10_000) } : NOT_MEASURED(idleTarget, 'bench:memory has no idle result'));
+  const soak = memory?.summary.soaks.find((s) => s.agent === 'example');
+  const length = soak ? `${soak.durationS} s soak${soak.durationS < 120 ? ', shorter than the target’s 2 minutes' : ''}` : '';
+  const rssTarget = 'Soak at full load: RSS flat (±10% after warm-up)';
+  const heapTarget = 'Soak at full load: heap flat (±10% after warm-up, post-GC)';
+  const gcTarget = 'Soak at full load: no GC pause over 10 ms';
+  if (!soak) return [...rows, ...[rssTarget, heapTarget, gcTarget].map((t) => NOT_MEASURED(t, 'bench:memory has no soak of the example agent'))];
+  rows.push({ target: rssTarget, measured: `${pct(soak.rss.driftPercent)} (${MB(soak.rss.firstMedian)} → ${MB(soak.rss.lastMedian)}; ${length})`, verdict: verdict(soak.rss.flat) });
+  const heap = soak.postGcHeap
+    ? { measured: `${pct(soak.postGcHeap.driftPercent)} (${MB(soak.postGcHeap.first)} → ${MB(soak.postGcHeap.last)} post-GC; ${length})`, flat: soak.postGcHeap.flat }
+    : { measured: `${pct(soak.heapUsed.driftPercent)} (raw samples: too short for two post-GC ones; ${length})`, flat: soak.heapUsed.flat };
+  rows.push({ target: heapTarget, measured: heap.measured, verdict: verdict(heap.flat) });
+  rows.push({ target: gcTarget, measured: `longest ${fixed(2)(soak.gc.maxMs)} ms, ${soak.gc.overLimit} over 10 ms, of ${int(soak.gc.count)} pauses (${length})`, verdict: verdict(soak.noPauseOverLimit) });
+  return rows;
+}
+
+function codecTarget(codec: CodecResults | undefined): TargetRow {
+  const target = 'Codec: decode + encode ≤ 1 µs per frame in process (bench:codec’s own target)';
+  const total = codec?.rows.find((r) => r.name === 'total');
+  if (!total) return NOT_MEASURED(target, 'bench:codec has no result');
+  return { target, measured: `${int(total.bestNs)} ns (median ${int(total.medianNs)} ns), ${int(total.bytesPerFrame)} B allocated per frame`, verdict: verdict(total.bestNs <= 1000) };
+}
+
+/** Every target, in the issue's order, then the codec's own. */
+export function targets(results: AllResults): TargetRow[] {
+  const { frames } = results;
+  return [
+    frameRateTarget(frames, 4, 16),
+    frameRateTarget(frames, 16, 64),
+    p99Target(frames, 4, 16, 2),
+    p99Target(frames, 1, 1, 1.25),
+    ...haproxyTargets(results.haproxy),
+    workersTarget(results.workers),
+    ...memoryTargets(results.memory),
+    codecTarget(results.codec),
+  ];
+}
