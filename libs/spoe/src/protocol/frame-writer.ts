@@ -1,15 +1,16 @@
 import { ByteWriter } from './byte-writer';
 
-/** Where encoded bytes go (a socket's write). Called at most once per read burst or event-loop turn. */
+/** Where encoded bytes go (a socket's write). Called at most once per event-loop turn. */
 export type FrameSink = (data: Buffer) => void;
 
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Encodes frames in place into a slab and hands everything encoded together to the sink in one buffer: frames
- * committed while the writer is corked (a read burst whose handlers answered at once) go out at {@link uncork};
- * frames committed otherwise (handlers that finished later) go out at the end of the event-loop turn. Either way one
- * write however many ACKs became ready.
+ * Encodes frames in place into a slab and hands everything encoded during one event-loop turn to the sink in one
+ * buffer: one write per turn however many ACKs became ready. Writing at the end of the turn, after every connection's
+ * reads of that turn were handled, rather than at the end of each read burst, measured 9% (4×16) to 15% (16×64) more
+ * frames per second for the same latency at 1×1: the writes of all connections leave together, and the peer (HAProxy,
+ * or the load generator) wakes once for them rather than once per connection.
  *
  * What goes to the sink is a copy, so the slab is written again from its start: the same few kilobytes stay in the
  * CPU's cache, and no slab is allocated after the first (handing out views of ever-new slabs cost more per frame, in
@@ -26,7 +27,6 @@ export class FrameWriter {
   private readonly pending: Buffer[] = [];
   private pendingLength = 0;
   private scheduled: NodeJS.Immediate | undefined;
-  private corked = false;
   private readonly writer = new ByteWriter(Buffer.alloc(0), 0, 0);
   private readonly flushBound = (): void => this.flush();
 
@@ -51,24 +51,10 @@ export class FrameWriter {
     return w;
   }
 
-  /** Keeps what was written since {@link begin}; it is flushed at {@link uncork}, or else at the end of this turn. */
+  /** Keeps what was written since {@link begin} and schedules the flush for the end of this turn. */
   commit(): void {
     this.pos = this.writer.pos;
-    if (!this.corked) this.scheduled ??= setImmediate(this.flushBound);
-  }
-
-  /** Holds commits back until {@link uncork} (a read burst is being handled). */
-  cork(): void {
-    this.corked = true;
-  }
-
-  /**
-   * Flushes what was committed while corked, in one write — unless a flush is already due at the end of this turn
-   * (frames were committed uncorked, by handlers finishing late): everything then leaves together, then.
-   */
-  uncork(): void {
-    this.corked = false;
-    if (this.scheduled === undefined && this.pendingBytes > 0) this.flush();
+    this.scheduled ??= setImmediate(this.flushBound);
   }
 
   /** Bytes encoded and not yet handed to the sink. */

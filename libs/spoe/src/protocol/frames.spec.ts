@@ -698,36 +698,6 @@ describe('frames (SPOE.txt 3.2)', () => {
       expect(calls[0].equals(encodeAck(16380, 2, 2, ack(2)))).toBe(true);
     });
 
-    it('while corked, holds frames back and writes them all at uncork, in one call', async () => {
-      const { writer, calls } = recordingWriter();
-      writer.cork();
-      const expected = writeAcks(writer, 0, 16);
-      await nextTurn();
-      expect(calls).toHaveLength(0);
-      writer.uncork();
-      expect(calls).toHaveLength(1);
-      expect(calls[0].equals(Buffer.concat(expected))).toBe(true);
-    });
-
-    it('uncork leaves frames to the end-of-turn write already due (a late ACK and a burst share one write)', async () => {
-      const { writer, calls } = recordingWriter();
-      const late = writeAcks(writer, 0, 1);
-      writer.cork();
-      const burst = writeAcks(writer, 1, 4);
-      writer.uncork();
-      expect(calls).toHaveLength(0);
-      await nextTurn();
-      expect(calls).toHaveLength(1);
-      expect(calls[0].equals(Buffer.concat([...late, ...burst]))).toBe(true);
-    });
-
-    it('uncork without frames writes nothing', () => {
-      const { writer, calls } = recordingWriter();
-      writer.cork();
-      writer.uncork();
-      expect(calls).toHaveLength(0);
-    });
-
     it('flush() writes at once and cancels the scheduled write', async () => {
       const { writer, calls } = recordingWriter();
       const expected = writeAcks(writer, 0, 5);

@@ -109,11 +109,9 @@ export class SpoeConnection {
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
-    // ACKs answered during the burst leave in one write at its end.
-    this.writer.cork();
     try {
       const options = this.host.options;
-      // The socket is not written during the burst (the writer is corked): its state is read once.
+      // The socket is not written during the burst (ACKs are written at the end of the turn): its state is read once.
       const socketBlocked = this.socket.writableNeedDrain && this.socket.writableLength >= options.maxPendingWriteBytes;
       while ((this.state === 'hello' || this.state === 'ready') && !this.draining) {
         // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write.
@@ -140,7 +138,6 @@ export class SpoeConnection {
       this.protocolError(error);
     } finally {
       this.pumping = false;
-      this.writer.uncork();
     }
   }
 
