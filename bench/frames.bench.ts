@@ -21,6 +21,7 @@
  */
 import { buildProject, RunningAgent, startCeiling, startExample, startNestAgent } from './support/agents';
 import { Baseline, prepareBaseline } from './support/baseline';
+import { pinningNote } from './support/cpus';
 import { envInt } from './support/env';
 import { buildGenerator, compilerVersion } from './support/generator';
 import { LoadMeasure, LoadSummary, measureLoad, summarizeLoad } from './support/load';
@@ -76,6 +77,8 @@ export interface FramesResults {
     readonly durationMs: number;
     readonly warmupMs: number;
     readonly generatorThreads: number;
+    /** Where agents and the generator ran (cpus.ts). */
+    readonly pinning: string;
     readonly configurations: readonly Configuration[];
     /** BENCH_BASELINE's ref and commit, when set. */
     readonly baseline?: { readonly ref: string; readonly commit: string; readonly skipped: readonly string[] };
@@ -90,12 +93,12 @@ export interface FramesResults {
 /** The agents of this tree, and with a baseline its `server` and `example` right after their current versions. */
 function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
   return [
-    { name: 'ceiling', start: () => startCeiling() },
-    { name: 'server', start: () => startNestAgent('server') },
+    { name: 'ceiling', start: () => startCeiling({ pinned: true }) },
+    { name: 'server', start: () => startNestAgent('server', { pinned: true }) },
     ...(baseline?.server ? [baseline.server] : []),
-    { name: 'example', start: () => startExample() },
+    { name: 'example', start: () => startExample({ pinned: true }) },
     ...(baseline?.example ? [baseline.example] : []),
-    { name: 'pipeline', start: () => startNestAgent('pipeline') },
+    { name: 'pipeline', start: () => startNestAgent('pipeline', { pinned: true }) },
   ];
 }
 
@@ -109,7 +112,7 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
 async function measure(agent: AgentSpec, config: Configuration, round: number): Promise<Measurement> {
   const running = await agent.start();
   try {
-    const load = await measureLoad(running.pid, { port: running.port, ...config, threads: GENERATOR_THREADS }, WARMUP_MS, DURATION_MS);
+    const load = await measureLoad(running.pid, { port: running.port, ...config, threads: GENERATOR_THREADS, pinned: true }, WARMUP_MS, DURATION_MS);
     const generatorLimited = load.generator.cpuPercent >= GENERATOR_LIMIT_PERCENT * load.generator.threads;
     return { round, agent: agent.name, ...config, ...load, generatorLimited };
   } finally {
@@ -214,6 +217,7 @@ async function main(): Promise<void> {
       durationMs: DURATION_MS,
       warmupMs: WARMUP_MS,
       generatorThreads: GENERATOR_THREADS,
+      pinning: pinningNote(),
       configurations: CONFIGURATIONS,
       ...(baseline && { baseline: { ref: baseline.ref, commit: baseline.commit, skipped: baseline.skipped } }),
     },

@@ -26,7 +26,8 @@ async function startProbed(start: (options: AgentOptions) => Promise<RunningAgen
   const trace = options.traceGcFile ? createWriteStream(options.traceGcFile, { flags: 'a' }) : undefined;
   const nodeArgs = ['--expose-gc', ...(trace ? ['--trace-gc'] : []), ...AGENT_NODE_FLAGS, '--require', PROBE];
   try {
-    const agent = await start({ nodeArgs, ipc: true, ...(trace && { onStdout: (chunk: Buffer) => trace.write(chunk) }) });
+    // Pinned as in bench:frames (see support/cpus.ts): the soak runs the generator at full load beside it.
+    const agent = await start({ nodeArgs, ipc: true, pinned: true, ...(trace && { onStdout: (chunk: Buffer) => trace.write(chunk) }) });
     agent.child.once('exit', () => trace?.end());
     return { ...agent, probe: new ProbeClient(agent.child) };
   } catch (error) {

@@ -78,7 +78,7 @@ export interface SoakResult {
 }
 
 function generate(port: number, settings: SoakSettings): Promise<GeneratorResult> {
-  return runGenerator({ port, connections: settings.connections, inflight: settings.inflight, durationMs: settings.durationS * 1000 });
+  return runGenerator({ port, connections: settings.connections, inflight: settings.inflight, durationMs: settings.durationS * 1000, pinned: true });
 }
 
 /** When to take post-GC samples, in seconds since the origin. */

@@ -107,7 +107,7 @@ export function framesSection(frames: FramesResults | undefined, run: RunRecord 
   return [
     staleness(frames.machine.date, run),
     `The C load generator (bench/spop-load.c: one thread, every ACK checked) against each agent, one fresh agent process per measure, the agents in turn within each round.`,
-    `Medians over ${settings.rounds} round(s) of ${settings.durationMs} ms, after ${settings.warmupMs} ms of warm-up.`,
+    `Medians over ${settings.rounds} round(s) of ${settings.durationMs} ms, after ${settings.warmupMs} ms of warm-up; ${settings.pinning ?? 'no CPU pinning'}.`,
     '',
     '- `ceiling`: bench/agents/ceiling.js, plain Node with no framework and no library: what Node itself allows.',
     '- `server`: SpoeServer in a Nest microservice with the plainest `@MessagePattern` handler (the transport’s own cost).',

@@ -11,6 +11,7 @@
  * process if it does not.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { onCpu } from './cpus';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SpoeClient } from '../../libs/spoe/src/testing';
@@ -38,6 +39,8 @@ export interface AgentOptions {
   readonly ipc?: boolean;
   /** Everything the agent prints on stdout (V8's --trace-gc goes there); by default it is read and dropped. */
   readonly onStdout?: (chunk: Buffer) => void;
+  /** Run on the agent's CPU (see cpus.ts); by default wherever the scheduler puts it. */
+  readonly pinned?: boolean;
 }
 
 /** The example agent runs from dist/; the build's output goes to stderr so that stdout stays the report. */
@@ -66,7 +69,8 @@ function envWithoutAgentSettings(): NodeJS.ProcessEnv {
 function spawnNode(args: readonly string[], options: AgentOptions, cwd = ROOT): ChildProcess {
   const env = { ...envWithoutAgentSettings(), ...options.env };
   const stdio: Array<'ignore' | 'pipe' | 'inherit' | 'ipc'> = ['ignore', 'pipe', 'inherit', ...(options.ipc ? (['ipc'] as const) : [])];
-  const child = track(spawn(process.execPath, [...(options.nodeArgs ?? []), ...args], { cwd, env, stdio }));
+  const [command, commandArgs] = onCpu(options.pinned ? 'agent' : undefined, process.execPath, [...(options.nodeArgs ?? []), ...args]);
+  const child = track(spawn(command, commandArgs, { cwd, env, stdio }));
   child.stdout!.on('data', options.onStdout ?? (() => undefined));
   return child;
 }

@@ -116,8 +116,8 @@ export async function prepareBaseline(ref: string | undefined): Promise<Baseline
   copyFileSync(join(ROOT, 'bench', 'agents', 'nest-agents.ts'), script);
 
   const skipped: string[] = [];
-  const server = await usable({ name: `server@${ref}`, start: () => startNestAgent('server', { script, root: dir, name: `server@${ref}` }) }, undefined, skipped);
+  const server = await usable({ name: `server@${ref}`, start: () => startNestAgent('server', { script, root: dir, name: `server@${ref}`, pinned: true }) }, undefined, skipped);
   const noDist = existsSync(join(dir, 'dist', 'main.js')) ? undefined : 'no dist/main.js after the build';
-  const example = await usable({ name: `example@${ref}`, start: () => startExample({ root: dir, name: `example@${ref}` }) }, buildError ?? noDist, skipped);
+  const example = await usable({ name: `example@${ref}`, start: () => startExample({ root: dir, name: `example@${ref}`, pinned: true }) }, buildError ?? noDist, skipped);
   return { ref, commit, dir, server, example, skipped };
 }
