@@ -21,7 +21,7 @@
  */
 import { buildProject, RunningAgent, startCeiling, startExample, startNestAgent } from './support/agents';
 import { Baseline, prepareBaseline } from './support/baseline';
-import { pinningNote } from './support/cpus';
+import { CPU, pinningNote } from './support/cpus';
 import { envInt } from './support/env';
 import { buildGenerator, compilerVersion } from './support/generator';
 import { LoadMeasure, LoadSummary, measureLoad, summarizeLoad } from './support/load';
@@ -93,12 +93,12 @@ export interface FramesResults {
 /** The agents of this tree, and with a baseline its `server` and `example` right after their current versions. */
 function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
   return [
-    { name: 'ceiling', start: () => startCeiling({ pinned: true }) },
-    { name: 'server', start: () => startNestAgent('server', { pinned: true }) },
+    { name: 'ceiling', start: () => startCeiling({ cpu: CPU.agent }) },
+    { name: 'server', start: () => startNestAgent('server', { cpu: CPU.agent }) },
     ...(baseline?.server ? [baseline.server] : []),
-    { name: 'example', start: () => startExample({ pinned: true }) },
+    { name: 'example', start: () => startExample({ cpu: CPU.agent }) },
     ...(baseline?.example ? [baseline.example] : []),
-    { name: 'pipeline', start: () => startNestAgent('pipeline', { pinned: true }) },
+    { name: 'pipeline', start: () => startNestAgent('pipeline', { cpu: CPU.agent }) },
   ];
 }
 
@@ -112,7 +112,7 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
 async function measure(agent: AgentSpec, config: Configuration, round: number): Promise<Measurement> {
   const running = await agent.start();
   try {
-    const load = await measureLoad(running.pid, { port: running.port, ...config, threads: GENERATOR_THREADS, pinned: true }, WARMUP_MS, DURATION_MS);
+    const load = await measureLoad(running.pid, { port: running.port, ...config, threads: GENERATOR_THREADS, cpu: CPU.generator }, WARMUP_MS, DURATION_MS);
     const generatorLimited = load.generator.cpuPercent >= GENERATOR_LIMIT_PERCENT * load.generator.threads;
     return { round, agent: agent.name, ...config, ...load, generatorLimited };
   } finally {
@@ -217,7 +217,7 @@ async function main(): Promise<void> {
       durationMs: DURATION_MS,
       warmupMs: WARMUP_MS,
       generatorThreads: GENERATOR_THREADS,
-      pinning: pinningNote(),
+      pinning: pinningNote(`agent on CPU ${CPU.agent}, generator on CPU ${CPU.generator}`),
       configurations: CONFIGURATIONS,
       ...(baseline && { baseline: { ref: baseline.ref, commit: baseline.commit, skipped: baseline.skipped } }),
     },

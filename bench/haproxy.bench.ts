@@ -26,6 +26,7 @@ import { cleanupAll, detectHaproxyVersion, HaproxyBinary, HaproxyProcess, httpRe
 import { NO_SCORE_STATUS, renderHaproxyFiles, SCORE_HEADER } from './haproxy/config';
 import { describeErrors, ensureWrk, errorCount, runWrk, WrkResult, wrkVersion } from './haproxy/wrk';
 import { buildProject, ROOT, RunningAgent, startCeiling, startExample } from './support/agents';
+import { CPU, pinningNote, pinRunning } from './support/cpus';
 import { envInt, envList } from './support/env';
 import { machineFacts, MachineFacts, withLoadAtEnd } from './support/machine';
 import { freePort } from './support/ports';
@@ -162,7 +163,7 @@ interface Stack {
 }
 
 async function startAgent(name: AgentName): Promise<BenchAgent> {
-  const agent = name === 'ceiling' ? await startCeiling() : await startExample();
+  const agent = name === 'ceiling' ? await startCeiling({ cpu: CPU.besideHaproxy }) : await startExample({ cpu: CPU.besideHaproxy });
   return { ...agent, name };
 }
 
@@ -175,6 +176,7 @@ async function startStack(binary: Haproxy, agentName: AgentName): Promise<Stack>
     const files = renderHaproxyFiles({ version: binary.version, dir, spoePort, plainPort, agentPort: agent.port });
     const waitForTcp = [spoePort, plainPort].map((port) => ({ host: '127.0.0.1', port }));
     haproxy = await HaproxyProcess.start({ binary, dir, files, waitForTcp });
+    pinRunning(haproxy.pid, CPU.haproxy);
     const stack = { agent, haproxy, dir, urls: { spoe: `http://127.0.0.1:${spoePort}/`, 'no-spoe': `http://127.0.0.1:${plainPort}/` } };
     warnAboutConfig(binary, haproxy);
     await verifyScoring(stack);
@@ -238,7 +240,7 @@ function checkErrors(run: string, wrk: WrkResult): void {
 async function measure(binary: Haproxy, stack: Stack, frontend: Frontend, round: number): Promise<Measurement> {
   const [haproxyPid, agentPid] = [stack.haproxy.pid, stack.agent.pid];
   const [haproxyBefore, agentBefore, busyBefore] = [treeCpuSeconds(haproxyPid), treeCpuSeconds(agentPid), machineBusySeconds()];
-  const wrk = await runWrk({ url: stack.urls[frontend], connections: CONNECTIONS, threads: WRK_THREADS, durationS: DURATION_S });
+  const wrk = await runWrk({ url: stack.urls[frontend], connections: CONNECTIONS, threads: WRK_THREADS, durationS: DURATION_S, cpu: CPU.besideHaproxy });
   const seconds = wrk.durationUs / 1e6;
   const m: Measurement = {
     version: binary.version,
@@ -258,7 +260,7 @@ async function measure(binary: Haproxy, stack: Stack, frontend: Frontend, round:
 /** A warm-up run on the SPOE frontend: JIT and the connections to the agent warm before anything counts. */
 async function warmUp(binary: Haproxy, stack: Stack): Promise<void> {
   if (WARMUP_S === 0) return;
-  const warmup = await runWrk({ url: stack.urls.spoe, connections: CONNECTIONS, threads: WRK_THREADS, durationS: WARMUP_S });
+  const warmup = await runWrk({ url: stack.urls.spoe, connections: CONNECTIONS, threads: WRK_THREADS, durationS: WARMUP_S, cpu: CPU.besideHaproxy });
   checkErrors(`HAProxy ${binary.fullVersion}, ${stack.agent.name} agent, warm-up`, warmup);
 }
 
@@ -442,6 +444,8 @@ export interface HaproxyResults {
     readonly wrkThreads: number;
     readonly haproxyThreads: number;
     readonly versions: readonly string[];
+    /** Where HAProxy, the agent and wrk ran (cpus.ts). */
+    readonly pinning: string;
   };
   readonly summary: readonly Summary[];
   readonly spoeCost: readonly SpoeCost[];
@@ -472,7 +476,7 @@ async function main(): Promise<void> {
   const comparisons = binaries.map((b) => compare(b.version, summaries, costs)).filter((c): c is Comparison => c !== undefined);
   report(binaries, summaries, costs, comparisons);
 
-  const settings = { rounds: ROUNDS, durationS: DURATION_S, warmupS: WARMUP_S, connections: CONNECTIONS, wrkThreads: WRK_THREADS, haproxyThreads: HAPROXY_THREADS, versions: VERSIONS };
+  const settings = { rounds: ROUNDS, durationS: DURATION_S, warmupS: WARMUP_S, connections: CONNECTIONS, wrkThreads: WRK_THREADS, haproxyThreads: HAPROXY_THREADS, versions: VERSIONS, pinning: pinningNote(`HAProxy on CPU ${CPU.haproxy}, agent and wrk on CPU ${CPU.besideHaproxy}`) };
   const haproxy = binaries.map(({ version, fullVersion, versionLine }) => ({ version, fullVersion, versionLine }));
   const results: HaproxyResults = { machine: withLoadAtEnd(facts), haproxy, settings, summary: summaries, spoeCost: costs, comparison: comparisons, failures, measurements };
   console.log(`\nraw and aggregated results: ${writeResults('haproxy', results)}`);

@@ -8,6 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { onCpu } from '../support/cpus';
 import { reapedChildrenCpuSeconds, runTool } from '../support/processes';
 
 const REPORT_SCRIPT = join(__dirname, 'wrk-report.lua');
@@ -41,6 +42,8 @@ export interface WrkRun {
   readonly connections: number;
   readonly threads: number;
   readonly durationS: number;
+  /** The CPU to run on (see cpus.ts); by default wherever the scheduler puts it. */
+  readonly cpu?: number;
 }
 
 function onPath(command: string): boolean {
@@ -90,7 +93,7 @@ export async function runWrk(run: WrkRun): Promise<WrkResult> {
   const args = ['-t', String(run.threads), '-c', String(run.connections), '-d', `${run.durationS}s`, '--timeout', '2s', '-s', REPORT_SCRIPT, run.url];
   const cpuBefore = reapedChildrenCpuSeconds();
   // A hung wrk must not hang the bench.
-  const { code, signal, stdout, stderr } = await runTool('wrk', args, (run.durationS + 15) * 1000);
+  const { code, signal, stdout, stderr } = await runTool(...onCpu(run.cpu, 'wrk', args), (run.durationS + 15) * 1000);
   // wrk has been reaped: its CPU is now in our cutime/cstime.
   const cpuSeconds = reapedChildrenCpuSeconds() - cpuBefore;
   const line = /^BENCH-JSON (.*)$/m.exec(stdout);

@@ -5,6 +5,7 @@
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { AgentOptions, RunningAgent, startCeiling, startExample } from '../support/agents';
+import { CPU } from '../support/cpus';
 import { ProbeClient } from './probe-client';
 
 const PROBE = join(__dirname, 'probe.js');
@@ -27,7 +28,7 @@ async function startProbed(start: (options: AgentOptions) => Promise<RunningAgen
   const nodeArgs = ['--expose-gc', ...(trace ? ['--trace-gc'] : []), ...AGENT_NODE_FLAGS, '--require', PROBE];
   try {
     // Pinned as in bench:frames (see support/cpus.ts): the soak runs the generator at full load beside it.
-    const agent = await start({ nodeArgs, ipc: true, pinned: true, ...(trace && { onStdout: (chunk: Buffer) => trace.write(chunk) }) });
+    const agent = await start({ nodeArgs, ipc: true, cpu: CPU.agent, ...(trace && { onStdout: (chunk: Buffer) => trace.write(chunk) }) });
     agent.child.once('exit', () => trace?.end());
     return { ...agent, probe: new ProbeClient(agent.child) };
   } catch (error) {

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CPU } from '../support/cpus';
 import { GeneratorResult, runGenerator } from '../support/generator';
 import { machineBusySeconds, treeCpuSeconds } from '../support/processes';
 import { ProbedAgent } from './agents';
@@ -78,7 +79,7 @@ export interface SoakResult {
 }
 
 function generate(port: number, settings: SoakSettings): Promise<GeneratorResult> {
-  return runGenerator({ port, connections: settings.connections, inflight: settings.inflight, durationMs: settings.durationS * 1000, pinned: true });
+  return runGenerator({ port, connections: settings.connections, inflight: settings.inflight, durationMs: settings.durationS * 1000, cpu: CPU.generator });
 }
 
 /** When to take post-GC samples, in seconds since the origin. */

@@ -226,7 +226,7 @@ export function haproxySection(haproxy: HaproxyResults | undefined, run: RunReco
   return [
     staleness(haproxy.machine.date, run),
     `One HAProxy process (nbthread ${settings.haproxyThreads}) answers HTTP itself on two frontends, one with the SPOE filter on every request (its decision used by an \`http-request deny\`), one without; wrk drives them with ${settings.connections} keep-alive connections (${settings.wrkThreads} thread).`,
-    `Per agent, runs without and with SPOE alternate; medians over ${settings.rounds} round(s) of ${settings.durationS} s after ${settings.warmupS} s of warm-up. "saturated": kept ≥ 90% of the cores it can use busy.`,
+    `Per agent, runs without and with SPOE alternate; medians over ${settings.rounds} round(s) of ${settings.durationS} s after ${settings.warmupS} s of warm-up; ${settings.pinning ?? 'no CPU pinning'}. "saturated": kept ≥ 90% of the cores it can use busy.`,
     failures,
     ...versions,
   ].join('\n');

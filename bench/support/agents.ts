@@ -39,8 +39,8 @@ export interface AgentOptions {
   readonly ipc?: boolean;
   /** Everything the agent prints on stdout (V8's --trace-gc goes there); by default it is read and dropped. */
   readonly onStdout?: (chunk: Buffer) => void;
-  /** Run on the agent's CPU (see cpus.ts); by default wherever the scheduler puts it. */
-  readonly pinned?: boolean;
+  /** The CPU to run on (see cpus.ts); by default wherever the scheduler puts it. */
+  readonly cpu?: number;
 }
 
 /** The example agent runs from dist/; the build's output goes to stderr so that stdout stays the report. */
@@ -69,7 +69,7 @@ function envWithoutAgentSettings(): NodeJS.ProcessEnv {
 function spawnNode(args: readonly string[], options: AgentOptions, cwd = ROOT): ChildProcess {
   const env = { ...envWithoutAgentSettings(), ...options.env };
   const stdio: Array<'ignore' | 'pipe' | 'inherit' | 'ipc'> = ['ignore', 'pipe', 'inherit', ...(options.ipc ? (['ipc'] as const) : [])];
-  const [command, commandArgs] = onCpu(options.pinned ? 'agent' : undefined, process.execPath, [...(options.nodeArgs ?? []), ...args]);
+  const [command, commandArgs] = onCpu(options.cpu, process.execPath, [...(options.nodeArgs ?? []), ...args]);
   const child = track(spawn(command, commandArgs, { cwd, env, stdio }));
   child.stdout!.on('data', options.onStdout ?? (() => undefined));
   return child;

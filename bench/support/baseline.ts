@@ -15,6 +15,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync }
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, RunningAgent, startExample, startNestAgent } from './agents';
+import { CPU } from './cpus';
 import { stopProcessTree } from './processes';
 
 export interface BaselineAgent {
@@ -116,8 +117,8 @@ export async function prepareBaseline(ref: string | undefined): Promise<Baseline
   copyFileSync(join(ROOT, 'bench', 'agents', 'nest-agents.ts'), script);
 
   const skipped: string[] = [];
-  const server = await usable({ name: `server@${ref}`, start: () => startNestAgent('server', { script, root: dir, name: `server@${ref}`, pinned: true }) }, undefined, skipped);
+  const server = await usable({ name: `server@${ref}`, start: () => startNestAgent('server', { script, root: dir, name: `server@${ref}`, cpu: CPU.agent }) }, undefined, skipped);
   const noDist = existsSync(join(dir, 'dist', 'main.js')) ? undefined : 'no dist/main.js after the build';
-  const example = await usable({ name: `example@${ref}`, start: () => startExample({ root: dir, name: `example@${ref}`, pinned: true }) }, buildError ?? noDist, skipped);
+  const example = await usable({ name: `example@${ref}`, start: () => startExample({ root: dir, name: `example@${ref}`, cpu: CPU.agent }) }, buildError ?? noDist, skipped);
   return { ref, commit, dir, server, example, skipped };
 }

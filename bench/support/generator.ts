@@ -43,8 +43,8 @@ export interface GeneratorRun {
   readonly threads?: number;
   /** Every ACK's first action must be set-var of this name (default ip_score, what every bench agent sets). */
   readonly expectVar?: string;
-  /** Run on the generator's CPU (see cpus.ts), away from a pinned agent. */
-  readonly pinned?: boolean;
+  /** The CPU to run on (see cpus.ts); by default wherever the scheduler puts it. */
+  readonly cpu?: number;
 }
 
 function compiler(): string {
@@ -78,7 +78,7 @@ export function compilerVersion(): string {
 export async function runGenerator(run: GeneratorRun): Promise<GeneratorResult> {
   const args = ['--host', '127.0.0.1', '--port', String(run.port), '--connections', String(run.connections), '--inflight', String(run.inflight)];
   args.push('--duration-ms', String(run.durationMs), '--warmup-ms', '0', '--threads', String(run.threads ?? 1), '--expect-var', run.expectVar ?? 'ip_score');
-  const { code, signal, stdout, stderr } = await runTool(...onCpu(run.pinned ? 'generator' : undefined, GENERATOR, args), run.durationMs + SLACK_MS);
+  const { code, signal, stdout, stderr } = await runTool(...onCpu(run.cpu, GENERATOR, args), run.durationMs + SLACK_MS);
   if (code !== 0) throw new Error(`spop-load failed (${signal ?? `exit ${code}`}): ${stderr.trim() || 'no message'}`);
   return JSON.parse(stdout) as GeneratorResult;
 }
