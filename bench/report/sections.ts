@@ -71,7 +71,7 @@ export function targetsSection(rows: readonly TargetRow[]): string {
     rows.map((r) => [r.target, r.measured, r.verdict === 'met' ? 'met' : `**${r.verdict}**`]),
     3,
   );
-  return `${table}\n\nJudged from the medians of this run only, never asserted by a test. A shared machine moves every figure: read "other cores" in the tables below before reading a verdict.\n`;
+  return `${table}\n\nJudged from this run only, never asserted by a test. A ratio between two agents is taken round by round (the agents of a round run back to back; rounds are minutes apart, and this cloud machine's speed drifts between them) and the verdict is the median of those; the tables below show each agent's own medians. A shared machine moves every figure: read "other cores" in the tables before reading a verdict.\n`;
 }
 
 // ------------------------------------------------------------------------------------------------------- frames
