@@ -13,3 +13,5 @@ export { SPOE_DEFAULTS, SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from './server/spo
 export { SpoeFailure } from './server/dispatcher';
 export type { SpoePayload } from './server/dispatcher';
 export { SpoeModule, SPOE_MODULE_OPTIONS } from './module/spoe.module';
+export { ParseSpoeIpPipe } from './pipes';
+export type { ParseSpoeIpPipeOptions } from './pipes';

@@ -269,16 +269,25 @@ class HandlerPipeline {
     // Parameters read straight from the message, no pipe in between: the common case, kept free of promises.
     this.simpleArgs = plan.params.every((p) => p.pipes.length === 0 && p.custom === undefined);
     const [only] = plan.params;
-    const bare = this.simpleArgs && plan.guards.length === 0 && plan.interceptors.length === 0 && plan.params.length === 1 && plan.argsLength === 1;
+    const bare = plan.guards.length === 0 && plan.interceptors.length === 0 && plan.params.length === 1 && plan.argsLength === 1 && only.custom === undefined;
     this.onlyArgument = bare && only.type === RpcParamtype.PAYLOAD && typeof only.data === 'string' && only.data !== '' ? only.data : undefined;
     this.invoke = this.onlyArgument === undefined ? this.invokeFull : this.invokeBare;
   }
 
-  /** `handler(@Payload('ip') ip)` and nothing around it: the shape of most SPOE handlers, called with no allocation. */
+  /**
+   * `handler(@Payload('ip', SomePipe) ip)` with no guard or interceptor: the shape of most SPOE handlers, called with
+   * nothing built but what the pipes need.
+   */
   private readonly invokeBare: SpoeMessageInvoker = (message, streamId, frameId, connection) => {
+    const { callback, instance, params } = this.plan;
     let result: unknown;
     try {
-      result = this.plan.callback.call(this.plan.instance, argument(message, this.onlyArgument!));
+      let value = argument(message, this.onlyArgument!);
+      if (params[0].pipes.length > 0) {
+        value = this.applyPipes(params[0], value);
+        if (isThenable(value)) return this.settled(Promise.resolve(value).then((v) => callback.call(instance, v)), new Call(message, streamId, frameId, connection));
+      }
+      result = callback.call(instance, value);
     } catch (error) {
       return this.handleError(error, new Call(message, streamId, frameId, connection));
     }
