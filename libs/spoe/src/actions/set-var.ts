@@ -4,14 +4,18 @@ import { inferDataType, SpoeEncodable } from '../protocol/typed-data';
 
 /** HAProxy accepts letters, digits, '.' and '_' in variable names; anything else would be silently dropped. */
 export function checkVariableName(name: string): string {
-  if (typeof name !== 'string' || name.length === 0 || !isVariableName(name)) {
+  if (typeof name !== 'string' || !isVariableName(name)) {
     throw new SpoeEncodeError(`invalid HAProxy variable name ${JSON.stringify(name)}: use letters, digits, '.' and '_'`);
   }
   return name;
 }
 
-// A loop rather than /^[A-Za-z0-9._]+$/: it runs for every action a handler builds.
-function isVariableName(name: string): boolean {
+/**
+ * HAProxy's rule for variable names: letters, digits, '.' and '_', at least one. (A loop rather than
+ * /^[A-Za-z0-9._]+$/: it runs for every action a handler builds.)
+ */
+export function isVariableName(name: string): boolean {
+  if (name.length === 0) return false;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x5f)) return false;

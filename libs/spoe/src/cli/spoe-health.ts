@@ -2,7 +2,9 @@
 // spoe-health: one health-check HELLO against an SPOE agent, as HAProxy's `option spop-check` does. Exit 0 healthy,
 // 1 unhealthy, 2 bad usage; made for Docker HEALTHCHECK and Kubernetes exec probes. Plain Node: no Nest is loaded.
 import { parseArgs } from 'node:util';
-import { SpoeClient } from '../testing/spoe-client';
+import { formatAddress } from '../address';
+import { SpoeClient } from '../client/spoe-client';
+import { MAX_TIMEOUT_MS, SPOE_CLIENT_DEFAULTS } from '../spoe.constants';
 
 /** Exit codes. */
 export enum SpoeHealthExit {
@@ -11,21 +13,19 @@ export enum SpoeHealthExit {
   Usage = 2,
 }
 
-const USAGE = `Usage: spoe-health [--host HOST] [--port PORT] [--socket PATH] [--timeout MS] [--quiet]
+const USAGE = () => `Usage: spoe-health [--host HOST] [--port PORT] [--socket PATH] [--timeout MS] [--quiet]
 
 Sends a health-check HAPROXY-HELLO to an SPOE agent and waits for its AGENT-HELLO.
 
-  --host HOST     agent address (default 127.0.0.1)
-  --port PORT     agent TCP port (default 12345)
+  --host HOST     agent address (default ${SPOE_CLIENT_DEFAULTS.host})
+  --port PORT     agent TCP port (default ${SPOE_CLIENT_DEFAULTS.port})
   --socket PATH   agent Unix socket (instead of --host/--port)
-  --timeout MS    bound on connecting and the HELLO (default 2000)
+  --timeout MS    bound on connecting and the HELLO (default ${SPOE_CLIENT_DEFAULTS.cliTimeoutMs})
   --quiet         print nothing; the exit code tells
   --help          show this help
 
 Exit status: 0 healthy, 1 unhealthy, 2 bad usage.
 `;
-
-const DEFAULT_TIMEOUT_MS = 2000;
 
 /** Where {@link runSpoeHealth} writes. */
 export interface SpoeHealthOutput {
@@ -59,21 +59,21 @@ export async function runSpoeHealth(argv: readonly string[], output: SpoeHealthO
     return usage(output, (error as Error).message);
   }
   if (values.help) {
-    output.out(USAGE.trimEnd());
+    output.out(USAGE().trimEnd());
     return SpoeHealthExit.Healthy;
   }
   if (values.socket !== undefined && (values.host !== undefined || values.port !== undefined)) {
     return usage(output, '--socket cannot be combined with --host or --port');
   }
   if (values.socket === '') return usage(output, '--socket needs a path');
-  const port = integer(values.port ?? '12345', 1, 65535);
+  const port = integer(values.port ?? String(SPOE_CLIENT_DEFAULTS.port), 1, 65535);
   if (port === undefined) return usage(output, `--port must be an integer in [1, 65535], got ${JSON.stringify(values.port)}`);
-  const timeoutMs = integer(values.timeout ?? String(DEFAULT_TIMEOUT_MS), 1, 0x7fffffff);
+  const timeoutMs = integer(values.timeout ?? String(SPOE_CLIENT_DEFAULTS.cliTimeoutMs), 1, MAX_TIMEOUT_MS);
   if (timeoutMs === undefined) return usage(output, `--timeout must be a positive integer (ms), got ${JSON.stringify(values.timeout)}`);
-  const host = values.host ?? '127.0.0.1';
+  const host = values.host ?? SPOE_CLIENT_DEFAULTS.host;
   if (host === '') return usage(output, '--host needs an address');
 
-  const target = values.socket !== undefined ? `unix:${values.socket}` : `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const target = formatAddress(values.socket ?? { address: host, port, family: '' });
   const started = performance.now();
   try {
     const hello = await SpoeClient.healthCheck({ ...(values.socket !== undefined ? { path: values.socket } : { host, port }), timeoutMs });
@@ -87,7 +87,7 @@ export async function runSpoeHealth(argv: readonly string[], output: SpoeHealthO
 }
 
 function usage(output: SpoeHealthOutput, problem: string): SpoeHealthExit {
-  output.err(`spoe-health: ${problem}\n\n${USAGE.trimEnd()}`);
+  output.err(`spoe-health: ${problem}\n\n${USAGE().trimEnd()}`);
   return SpoeHealthExit.Usage;
 }
 

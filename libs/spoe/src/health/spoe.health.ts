@@ -1,8 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { AddressInfo } from 'node:net';
 import { SpoeServer } from '../server/spoe.server';
-import { SpoeClient, SpoeClientOptions } from '../testing/spoe-client';
+import { loopbackTarget } from '../address';
+import { SpoeClient } from '../client/spoe-client';
+import { SPOE_CLIENT_DEFAULTS } from '../spoe.constants';
 
 /** Options of {@link SpoeHealthIndicator.isHealthy}. */
 export interface SpoeHealthCheckOptions {
@@ -11,7 +12,7 @@ export interface SpoeHealthCheckOptions {
 }
 
 /** Default bound on the active probe. */
-export const SPOE_HEALTH_TIMEOUT_MS = 1000;
+export const SPOE_HEALTH_TIMEOUT_MS = SPOE_CLIENT_DEFAULTS.healthTimeoutMs;
 
 /**
  * Terminus indicator of the SPOE transport: up when the server listens and answers a health-check HELLO within the
@@ -38,7 +39,7 @@ export class SpoeHealthIndicator {
     const timeoutMs = options.timeoutMs ?? SPOE_HEALTH_TIMEOUT_MS;
     const started = performance.now();
     try {
-      const hello = await SpoeClient.healthCheck({ ...probeTarget(this.server.address), timeoutMs });
+      const hello = await SpoeClient.healthCheck({ ...loopbackTarget(this.server.address), timeoutMs });
       const probe = { version: hello.version, maxFrameSize: hello.maxFrameSize, ms: elapsed(started) };
       return indicator.up({ ...stats, probe });
     } catch (error) {
@@ -47,13 +48,6 @@ export class SpoeHealthIndicator {
   }
 }
 
-/** Where to reach our own listener: a wildcard address is probed over loopback. */
-function probeTarget(address: AddressInfo | string | undefined): Pick<SpoeClientOptions, 'host' | 'port' | 'path'> {
-  if (typeof address === 'string') return { path: address };
-  if (!address) throw new Error('the SPOE server has no address');
-  const host = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
-  return { host, port: address.port };
-}
 
 function elapsed(started: number): number {
   return Math.round((performance.now() - started) * 100) / 100;

@@ -1,6 +1,7 @@
 import { VarScope } from '../protocol/ack';
 import { MIN_FRAME_SIZE, SpopCapability } from '../protocol/hello';
-import { SPOE_DEFAULTS } from './spoe.constants';
+import { isVariableName } from '../actions/set-var';
+import { MAX_TIMEOUT_MS, SPOE_DEFAULTS } from '../spoe.constants';
 
 /** Where to report a handler failure to HAProxy: a variable set in the ACK of the NOTIFY that failed. */
 export interface SpoeErrorVariable {
@@ -102,7 +103,7 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     if (!(errorVariable.scope >= VarScope.Process && errorVariable.scope <= VarScope.Response)) {
       throw new SpoeOptionsError(`errorVariable.scope must be a VarScope, got ${String(errorVariable.scope)}`);
     }
-    if (!/^[A-Za-z0-9._]+$/.test(errorVariable.name)) {
+    if (typeof errorVariable.name !== 'string' || !isVariableName(errorVariable.name)) {
       throw new SpoeOptionsError(`errorVariable.name must be a HAProxy variable name ([A-Za-z0-9._]+), got ${JSON.stringify(errorVariable.name)}`);
     }
   }
@@ -116,11 +117,11 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     path: options.path,
     maxFrameSize: int('maxFrameSize', MIN_FRAME_SIZE, 0xffffffff),
     maxInFlightPerConnection: int('maxInFlightPerConnection', 1),
-    handlerDeadlineMs: int('handlerDeadlineMs', 1, 0x7fffffff),
-    helloTimeoutMs: int('helloTimeoutMs', 1, 0x7fffffff),
-    idleTimeoutMs: int('idleTimeoutMs', 0, 0x7fffffff),
-    drainTimeoutMs: int('drainTimeoutMs', 0, 0x7fffffff),
-    disconnectLingerMs: int('disconnectLingerMs', 0, 0x7fffffff),
+    handlerDeadlineMs: int('handlerDeadlineMs', 1, MAX_TIMEOUT_MS),
+    helloTimeoutMs: int('helloTimeoutMs', 1, MAX_TIMEOUT_MS),
+    idleTimeoutMs: int('idleTimeoutMs', 0, MAX_TIMEOUT_MS),
+    drainTimeoutMs: int('drainTimeoutMs', 0, MAX_TIMEOUT_MS),
+    disconnectLingerMs: int('disconnectLingerMs', 0, MAX_TIMEOUT_MS),
     maxFragmentedPayload: int('maxFragmentedPayload', MIN_FRAME_SIZE),
     maxPendingWriteBytes: int('maxPendingWriteBytes', MIN_FRAME_SIZE),
     capabilities,

@@ -8,7 +8,8 @@ import { finalize } from 'rxjs/operators';
 import { Dispatcher, SpoeHandler, SpoeInvoker, SpoeMessageInvoker, SpoePayload, SpoeRoute, toPayload } from './dispatcher';
 import { SpoeConnection, SpoeConnectionHost } from './connection';
 import { HandlerPipelines, NestHandlerSource } from './handler-pipeline';
-import { SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from './spoe.constants';
+import { formatAddress } from '../address';
+import { MAX_TIMEOUT_MS, SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from '../spoe.constants';
 import { SpoeContext } from './spoe.context';
 import { SpoeDisconnectEvent, SpoeEvents, SpoeStatus } from './spoe.events';
 import { NormalizedSpoeOptions, normalizeSpoeOptions, SpoeServerOptions } from './spoe.options';
@@ -129,7 +130,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
         settled = true;
         server.off('error', fail);
         server.on('error', (error) => this.onServerError(error));
-        this.log.log(`SPOE agent listening on ${this.describeAddress()}`);
+        this.log.log(`SPOE agent listening on ${formatAddress(this.address)}`);
         this._status$.next(SpoeStatus.Listening);
         callback();
       };
@@ -252,7 +253,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   private deadlineOf(pattern: string, extras: Record<string, unknown>): number {
     const deadline = extras[SPOE_DEADLINE_EXTRA];
     if (deadline === undefined) return this.options.handlerDeadlineMs;
-    if (typeof deadline !== 'number' || !Number.isInteger(deadline) || deadline < 1 || deadline > 0x7fffffff) {
+    if (typeof deadline !== 'number' || !Number.isInteger(deadline) || deadline < 1 || deadline > MAX_TIMEOUT_MS) {
       throw new SpoeHandlerError(`@MessagePattern("${pattern}") extras.deadline must be a positive integer (ms), got ${String(deadline)}`);
     }
     return deadline;
@@ -263,11 +264,6 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     else this.log.error(`server error: ${error.message}`);
   }
 
-  private describeAddress(): string {
-    const address = this.address;
-    if (typeof address === 'string') return `unix:${address}`;
-    return address ? `${address.address}:${address.port}` : 'nowhere';
-  }
 }
 
 /**

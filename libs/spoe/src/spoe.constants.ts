@@ -1,9 +1,22 @@
-/** Every default of the transport, in one place. Options that are not set take these values. */
+/*
+ * Every default and limit of nestjs-spoe, in one place: the server's options, the client's (health indicator, CLI,
+ * tests), and the bounds they share. Nothing else hard-codes a number.
+ */
+
+/** The largest delay Node's timers accept (2^31 - 1 ms); longer ones fire at once. */
+export const MAX_TIMEOUT_MS = 0x7fffffff;
+
+/** HAProxy's own max-frame-size (tune.bufsize 16384 minus the 4-byte length): what both sides announce by default. */
+export const HAPROXY_MAX_FRAME_SIZE = 16380;
+
+/** The port SPOE examples use: what an agent listens on and a client dials unless told otherwise. */
+export const SPOE_DEFAULT_PORT = 12345;
+
+/** Every default of the transport. Options that are not set take these values. */
 export const SPOE_DEFAULTS = {
   host: '0.0.0.0',
-  port: 12345,
-  /** HAProxy's own default (tune.bufsize 16384 minus the 4-byte length). */
-  maxFrameSize: 16380,
+  port: SPOE_DEFAULT_PORT,
+  maxFrameSize: HAPROXY_MAX_FRAME_SIZE,
   /** HAProxy 3.1+ pipelines up to 20 NOTIFY per connection; leave room above it. */
   maxInFlightPerConnection: 64,
   /** Deadline of a message handler, unless `@MessagePattern(name, { deadline })` says otherwise. */
@@ -34,3 +47,19 @@ export const SPOE_DEADLINE_EXTRA = 'deadline';
 
 /** Transport id of {@link SpoeServer}, for `@MessagePattern(name, SPOE_TRANSPORT)` in multi-transport apps. */
 export const SPOE_TRANSPORT = Symbol('SPOE_TRANSPORT');
+
+/** Defaults of the HAProxy-side client (SpoeClient): the health indicator, the spoe-health CLI and users' tests. */
+export const SPOE_CLIENT_DEFAULTS = {
+  host: '127.0.0.1',
+  port: SPOE_DEFAULT_PORT,
+  maxFrameSize: HAPROXY_MAX_FRAME_SIZE,
+  supportedVersions: '2.0',
+  /** What HAProxy 3.1+ announces (2.x adds async). */
+  capabilities: ['pipelining'],
+  /** Bound on connecting, the HELLO and each NOTIFY. */
+  timeoutMs: 5000,
+  /** Bound on the health indicator's probe: readiness must answer quickly. */
+  healthTimeoutMs: 1000,
+  /** Bound on the spoe-health CLI's probe: a container probe can wait a little longer. */
+  cliTimeoutMs: 2000,
+} as const;

@@ -22,6 +22,7 @@ import {
   SpopStatus,
   writeMessages,
 } from '../protocol';
+import { SPOE_CLIENT_DEFAULTS } from '../spoe.constants';
 
 /** How a {@link SpoeClient} reaches the agent and what it announces, like HAProxy's side of the HELLO. */
 export interface SpoeClientOptions {
@@ -102,7 +103,7 @@ export class SpoeClient {
   /** Connects and completes the HELLO handshake. Rejects when the agent answers with AGENT-DISCONNECT. */
   static async connect(options: SpoeClientOptions = {}): Promise<SpoeClient> {
     const { socket, reader, hello } = await handshake(options, false);
-    return new SpoeClient(socket, hello, reader, options.timeoutMs ?? 5000);
+    return new SpoeClient(socket, hello, reader, options.timeoutMs ?? SPOE_CLIENT_DEFAULTS.timeoutMs);
   }
 
   /** A health-check HELLO (`healthcheck=true`, as `option spop-check` sends): resolves with the AGENT-HELLO. */
@@ -246,9 +247,9 @@ function toNotifyMessage(message: SpoeClientMessage): NotifyMessage {
 }
 
 async function handshake(options: SpoeClientOptions, healthcheck: boolean): Promise<{ socket: Socket; reader: FrameReader; hello: AgentHello }> {
-  const timeoutMs = options.timeoutMs ?? 5000;
-  const maxFrameSize = options.maxFrameSize ?? 16380;
-  const socket = options.path !== undefined ? connect(options.path) : connect(options.port ?? 12345, options.host ?? '127.0.0.1');
+  const timeoutMs = options.timeoutMs ?? SPOE_CLIENT_DEFAULTS.timeoutMs;
+  const maxFrameSize = options.maxFrameSize ?? SPOE_CLIENT_DEFAULTS.maxFrameSize;
+  const socket = options.path !== undefined ? connect(options.path) : connect(options.port ?? SPOE_CLIENT_DEFAULTS.port, options.host ?? SPOE_CLIENT_DEFAULTS.host);
   socket.setNoDelay(true);
   const reader = new FrameReader(Math.max(maxFrameSize, 256));
   try {
@@ -283,9 +284,9 @@ async function handshake(options: SpoeClientOptions, healthcheck: boolean): Prom
       socket.once('connect', () =>
         socket.write(
           encodeHaproxyHello({
-            supportedVersions: options.supportedVersions ?? '2.0',
+            supportedVersions: options.supportedVersions ?? SPOE_CLIENT_DEFAULTS.supportedVersions,
             maxFrameSize,
-            capabilities: options.capabilities ?? (healthcheck ? [] : ['pipelining']),
+            capabilities: options.capabilities ?? (healthcheck ? [] : [...SPOE_CLIENT_DEFAULTS.capabilities]),
             healthcheck,
             ...(!healthcheck && { engineId: options.engineId ?? 'nestjs-spoe-client' }),
           }),
