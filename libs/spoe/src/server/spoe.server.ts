@@ -40,10 +40,18 @@ export interface SpoeServerStats {
  */
 export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements CustomTransportStrategy, SpoeConnectionHost {
   override readonly transportId = SPOE_TRANSPORT;
+  protected override readonly logger = new Logger(SpoeServer.name);
   readonly options: NormalizedSpoeOptions;
+  /** @internal */
   readonly dispatcher: Dispatcher;
-  private readonly log = new Logger(SpoeServer.name);
-  private readonly routes = new Map<string, SpoeRoute>();
+  /**
+   * What the dispatcher looks up once per message, derived from Nest's registry (getHandlers()) when first needed and
+   * again whenever a handler is registered: Nest's registry holds `(pattern → handler chain)`, this holds what each
+   * message needs at once (the handler's invoker, its deadline, its event handlers).
+   */
+  private routes: Map<string, SpoeRoute> | undefined;
+  /** nestjs-spoe's pipeline of each @MessagePattern handler, built when Nest registered it. */
+  private readonly compiled = new Map<MessageHandler, SpoeMessageInvoker>();
   private readonly connections = new Set<SpoeConnection>();
   private readonly events = new EventEmitter();
   private server: NetServer | undefined;
@@ -51,13 +59,12 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   private invoker: SpoeInvoker = (handler, payload, context) => handler(payload, context);
   private hooked = false;
   private pipelines: HandlerPipelines | undefined;
-  private readonly compiled = new Set<string>();
 
   constructor(options: SpoeServerOptions = {}) {
     super();
     this.options = normalizeSpoeOptions(options);
     this.dispatcher = new Dispatcher(
-      (name) => this.routes.get(name),
+      (name) => (this.routes ??= this.buildRoutes()).get(name),
       (handler, payload, context) => this.invoker(handler, payload, context),
       this.options.errorVariable,
     );
@@ -74,27 +81,29 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     return { listening: this.server?.listening ?? false, connections: this.connections.size, inFlight };
   }
 
+  /**
+   * Registers in Nest's registry, with SPOE's rules: a pattern is a message name; one @MessagePattern handler per
+   * message (its actions make the ACK), ahead of the message's @EventPattern handlers whatever the order they came in.
+   */
   override addHandler(pattern: unknown, callback: MessageHandler, isEventHandler = false, extras: Record<string, unknown> = {}): void {
     if (typeof pattern !== 'string') {
       throw new SpoeHandlerError(`SPOE patterns are spoe-message names (strings), got ${JSON.stringify(pattern)}`);
     }
-    const existing = this.routes.get(pattern);
-    const handler = callback as unknown as SpoeHandler;
+    const existing = this.getHandlerByPattern(pattern);
     if (isEventHandler) {
-      this.routes.set(pattern, {
-        handler: existing?.handler,
-        invoke: existing?.invoke,
-        events: [...(existing?.events ?? []), handler],
-        deadlineMs: existing?.deadlineMs ?? this.options.handlerDeadlineMs,
-      });
+      super.addHandler(pattern, callback, true, extras);
     } else {
-      if (existing?.handler) {
+      if (existing && messageHandlerOf(existing)) {
         throw new SpoeHandlerError(`two @MessagePattern handlers for SPOE message "${pattern}": each message has one handler (its actions make the ACK)`);
       }
-      const invoke = this.compile(pattern) ?? this.viaNest(handler);
-      this.routes.set(pattern, { handler, invoke, events: existing?.events ?? [], deadlineMs: this.deadlineOf(pattern, extras) });
+      this.deadlineOf(pattern, extras);
+      super.addHandler(pattern, callback, false, extras);
+      // Nest's registry keeps one chain per pattern: event handlers registered first follow the message handler.
+      if (existing) callback.next = existing;
+      const invoke = this.compile(pattern);
+      if (invoke) this.compiled.set(callback, invoke);
     }
-    super.addHandler(pattern, callback, isEventHandler, extras);
+    this.routes = undefined;
   }
 
   override setOnProcessingStartHook(hook: Parameters<Server['setOnProcessingStartHook']>[0]): void {
@@ -102,8 +111,8 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     this.hooked = true;
     this.invoker = (handler, payload, context) => this.invokeWithHooks(handler, payload, context);
     // The hooks wrap Nest's handler as registered: handlers already compiled go back to it.
-    for (const [pattern, route] of this.routes) if (route.handler) this.routes.set(pattern, { ...route, invoke: this.viaNest(route.handler) });
     this.compiled.clear();
+    this.routes = undefined;
   }
 
   /**
@@ -130,7 +139,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
         settled = true;
         server.off('error', fail);
         server.on('error', (error) => this.onServerError(error));
-        this.log.log(`SPOE agent listening on ${formatAddress(this.address)}`);
+        this.logger.log(`SPOE agent listening on ${formatAddress(this.address)}`);
         this._status$.next(SpoeStatus.Listening);
         callback();
       };
@@ -197,22 +206,23 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     await serverClosed;
     this.dispatcher.close();
     this._status$.next(SpoeStatus.Closed);
-    this.log.log('SPOE agent closed');
+    this.logger.log('SPOE agent closed');
   }
 
-  private async invokeWithHooks(handler: SpoeHandler, payload: SpoePayload, context: SpoeContext): Promise<unknown> {
+  /** The handler between Nest's processing hooks (tracing integrations): the end hook runs once its result is out. */
+  private invokeWithHooks(handler: SpoeHandler, payload: SpoePayload, context: SpoeContext): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      this.onProcessingStartHook(this.transportId, context, async () => {
-        const end = this.createProcessingEndHookRunner(context);
+      this.runWithProcessingHooks(context, async (runEndHook) => {
         try {
           const result = await handler(payload, context);
-          if (isObservable(result)) resolve(result.pipe(finalize(end)));
+          if (isObservable(result)) resolve(result.pipe(finalize(runEndHook)));
           else {
-            end();
+            runEndHook();
             resolve(result);
           }
         } catch (error) {
-          end();
+          // Settled here, not rethrown: runWithProcessingHooks would rethrow into a hook's promise nobody awaits.
+          runEndHook();
           reject(error);
         }
       });
@@ -221,9 +231,26 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
 
   /** @internal Which pipeline runs the `@MessagePattern(pattern)` handler (for tests). */
   pipelineOf(pattern: string): 'nestjs-spoe' | 'nest' | undefined {
-    const route = this.routes.get(pattern);
-    if (!route?.handler) return undefined;
-    return this.compiled.has(pattern) ? 'nestjs-spoe' : 'nest';
+    const handler = messageHandlerOf(this.getHandlerByPattern(pattern));
+    if (!handler) return undefined;
+    return this.compiled.has(handler) ? 'nestjs-spoe' : 'nest';
+  }
+
+  /** The routing table, from Nest's registry: per message, its handler's invoker, deadline and event handlers. */
+  private buildRoutes(): Map<string, SpoeRoute> {
+    const routes = new Map<string, SpoeRoute>();
+    for (const [pattern, head] of this.getHandlers()) {
+      const handler = messageHandlerOf(head);
+      // Calling the first event handler runs the others: Nest chains them through `next`.
+      const events = handler ? handler.next : head;
+      routes.set(pattern, {
+        handler,
+        invoke: handler && (this.compiled.get(handler) ?? this.viaNest(handler)),
+        events: events ? [events] : [],
+        deadlineMs: handler ? this.deadlineOf(pattern, handler.extras ?? {}) : this.options.handlerDeadlineMs,
+      });
+    }
+    return routes;
   }
 
   /**
@@ -236,11 +263,10 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     const reason = pipelines.unsupportedReason();
     try {
       const invoke = reason === undefined ? pipelines.compile(pattern, this.transportId) : undefined;
-      if (invoke) this.compiled.add(pattern);
-      else this.log.debug(`"${pattern}" keeps Nest's RPC pipeline: ${reason ?? 'request-scoped or not found'}`);
+      if (!invoke) this.logger.debug(`"${pattern}" keeps Nest's RPC pipeline: ${reason ?? 'request-scoped or not found'}`);
       return invoke;
     } catch (error) {
-      this.log.debug(`"${pattern}" keeps Nest's RPC pipeline: ${(error as Error).message}`);
+      this.logger.debug(`"${pattern}" keeps Nest's RPC pipeline: ${(error as Error).message}`);
       return undefined;
     }
   }
@@ -261,7 +287,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
 
   private onServerError(error: Error): void {
     if (this.events.listenerCount('error') > 0) this.events.emit('error', error);
-    else this.log.error(`server error: ${error.message}`);
+    else this.logger.error(`server error: ${error.message}`);
   }
 
 }
@@ -282,4 +308,9 @@ async function removeStaleSocket(path: string): Promise<void> {
     probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code !== 'ECONNREFUSED'));
   });
   if (!live) await unlink(path);
+}
+
+/** The @MessagePattern handler of a registry chain: Nest puts it first, event handlers after it. */
+function messageHandlerOf(head: MessageHandler | null | undefined): MessageHandler | undefined {
+  return head && !head.isEventHandler ? head : undefined;
 }
