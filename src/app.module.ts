@@ -1,15 +1,15 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { ConfigModule, ConfigService } from '@nestjs/config';
 import { TerminusModule } from '@nestjs/terminus';
 import { SpoeModule } from 'nestjs-spoe';
-import { SpoeHealthIndicator } from 'nestjs-spoe/health';
+import { BlocklistController } from './admin/blocklist.controller';
 import { SupervisorLink } from './cluster/worker';
-import { AGENT_CONFIG, AgentConfig } from './config/agent.config';
+import { AgentSettings, validateAgentEnv } from './config/agent.config';
 import { EchoController } from './diagnostics/echo.controller';
+import { BlocklistHealthIndicator } from './health/blocklist.health';
 import { HealthController } from './health/health.controller';
 import { Lifecycle } from './health/lifecycle';
-import { RedisHealthIndicator } from './health/redis.health';
 import { WorkersHealthIndicator } from './health/workers.health';
-import { BlocklistController } from './reputation/blocklist.controller';
 import { BlocklistStore } from './reputation/blocklist.store';
 import { ClusterBlocklistStore } from './reputation/cluster-blocklist.store';
 import { MemoryBlocklistStore } from './reputation/memory-blocklist.store';
@@ -17,34 +17,51 @@ import { RedisBlocklistStore } from './reputation/redis-blocklist.store';
 import { ReputationController } from './reputation/reputation.controller';
 import { ReputationService } from './reputation/reputation.service';
 
+/** Options of {@link AppModule.forRoot}. */
+export interface AppOptions {
+  /**
+   * The environment to configure the agent from, instead of process.env: the tests run several agents in one process,
+   * each with its own.
+   */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Given when the app runs as one of the workers of `superviseWorkers` (SPOE_WORKERS > 1). */
+  readonly supervisor?: SupervisorLink;
+}
+
 /**
  * The example agent: SPOE handlers (`check-client-ip`, `echo`) and an HTTP side (health, blocklist admin API) in one
- * hybrid app. The store is Redis when `REDIS_URL` is set, in memory otherwise — under the supervisor, a replica of
- * the supervisor's blocklist — all behind {@link BlocklistStore}. `supervisor` is given when the app runs as one of
- * the workers of `superviseWorkers` (SPOE_WORKERS > 1).
+ * hybrid app, configured from its environment (see AGENT_ENV). The store is Redis when `REDIS_URL` is set, in memory
+ * otherwise — under the supervisor, a replica of the supervisor's blocklist — all behind {@link BlocklistStore}.
  */
 @Module({})
 export class AppModule {
-  static forRoot(config: AgentConfig, supervisor?: SupervisorLink): DynamicModule {
+  static forRoot({ env, supervisor }: AppOptions = {}): DynamicModule {
     return {
       module: AppModule,
-      imports: [SpoeModule.forRoot(config.spoe), TerminusModule.forRoot({ errorLogStyle: 'pretty' })],
+      imports: [
+        // From the environment alone (no .env file), checked by the function that main.ts ran before Nest started.
+        ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, validate: (processEnv) => validateAgentEnv(env ?? processEnv) }),
+        SpoeModule.forRootAsync({
+          inject: [ConfigService],
+          useFactory: (config: ConfigService<AgentSettings, true>) => config.get('agent', { infer: true }).spoe,
+        }),
+        TerminusModule.forRoot({ errorLogStyle: 'pretty' }),
+      ],
       controllers: [ReputationController, EchoController, BlocklistController, HealthController],
       providers: [
-        { provide: AGENT_CONFIG, useValue: config },
         ...(supervisor ? [{ provide: SupervisorLink, useValue: supervisor }] : []),
-        { provide: BlocklistStore, useFactory: (): BlocklistStore => createStore(config, supervisor) },
+        { provide: BlocklistStore, inject: [ConfigService, { token: SupervisorLink, optional: true }], useFactory: createStore },
         ReputationService,
         Lifecycle,
-        SpoeHealthIndicator,
-        RedisHealthIndicator,
+        BlocklistHealthIndicator,
         WorkersHealthIndicator,
       ],
     };
   }
 }
 
-function createStore(config: AgentConfig, supervisor: SupervisorLink | undefined): BlocklistStore {
-  if (config.redisUrl !== undefined) return new RedisBlocklistStore(config.redisUrl, config.defaultBlocklist);
-  return supervisor ? new ClusterBlocklistStore(supervisor) : new MemoryBlocklistStore(config.defaultBlocklist);
+function createStore(config: ConfigService<AgentSettings, true>, supervisor: SupervisorLink | undefined): BlocklistStore {
+  const { redisUrl, defaultBlocklist } = config.get('agent', { infer: true });
+  if (redisUrl !== undefined) return new RedisBlocklistStore(redisUrl, defaultBlocklist);
+  return supervisor ? new ClusterBlocklistStore(supervisor) : new MemoryBlocklistStore(defaultBlocklist);
 }

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Logger } from '@nestjs/common';
+import { Logger, ShutdownSignal } from '@nestjs/common';
 import { startAgent } from './agent';
 import { superviseWorkers } from './cluster/supervisor';
 import { AgentConfig, AgentConfigError, loadAgentConfig } from './config/agent.config';
@@ -12,7 +12,9 @@ import { AgentConfig, AgentConfigError, loadAgentConfig } from './config/agent.c
  * (src/cluster/supervisor.ts), and each of them runs this script again as a worker.
  */
 async function main(): Promise<void> {
-  let config;
+  // Validated before any Nest app exists, with the function AppModule's ConfigModule uses: the supervisor is not a
+  // Nest app, and a bad environment is reported once, as a list, not as a Nest startup error.
+  let config: AgentConfig;
   try {
     config = loadAgentConfig(process.env);
   } catch (error) {
@@ -20,33 +22,25 @@ async function main(): Promise<void> {
     process.stderr.write(`nestjs-spoe agent: ${error.message}\n`);
     process.exit(1);
   }
-  if (config.workers === 1) return runAgent(config);
+  if (config.workers === 1) return runAgent();
   Logger.overrideLogger(config.logLevels);
   return superviseWorkers({
     workers: config.workers,
-    startWorker: (supervisor) => startAgent(config, supervisor),
+    startWorker: (supervisor) => startAgent({ supervisor }),
     ...(config.redisUrl === undefined && { blocklist: config.defaultBlocklist }),
   });
 }
 
-async function runAgent(config: AgentConfig): Promise<void> {
-  const agent = await startAgent(config);
-  const log = new Logger('Agent');
-  let stopping = false;
+async function runAgent(): Promise<void> {
+  const agent = await startAgent();
+  // Nest runs the shutdown on the first SIGTERM or SIGINT, grace period included (Lifecycle), and exits 0 once it is
+  // done; a second signal ends the grace period.
+  agent.app.enableShutdownHooks([ShutdownSignal.SIGTERM, ShutdownSignal.SIGINT], { useProcessExit: true });
+  let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.log(`${signal} again: skipping the rest of the grace period`);
-      agent.hurry();
-      return;
-    }
-    stopping = true;
-    agent.shutdown(signal).then(
-      () => process.exit(0),
-      (error: Error) => {
-        log.error(`shutdown failed: ${error.message}`, error.stack);
-        process.exit(1);
-      },
-    );
+    if (++signals < 2) return;
+    new Logger('Agent').log(`${signal} again: skipping the rest of the grace period`);
+    agent.hurry();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

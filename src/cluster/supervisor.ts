@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import cluster, { Worker } from 'node:cluster';
+import { AGENT_LIMITS } from '../config/agent.config';
 import { Cidr } from '../reputation/cidr';
 import { entryToWire } from '../reputation/cluster-blocklist.store';
 import { MemoryBlocklistStore } from '../reputation/memory-blocklist.store';
@@ -24,8 +25,6 @@ const QUICK_DEATH_MS = 5000;
 /** Back-off of a crash-looping slot: 1 s, 2 s, 4 s… capped at 30 s. */
 const BACKOFF_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
-/** How long a blocklist write waits for every worker to acknowledge the change. */
-const PROPAGATION_TIMEOUT_MS = 2000;
 
 /**
  * Runs `options.workers` copies of an app on the same ports with node:cluster, and returns once the process runs as
@@ -249,9 +248,9 @@ class Supervisor {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         const late = [...waiting].map((w) => w.process.pid).join(', ');
-        this.log.warn(`blocklist change ${id}: worker(s) ${late} did not acknowledge it within ${PROPAGATION_TIMEOUT_MS} ms`);
+        this.log.warn(`blocklist change ${id}: worker(s) ${late} did not acknowledge it within ${AGENT_LIMITS.propagationTimeoutMs} ms`);
         done();
-      }, PROPAGATION_TIMEOUT_MS);
+      }, AGENT_LIMITS.propagationTimeoutMs);
       const done = (): void => {
         clearTimeout(timer);
         this.pendingChanges.delete(id);

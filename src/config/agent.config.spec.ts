@@ -1,6 +1,9 @@
+import { ConfigService } from '@nestjs/config';
+import { Test } from '@nestjs/testing';
 import { VarScope } from 'nestjs-spoe';
 import { availableParallelism } from 'node:os';
-import { AGENT_ENV, AgentConfigError, loadAgentConfig, redactUrl } from './agent.config';
+import { AppModule } from '../app.module';
+import { AGENT_ENV, AgentConfigError, AgentSettings, loadAgentConfig, redactUrl } from './agent.config';
 
 const problemsOf = (env: NodeJS.ProcessEnv): readonly string[] => {
   try {
@@ -127,5 +130,24 @@ describe('loadAgentConfig', () => {
       expect(spec.doc.length).toBeGreaterThan(10);
       if (spec.default !== undefined) expect(() => loadAgentConfig({ [name]: spec.default })).not.toThrow();
     }
+  });
+});
+
+describe('AppModule configuration (ConfigModule with validateAgentEnv)', () => {
+  it('gives ConfigService the validated config, and writes nothing into process.env', async () => {
+    const before = { ...process.env };
+    const app = await Test.createTestingModule({ imports: [AppModule.forRoot({ env: { SPOE_PORT: '12346', HTTP_PORT: '8081', BLOCKLIST: '' } })] }).compile();
+    const config = app.get<ConfigService<AgentSettings, true>>(ConfigService).get('agent', { infer: true });
+    expect([config.spoe.port, config.http.port, config.defaultBlocklist]).toEqual([12346, 8081, []]);
+    expect(process.env).toEqual(before);
+    await app.close();
+  });
+
+  it('refuses to build the app from an invalid environment, listing every problem', async () => {
+    const error: unknown = await Test.createTestingModule({ imports: [AppModule.forRoot({ env: { SPOE_PORT: 'x', LOG_LEVEL: 'loud' } })] })
+      .compile()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(AgentConfigError);
+    expect((error as AgentConfigError).problems).toEqual([expect.stringMatching(/^SPOE_PORT must be an integer/), expect.stringMatching(/^LOG_LEVEL must be one of/)]);
   });
 });

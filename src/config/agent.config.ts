@@ -1,10 +1,139 @@
 import type { LogLevel } from '@nestjs/common';
+import { plainToInstance, Transform } from 'class-transformer';
+import { IsIn, IsNotEmpty, IsOptional, IsString, ValidateBy, validateSync } from 'class-validator';
+import { MAX_TIMEOUT_MS, normalizeSpoeOptions, SPOE_DEFAULTS, SpoeOptionsError, SpoeServerOptions, VarScope } from 'nestjs-spoe';
 import { availableParallelism } from 'node:os';
-import { normalizeSpoeOptions, SpoeOptionsError, SpoeServerOptions, VarScope } from 'nestjs-spoe';
-import { Cidr } from '../reputation/cidr';
+import { Cidr, parseCidrList } from '../reputation/cidr';
+import { integerFromText, IntegerText, IsIntegerIn, quote, Trimmed, TrimmedOrUnset } from './env.decorators';
 
-/** Injection token of the {@link AgentConfig}. */
-export const AGENT_CONFIG = Symbol('AGENT_CONFIG');
+/**
+ * The agent's environment variables, their defaults and what they do: the single source of the defaults, and the
+ * README's configuration reference. The transport's defaults are the library's own.
+ */
+export const AGENT_ENV = {
+  SPOE_HOST: { default: SPOE_DEFAULTS.host, doc: 'Address the SPOE transport listens on.' },
+  SPOE_PORT: { default: String(SPOE_DEFAULTS.port), doc: 'TCP port of the SPOE transport (0 picks a free one).' },
+  SPOE_SOCKET: { default: undefined, doc: 'Unix socket path; when set, SPOE listens there instead of SPOE_HOST:SPOE_PORT.' },
+  SPOE_MAX_FRAME_SIZE: { default: String(SPOE_DEFAULTS.maxFrameSize), doc: "The agent's max-frame-size (the smaller of it and HAProxy's is used)." },
+  SPOE_MAX_IN_FLIGHT: { default: String(SPOE_DEFAULTS.maxInFlightPerConnection), doc: 'NOTIFY frames handled at once per HAProxy connection.' },
+  SPOE_HANDLER_DEADLINE_MS: { default: String(SPOE_DEFAULTS.handlerDeadlineMs), doc: 'Deadline of each message handler.' },
+  SPOE_HELLO_TIMEOUT_MS: { default: String(SPOE_DEFAULTS.helloTimeoutMs), doc: 'Connections that do not complete the HELLO within it are closed.' },
+  SPOE_IDLE_TIMEOUT_MS: { default: String(SPOE_DEFAULTS.idleTimeoutMs), doc: 'Idle connections are closed after it (0: never).' },
+  SPOE_DRAIN_TIMEOUT_MS: { default: String(SPOE_DEFAULTS.drainTimeoutMs), doc: 'On shutdown, how long in-flight NOTIFY may still finish.' },
+  HTTP_HOST: { default: '0.0.0.0', doc: 'Address of the HTTP side (health routes, admin API).' },
+  HTTP_PORT: { default: '3000', doc: 'Port of the HTTP side (0 picks a free one).' },
+  REDIS_URL: { default: undefined, doc: 'redis:// or rediss:// URL: the blocklist is kept in Redis and shared by every agent. Unset: in memory.' },
+  LOG_LEVEL: { default: 'log', doc: 'fatal, error, warn, log, debug or verbose.' },
+  SHUTDOWN_GRACE_MS: { default: '5000', doc: 'After SIGTERM, readiness is 503 and SPOE keeps serving this long before draining.' },
+  BLOCKLIST: { default: '10.0.0.0/8', doc: 'Comma-separated IPs/CIDRs blocked when the store starts empty ("" for none).' },
+  HEALTH_TIMEOUT_MS: { default: '1000', doc: 'Bound on the SPOE health-check HELLO and the Redis PING of /health/ready.' },
+  SPOE_WORKERS: { default: '1', doc: 'Agent processes sharing the SPOE and HTTP ports: an integer, or auto (one per CPU). Above 1, a supervisor runs them.' },
+} as const satisfies Record<string, { default: string | undefined; doc: string }>;
+
+export type AgentEnvName = keyof typeof AGENT_ENV;
+
+/** The example's fixed bounds and timeouts: what the agent does not read from its environment. */
+export const AGENT_LIMITS = {
+  /** Node's longest timer: the upper bound of every *_MS variable. */
+  maxTimeoutMs: MAX_TIMEOUT_MS,
+  maxWorkers: 1024,
+  /** A blocklist write waits this long for every agent process to apply it (through Redis or the supervisor). */
+  propagationTimeoutMs: 2000,
+  /** Bound on each Redis command (writes, reloads, PING). */
+  redisCommandTimeoutMs: 2000,
+  /** Bound on a worker's requests to its supervisor: the initial blocklist, and writes (which wait for propagation). */
+  supervisorRequestTimeoutMs: 5000,
+  /** POST /blocklist: the longest `reason` and `ttlSeconds` taken. */
+  maxReasonLength: 200,
+  maxTtlSeconds: 10 * 365 * 24 * 3600,
+} as const;
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
+const MAX_MS = AGENT_LIMITS.maxTimeoutMs;
+
+/** The variable the transport sets when a handler fails: `txn.<var-prefix>.agent_error` in HAProxy. */
+export const AGENT_ERROR_VARIABLE = { scope: VarScope.Transaction, name: 'agent_error' } as const;
+
+/**
+ * The environment as class-validator checks it: one property per variable of {@link AGENT_ENV}, converted from its
+ * text. Rules that involve several variables are in {@link validateAgentEnv}.
+ */
+export class AgentEnvironment implements Record<AgentEnvName, unknown> {
+  @Trimmed()
+  @IsNotEmpty({ message: '$property must not be empty' })
+  SPOE_HOST!: string;
+
+  @IntegerText(0, 65535)
+  SPOE_PORT!: number;
+
+  @TrimmedOrUnset()
+  @IsOptional()
+  @IsString()
+  SPOE_SOCKET!: string | undefined;
+
+  @IntegerText(256, 0xffffffff)
+  SPOE_MAX_FRAME_SIZE!: number;
+
+  @IntegerText(1, 1_000_000)
+  SPOE_MAX_IN_FLIGHT!: number;
+
+  @IntegerText(1, MAX_MS)
+  SPOE_HANDLER_DEADLINE_MS!: number;
+
+  @IntegerText(1, MAX_MS)
+  SPOE_HELLO_TIMEOUT_MS!: number;
+
+  @IntegerText(0, MAX_MS)
+  SPOE_IDLE_TIMEOUT_MS!: number;
+
+  @IntegerText(0, MAX_MS)
+  SPOE_DRAIN_TIMEOUT_MS!: number;
+
+  @Trimmed()
+  @IsNotEmpty({ message: '$property must not be empty' })
+  HTTP_HOST!: string;
+
+  @IntegerText(0, 65535)
+  HTTP_PORT!: number;
+
+  @TrimmedOrUnset()
+  @IsOptional()
+  @ValidateBy({
+    name: 'isRedisUrl',
+    validator: {
+      validate: (value: unknown) => typeof value === 'string' && ['redis:', 'rediss:'].includes(urlProtocol(value) ?? ''),
+      defaultMessage: (args) => `REDIS_URL must be a redis:// or rediss:// URL, got ${quote(redactUrl(String(args!.value)))}`,
+    },
+  })
+  REDIS_URL!: string | undefined;
+
+  @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
+  @IsIn(LOG_LEVELS, { message: ({ value }) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${quote(value)}` })
+  LOG_LEVEL!: LogLevel;
+
+  @IntegerText(0, MAX_MS)
+  SHUTDOWN_GRACE_MS!: number;
+
+  // A list that does not parse stays text: the message lists what is wrong with each entry.
+  @Transform(({ value }: { value: unknown }) => cidrsOrText(value))
+  @ValidateBy({
+    name: 'isCidrList',
+    validator: {
+      validate: (value: unknown) => Array.isArray(value),
+      defaultMessage: (args) => `BLOCKLIST: ${parseCidrList(String(args!.value)).problems.join('; ')}`,
+    },
+  })
+  BLOCKLIST!: readonly Cidr[];
+
+  @IntegerText(1, MAX_MS)
+  HEALTH_TIMEOUT_MS!: number;
+
+  @Transform(({ value }: { value: unknown }) => (typeof value === 'string' && value.trim().toLowerCase() === 'auto' ? availableParallelism() : integerFromText(value)))
+  @IsIntegerIn(1, AGENT_LIMITS.maxWorkers, {
+    message: ({ value }) => `SPOE_WORKERS must be "auto" or an integer in [1, ${AGENT_LIMITS.maxWorkers}], got ${quote(value)}`,
+  })
+  SPOE_WORKERS!: number;
+}
 
 /** Everything the agent reads from its environment, validated. */
 export interface AgentConfig {
@@ -26,34 +155,14 @@ export interface AgentConfig {
   readonly workers: number;
 }
 
-/** The agent's environment variables, their defaults and what they do (the README's configuration reference). */
-export const AGENT_ENV = {
-  SPOE_HOST: { default: '0.0.0.0', doc: 'Address the SPOE transport listens on.' },
-  SPOE_PORT: { default: '12345', doc: 'TCP port of the SPOE transport (0 picks a free one).' },
-  SPOE_SOCKET: { default: undefined, doc: 'Unix socket path; when set, SPOE listens there instead of SPOE_HOST:SPOE_PORT.' },
-  SPOE_MAX_FRAME_SIZE: { default: '16380', doc: "The agent's max-frame-size (the smaller of it and HAProxy's is used)." },
-  SPOE_MAX_IN_FLIGHT: { default: '64', doc: 'NOTIFY frames handled at once per HAProxy connection.' },
-  SPOE_HANDLER_DEADLINE_MS: { default: '1000', doc: 'Deadline of each message handler.' },
-  SPOE_HELLO_TIMEOUT_MS: { default: '5000', doc: 'Connections that do not complete the HELLO within it are closed.' },
-  SPOE_IDLE_TIMEOUT_MS: { default: '300000', doc: 'Idle connections are closed after it (0: never).' },
-  SPOE_DRAIN_TIMEOUT_MS: { default: '5000', doc: 'On shutdown, how long in-flight NOTIFY may still finish.' },
-  HTTP_HOST: { default: '0.0.0.0', doc: 'Address of the HTTP side (health routes, admin API).' },
-  HTTP_PORT: { default: '3000', doc: 'Port of the HTTP side (0 picks a free one).' },
-  REDIS_URL: { default: undefined, doc: 'redis:// or rediss:// URL: the blocklist is kept in Redis and shared by every agent. Unset: in memory.' },
-  LOG_LEVEL: { default: 'log', doc: 'fatal, error, warn, log, debug or verbose.' },
-  SHUTDOWN_GRACE_MS: { default: '5000', doc: 'After SIGTERM, readiness is 503 and SPOE keeps serving this long before draining.' },
-  BLOCKLIST: { default: '10.0.0.0/8', doc: 'Comma-separated IPs/CIDRs blocked when the store starts empty ("" for none).' },
-  HEALTH_TIMEOUT_MS: { default: '1000', doc: 'Bound on the SPOE health-check HELLO and the Redis PING of /health/ready.' },
-  SPOE_WORKERS: { default: '1', doc: 'Agent processes sharing the SPOE and HTTP ports: an integer, or auto (one per CPU). Above 1, a supervisor runs them.' },
-} as const satisfies Record<string, { default: string | undefined; doc: string }>;
-
-export type AgentEnvName = keyof typeof AGENT_ENV;
-
-const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
-const MAX_WORKERS = 1024;
-
-/** The variable the transport sets when a handler fails: `txn.<var-prefix>.agent_error` in HAProxy. */
-export const AGENT_ERROR_VARIABLE = { scope: VarScope.Transaction, name: 'agent_error' } as const;
+/**
+ * What {@link validateAgentEnv} gives ConfigModule: `ConfigService<AgentSettings, true>` and
+ * `config.get('agent', { infer: true })`. The config sits under one key holding an object, which ConfigModule does not
+ * copy into process.env (it copies top-level strings and numbers).
+ */
+export interface AgentSettings {
+  readonly agent: AgentConfig;
+}
 
 /** Every problem found in the environment, one per line. */
 export class AgentConfigError extends Error {
@@ -63,96 +172,80 @@ export class AgentConfigError extends Error {
   }
 }
 
-/** Reads and validates the environment; throws {@link AgentConfigError} listing every problem at once. */
-export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  const problems: string[] = [];
-  const raw = (name: AgentEnvName): string | undefined => env[name] ?? AGENT_ENV[name].default;
-  const int = (name: AgentEnvName, min: number, max: number): number => {
-    const text = raw(name)!.trim();
-    const value = Number(text);
-    if (!/^\d+$/.test(text) || value < min || value > max) {
-      problems.push(`${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(env[name])}`);
-      return Number(AGENT_ENV[name].default);
-    }
-    return value;
-  };
-  const text = (name: AgentEnvName): string => {
-    const value = raw(name)!.trim();
-    if (value.length === 0) problems.push(`${name} must not be empty`);
-    return value;
-  };
+/**
+ * Reads and validates the environment; throws {@link AgentConfigError} listing every problem at once. It is
+ * ConfigModule's `validate` (AppModule), and main.ts runs it before any Nest app exists: the supervisor of
+ * SPOE_WORKERS > 1 is not one.
+ */
+export function validateAgentEnv(env: Readonly<Record<string, unknown>>): AgentSettings {
+  const variables = Object.fromEntries(Object.entries(AGENT_ENV).map(([name, spec]) => [name, env[name] ?? spec.default]));
+  const environment = plainToInstance(AgentEnvironment, variables);
+  const errors = validateSync(environment, { stopAtFirstError: true });
+  const problems = errors.flatMap((error) => Object.values(error.constraints ?? {}));
+  const invalid = new Set(errors.map((error) => error.property));
+  // Built even from invalid variables, for the checks across them; returned only when there is no problem at all.
+  const config = toAgentConfig(environment);
 
-  const socket = env.SPOE_SOCKET?.trim() || undefined;
-  const spoe: SpoeServerOptions = {
-    host: text('SPOE_HOST'),
-    port: int('SPOE_PORT', 0, 65535),
-    ...(socket !== undefined && { path: socket }),
-    maxFrameSize: int('SPOE_MAX_FRAME_SIZE', 256, 0xffffffff),
-    maxInFlightPerConnection: int('SPOE_MAX_IN_FLIGHT', 1, 1_000_000),
-    handlerDeadlineMs: int('SPOE_HANDLER_DEADLINE_MS', 1, 0x7fffffff),
-    helloTimeoutMs: int('SPOE_HELLO_TIMEOUT_MS', 1, 0x7fffffff),
-    idleTimeoutMs: int('SPOE_IDLE_TIMEOUT_MS', 0, 0x7fffffff),
-    drainTimeoutMs: int('SPOE_DRAIN_TIMEOUT_MS', 0, 0x7fffffff),
-    errorVariable: AGENT_ERROR_VARIABLE,
-  };
-  if (problems.length === 0) {
+  // The transport's own checks (normalizeSpoeOptions), once each of its variables is valid on its own.
+  if (![...invalid].some((name) => name.startsWith('SPOE_') && name !== 'SPOE_WORKERS')) {
     try {
-      normalizeSpoeOptions(spoe);
+      normalizeSpoeOptions(config.spoe);
     } catch (error) {
       if (!(error instanceof SpoeOptionsError)) throw error;
       problems.push(error.message);
     }
   }
-
-  const http = { host: text('HTTP_HOST'), port: int('HTTP_PORT', 0, 65535) };
-  if (socket === undefined && http.port !== 0 && http.port === spoe.port && http.host === spoe.host) {
+  const { spoe, http } = config;
+  const ports = ['SPOE_HOST', 'SPOE_PORT', 'HTTP_HOST', 'HTTP_PORT'];
+  if (!ports.some((name) => invalid.has(name)) && spoe.path === undefined && http.port !== 0 && http.port === spoe.port && http.host === spoe.host) {
     problems.push(`HTTP_PORT and SPOE_PORT are both ${http.port}: the HTTP side and the SPOE transport need their own ports`);
   }
 
-  const redisUrl = env.REDIS_URL?.trim() || undefined;
-  if (redisUrl !== undefined) {
-    let protocol: string | undefined;
-    try {
-      protocol = new URL(redisUrl).protocol;
-    } catch {
-      protocol = undefined;
-    }
-    if (protocol !== 'redis:' && protocol !== 'rediss:') problems.push(`REDIS_URL must be a redis:// or rediss:// URL, got ${JSON.stringify(redactUrl(redisUrl))}`);
-  }
-
-  const level = raw('LOG_LEVEL')!.trim().toLowerCase() as LogLevel;
-  const levelIndex = LOG_LEVELS.indexOf(level);
-  if (levelIndex < 0) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(env.LOG_LEVEL)}`);
-
-  const defaultBlocklist: Cidr[] = [];
-  for (const item of raw('BLOCKLIST')!.split(',')) {
-    const entry = item.trim();
-    if (entry.length === 0) continue;
-    try {
-      defaultBlocklist.push(Cidr.parse(entry));
-    } catch (error) {
-      problems.push(`BLOCKLIST: ${(error as Error).message}`);
-    }
-  }
-
-  const workersText = raw('SPOE_WORKERS')!.trim().toLowerCase();
-  let workers = 1;
-  if (workersText === 'auto') workers = availableParallelism();
-  else if (/^\d+$/.test(workersText) && Number(workersText) >= 1 && Number(workersText) <= MAX_WORKERS) workers = Number(workersText);
-  else problems.push(`SPOE_WORKERS must be "auto" or an integer in [1, ${MAX_WORKERS}], got ${JSON.stringify(env.SPOE_WORKERS)}`);
-
-  const config: AgentConfig = {
-    spoe,
-    http,
-    redisUrl,
-    logLevels: LOG_LEVELS.slice(0, Math.max(levelIndex, 0) + 1) as LogLevel[],
-    shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 0, 0x7fffffff),
-    defaultBlocklist,
-    healthTimeoutMs: int('HEALTH_TIMEOUT_MS', 1, 0x7fffffff),
-    workers,
-  };
   if (problems.length > 0) throw new AgentConfigError(problems);
-  return config;
+  return { agent: config };
+}
+
+/** {@link validateAgentEnv}'s config alone: what main.ts needs before Nest starts, and the tests. */
+export function loadAgentConfig(env: Readonly<Record<string, unknown>> = process.env): AgentConfig {
+  return validateAgentEnv(env).agent;
+}
+
+function toAgentConfig(env: AgentEnvironment): AgentConfig {
+  return {
+    spoe: {
+      host: env.SPOE_HOST,
+      port: env.SPOE_PORT,
+      ...(env.SPOE_SOCKET !== undefined && { path: env.SPOE_SOCKET }),
+      maxFrameSize: env.SPOE_MAX_FRAME_SIZE,
+      maxInFlightPerConnection: env.SPOE_MAX_IN_FLIGHT,
+      handlerDeadlineMs: env.SPOE_HANDLER_DEADLINE_MS,
+      helloTimeoutMs: env.SPOE_HELLO_TIMEOUT_MS,
+      idleTimeoutMs: env.SPOE_IDLE_TIMEOUT_MS,
+      drainTimeoutMs: env.SPOE_DRAIN_TIMEOUT_MS,
+      errorVariable: AGENT_ERROR_VARIABLE,
+    },
+    http: { host: env.HTTP_HOST, port: env.HTTP_PORT },
+    redisUrl: env.REDIS_URL,
+    logLevels: LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(env.LOG_LEVEL) + 1),
+    shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    defaultBlocklist: env.BLOCKLIST,
+    healthTimeoutMs: env.HEALTH_TIMEOUT_MS,
+    workers: env.SPOE_WORKERS,
+  };
+}
+
+function cidrsOrText(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const { cidrs, problems } = parseCidrList(value);
+  return problems.length === 0 ? cidrs : value;
+}
+
+function urlProtocol(text: string): string | undefined {
+  try {
+    return new URL(text).protocol;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The URL without its password, for messages and logs. */

@@ -1,8 +1,6 @@
 import { Controller, Logger } from '@nestjs/common';
 import { Ctx, MessagePattern } from '@nestjs/microservices';
-import { SetVar, SpoeContext } from 'nestjs-spoe';
-
-const VARIABLE_NAME = /^[A-Za-z0-9._]+$/;
+import { isVariableName, SetVar, SpoeContext } from 'nestjs-spoe';
 
 /**
  * Diagnostics: `echo` returns each argument as a `txn` variable of the same name and wire type, so a HAProxy
@@ -18,7 +16,7 @@ export class EchoController {
     const seen = new Set<string>();
     for (const argument of context.getArguments()) {
       // HAProxy drops variables with other characters; a repeated name would only overwrite the first.
-      if (!VARIABLE_NAME.test(argument.name) || seen.has(argument.name)) {
+      if (!isVariableName(argument.name) || seen.has(argument.name)) {
         this.log.debug(`echo: skipping argument ${JSON.stringify(argument.name)}`);
         continue;
       }

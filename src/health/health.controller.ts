@@ -1,18 +1,17 @@
-import { Controller, Get, Inject, Optional } from '@nestjs/common';
+import { Controller, Get } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
 import { HealthCheck, HealthCheckResult, HealthCheckService, HealthIndicatorFunction } from '@nestjs/terminus';
 import { SpoeHealthIndicator } from 'nestjs-spoe/health';
-import { SupervisorLink } from '../cluster/worker';
-import { AGENT_CONFIG, type AgentConfig } from '../config/agent.config';
-import { BlocklistStore } from '../reputation/blocklist.store';
-import { RedisBlocklistStore } from '../reputation/redis-blocklist.store';
+import type { AgentSettings } from '../config/agent.config';
+import { BlocklistHealthIndicator } from './blocklist.health';
 import { Lifecycle } from './lifecycle';
-import { RedisHealthIndicator } from './redis.health';
 import { WorkersHealthIndicator } from './workers.health';
 
 /**
  * Liveness: the process answers (restart it when not). Readiness: it should get traffic — not shutting down, SPOE
- * listening and answering a real health-check HELLO, with Redis the shared blocklist reachable, and under the supervisor
- * (SPOE_WORKERS > 1) every worker of the host ready. 503 otherwise, with every indicator's details.
+ * listening and answering a real health-check HELLO, the blocklist store healthy (with Redis: connected, PING
+ * answered), and under the supervisor (SPOE_WORKERS > 1) every worker of the host ready. 503 otherwise, with every
+ * indicator's details. Indicators with nothing to check (an in-memory store, a single process) add nothing.
  */
 @Controller('health')
 export class HealthController {
@@ -22,16 +21,17 @@ export class HealthController {
     private readonly health: HealthCheckService,
     lifecycle: Lifecycle,
     spoe: SpoeHealthIndicator,
-    redis: RedisHealthIndicator,
+    blocklist: BlocklistHealthIndicator,
     workers: WorkersHealthIndicator,
-    store: BlocklistStore,
-    @Inject(AGENT_CONFIG) config: AgentConfig,
-    @Optional() supervisor?: SupervisorLink,
+    config: ConfigService<AgentSettings, true>,
   ) {
-    const timeoutMs = config.healthTimeoutMs;
-    this.readiness = [() => lifecycle.check('lifecycle'), () => spoe.isHealthy('spoe', { timeoutMs })];
-    if (store instanceof RedisBlocklistStore) this.readiness.push(() => redis.isHealthy('redis', store, timeoutMs));
-    if (supervisor) this.readiness.push(() => workers.isHealthy('workers', supervisor, timeoutMs));
+    const timeoutMs = config.get('agent', { infer: true }).healthTimeoutMs;
+    this.readiness = [
+      () => lifecycle.check('lifecycle'),
+      () => spoe.isHealthy('spoe', { timeoutMs }),
+      () => blocklist.isHealthy(timeoutMs),
+      () => workers.isHealthy('workers', timeoutMs),
+    ];
   }
 
   @Get('live')

@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Optional } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { SupervisorLink } from '../cluster/worker';
 
@@ -6,16 +6,21 @@ import { SupervisorLink } from '../cluster/worker';
  * Terminus indicator of a worker under the supervisor (SPOE_WORKERS > 1): the host is ready when all of its workers
  * are, as the supervisor sees them. Down, with each worker's pid and state, while fewer are ready (one is starting,
  * stopping, or being replaced after a crash), when the supervisor is shutting down, or when it does not answer.
+ * Nothing at all in a single agent process.
  */
 @Injectable()
 export class WorkersHealthIndicator {
-  constructor(private readonly healthIndicatorService: HealthIndicatorService) {}
+  constructor(
+    private readonly healthIndicatorService: HealthIndicatorService,
+    @Optional() private readonly supervisor?: SupervisorLink,
+  ) {}
 
-  async isHealthy<const Key extends string>(key: Key, supervisor: SupervisorLink, timeoutMs: number): Promise<HealthIndicatorResult<Key>> {
+  async isHealthy(key: string, timeoutMs: number): Promise<HealthIndicatorResult> {
+    if (!this.supervisor) return {};
     const indicator = this.healthIndicatorService.check(key);
     let status;
     try {
-      status = await supervisor.request({ kind: 'workers' }, timeoutMs);
+      status = await this.supervisor.request({ kind: 'workers' }, timeoutMs);
     } catch (error) {
       return indicator.down({ message: (error as Error).message });
     }

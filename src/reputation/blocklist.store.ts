@@ -20,8 +20,35 @@ export interface NewBlocklistEntry {
 }
 
 /**
+ * A store's own part of readiness, for a store that depends on something that can fail (Redis). Terminus stays out of
+ * the stores: BlocklistHealthIndicator turns this into an indicator.
+ */
+export interface BlocklistStoreHealth {
+  /** The indicator's key in /health/ready, e.g. "redis". */
+  readonly key: string;
+  /** The store's state (connections, version, entries), reported up or down. */
+  readonly details: Readonly<Record<string, unknown>>;
+  /** Why the store is down, when that is known without a round trip (a connection not ready). */
+  readonly down?: string;
+  /** A round trip to what the store depends on (a PING): resolves with more details, rejects saying why it failed. */
+  readonly probe?: () => Promise<Readonly<Record<string, unknown>>>;
+}
+
+/**
+ * What a store throws when what holds the blocklist cannot be reached (Redis away, the supervisor not answering): the
+ * write or read may succeed later. The admin API answers 503.
+ */
+export class BlocklistUnavailableError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'BlocklistUnavailableError';
+  }
+}
+
+/**
  * Where the blocklist lives. `find` is the per-NOTIFY hot path: synchronous, no I/O, answered from a matcher held in
- * memory. Writes resolve once `find` sees them (and, for a shared store, once every agent instance does).
+ * memory. Writes resolve once `find` sees them (and, for a shared store, once every agent instance does). `list`, `add`
+ * and `remove` reject with {@link BlocklistUnavailableError} when the store cannot be reached.
  */
 export abstract class BlocklistStore {
   /** The live (unexpired) entry covering `ip`, the most specific first. */
@@ -32,6 +59,11 @@ export abstract class BlocklistStore {
   abstract add(entry: NewBlocklistEntry): Promise<BlocklistEntry>;
   /** Removes the entry of exactly this network; false when there was none. */
   abstract remove(cidr: Cidr): Promise<boolean>;
+
+  /** The store's part of readiness; undefined (the default) for a store that depends on nothing that can fail. */
+  health(): BlocklistStoreHealth | undefined {
+    return undefined;
+  }
 }
 
 /** A compiled, immutable-from-outside view of a set of entries: the matcher every store answers `find` from. */

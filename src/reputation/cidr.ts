@@ -159,3 +159,19 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+
+/** A comma-separated list of CIDRs (BLOCKLIST): the networks, and what is wrong with each entry that is not one. */
+export function parseCidrList(text: string): { cidrs: Cidr[]; problems: string[] } {
+  const cidrs: Cidr[] = [];
+  const problems: string[] = [];
+  for (const item of text.split(',')) {
+    const entry = item.trim();
+    if (entry.length === 0) continue;
+    try {
+      cidrs.push(Cidr.parse(entry));
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  return { cidrs, problems };
+}

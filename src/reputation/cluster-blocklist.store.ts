@@ -1,14 +1,10 @@
 import { OnModuleInit } from '@nestjs/common';
 import { SpoeIp } from 'nestjs-spoe';
-import { BlocklistChange, WireBlocklistEntry } from '../cluster/messages';
+import { BlocklistChange, SupervisorAnswers, SupervisorRequest, WireBlocklistEntry } from '../cluster/messages';
 import { SupervisorLink } from '../cluster/worker';
-import { BlocklistEntry, BlocklistStore, CompiledBlocklist, NewBlocklistEntry } from './blocklist.store';
+import { AGENT_LIMITS } from '../config/agent.config';
+import { BlocklistEntry, BlocklistStore, BlocklistUnavailableError, CompiledBlocklist, NewBlocklistEntry } from './blocklist.store';
 import { Cidr } from './cidr';
-
-/** Bound on the initial snapshot; the supervisor answers at once. */
-const SUBSCRIBE_TIMEOUT_MS = 5000;
-/** Bound on a write: the supervisor waits up to 2 s for every worker's acknowledgement, then answers anyway. */
-const WRITE_TIMEOUT_MS = 5000;
 
 /**
  * The in-memory blocklist of a worker under the supervisor (SPOE_WORKERS > 1, no Redis): a replica of the
@@ -27,7 +23,7 @@ export class ClusterBlocklistStore extends BlocklistStore implements OnModuleIni
     // Changes follow the snapshot on the IPC channel, but may be delivered before the snapshot's promise continues.
     let early: BlocklistChange[] | undefined = [];
     this.supervisor.onBlocklistChange((change) => (early ? early.push(change) : this.apply(change)));
-    const entries = await this.supervisor.request({ kind: 'blocklist-subscribe' }, SUBSCRIBE_TIMEOUT_MS);
+    const entries = await this.supervisor.request({ kind: 'blocklist-subscribe' }, AGENT_LIMITS.supervisorRequestTimeoutMs);
     this.blocklist = new CompiledBlocklist(entries.map(entryFromWire));
     for (const change of early) this.apply(change);
     early = undefined;
@@ -44,11 +40,20 @@ export class ClusterBlocklistStore extends BlocklistStore implements OnModuleIni
 
   async add(input: NewBlocklistEntry): Promise<BlocklistEntry> {
     const request = { kind: 'blocklist-add', cidr: input.cidr.toString(), reason: input.reason ?? null, ttlSeconds: input.ttlSeconds ?? null } as const;
-    return entryFromWire(await this.supervisor.request(request, WRITE_TIMEOUT_MS));
+    return entryFromWire(await this.write(request));
   }
 
-  async remove(cidr: Cidr): Promise<boolean> {
-    return this.supervisor.request({ kind: 'blocklist-remove', cidr: cidr.toString() }, WRITE_TIMEOUT_MS);
+  remove(cidr: Cidr): Promise<boolean> {
+    return this.write({ kind: 'blocklist-remove', cidr: cidr.toString() });
+  }
+
+  /** A write, through the supervisor: it answers once every worker has applied it. */
+  private async write<R extends SupervisorRequest>(request: R): Promise<SupervisorAnswers[R['kind']]> {
+    try {
+      return await this.supervisor.request(request, AGENT_LIMITS.supervisorRequestTimeoutMs);
+    } catch (error) {
+      throw new BlocklistUnavailableError((error as Error).message, { cause: error });
+    }
   }
 
   private apply(change: BlocklistChange): void {

@@ -1,15 +1,12 @@
 import { Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { Redis } from 'ioredis';
+import { Redis, RedisKey, Result } from 'ioredis';
 import { SpoeIp } from 'nestjs-spoe';
 import { randomUUID } from 'node:crypto';
-import { redactUrl } from '../config/agent.config';
-import { BlocklistEntry, BlocklistStore, CompiledBlocklist, makeEntry, NewBlocklistEntry } from './blocklist.store';
+import { AGENT_LIMITS, redactUrl } from '../config/agent.config';
+import { BlocklistEntry, BlocklistStore, BlocklistStoreHealth, BlocklistUnavailableError, CompiledBlocklist, makeEntry, NewBlocklistEntry } from './blocklist.store';
 import { Cidr } from './cidr';
 
-/** Bound on each Redis command (writes, reloads, PING). */
-const COMMAND_TIMEOUT_MS = 2000;
-/** How long a write waits for every subscribed agent to report that it applied the change. */
-const PROPAGATION_TIMEOUT_MS = 2000;
+const { redisCommandTimeoutMs, propagationTimeoutMs } = AGENT_LIMITS;
 /** Reconnection back-off: 100 ms, 200 ms, … capped at 2 s. */
 const retryStrategy = (attempt: number): number => Math.min(attempt * 100, 2000);
 
@@ -22,7 +19,12 @@ const KEY_PREFIX = 'spoe:blocklist';
  *   <prefix>:version   INT   bumped by every change; its existence also means "seeded"
  *   <prefix>:changed   channel: the new version, published by the write itself (same Lua script, atomic)
  *   <prefix>:applied   channel: "<instance-id> <version>", published by each agent once its matcher has that version
+ *
+ * Every write is one of the Lua scripts below, defined as a command of the connection (`defineCommand`): ioredis sends
+ * a script's text once per connection and then its SHA1 only (EVALSHA), and the text again if Redis forgot it.
  */
+
+/** KEYS: entries, expiry, version. ARGV: cidr, entry JSON, now, expiresAt or '', changed channel. */
 const ADD = `
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 for _, cidr in ipairs(expired) do redis.call('HDEL', KEYS[1], cidr) end
@@ -33,6 +35,7 @@ local version = redis.call('INCR', KEYS[3])
 return {version, redis.call('PUBLISH', ARGV[5], version)}
 `;
 
+/** KEYS: entries, expiry, version. ARGV: cidr, now, changed channel. */
 const REMOVE = `
 local expiresAt = redis.call('ZSCORE', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -43,6 +46,7 @@ local version = redis.call('INCR', KEYS[3])
 return {live, version, redis.call('PUBLISH', ARGV[3], version)}
 `;
 
+/** KEYS: entries, version. ARGV: changed channel, then cidr and entry JSON pairs. Seeds only a blocklist never seeded. */
 const SEED = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -50,6 +54,17 @@ local version = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[1], version)
 return version
 `;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    /** ADD: [version, subscribers that received the change]. */
+    blocklistAdd(entries: RedisKey, expiry: RedisKey, version: RedisKey, ...args: [cidr: string, json: string, now: number, expiresAt: number | '', channel: string]): Result<[number, number], Context>;
+    /** REMOVE: [1 when a live entry was removed, version (0: nothing removed), subscribers]. */
+    blocklistRemove(entries: RedisKey, expiry: RedisKey, version: RedisKey, ...args: [cidr: string, now: number, channel: string]): Result<[number, number, number], Context>;
+    /** SEED: the new version, or 0 when the blocklist was seeded before. */
+    blocklistSeed(entries: RedisKey, version: RedisKey, channel: string, ...pairs: string[]): Result<number, Context>;
+  }
+}
 
 interface StoredEntry {
   reason?: string;
@@ -61,17 +76,6 @@ interface Waiter {
   readonly version: number;
   readonly subscribers: number;
   readonly done: () => void;
-}
-
-/** What the Redis health indicator reports. */
-export interface RedisBlocklistStatus {
-  /** Both connections (commands and pub/sub) are ready. */
-  readonly connected: boolean;
-  readonly command: string;
-  readonly subscriber: string;
-  /** Version of the blocklist this instance's matcher holds. */
-  readonly version: number;
-  readonly entries: number;
 }
 
 /**
@@ -114,7 +118,10 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     };
     const common = { lazyConnect: true, retryStrategy, connectionName: 'nestjs-spoe-agent' };
     // Without an offline queue a command fails at once while Redis is away, instead of hanging an admin request.
-    this.redis = new Redis(url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: COMMAND_TIMEOUT_MS });
+    this.redis = new Redis(url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: redisCommandTimeoutMs });
+    this.redis.defineCommand('blocklistAdd', { numberOfKeys: 3, lua: ADD });
+    this.redis.defineCommand('blocklistRemove', { numberOfKeys: 3, lua: REMOVE });
+    this.redis.defineCommand('blocklistSeed', { numberOfKeys: 2, lua: SEED });
     this.subscriber = new Redis(url, common);
   }
 
@@ -148,61 +155,65 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     return this.blocklist.find(ip);
   }
 
-  async list(): Promise<BlocklistEntry[]> {
-    const { entries } = await this.snapshot();
-    return new CompiledBlocklist(entries).live();
+  list(): Promise<BlocklistEntry[]> {
+    return this.unavailableOnError(async () => new CompiledBlocklist((await this.snapshot()).entries).live());
   }
 
-  async add(input: NewBlocklistEntry): Promise<BlocklistEntry> {
-    const entry = makeEntry(input);
-    const stored: StoredEntry = { ...(entry.reason !== undefined && { reason: entry.reason }), addedAt: entry.addedAt, expiresAt: entry.expiresAt ?? null };
-    const [version, subscribers] = (await this.redis.eval(
-      ADD,
-      3,
-      this.keys.entries,
-      this.keys.expiry,
-      this.keys.version,
-      entry.cidr.toString(),
-      JSON.stringify(stored),
-      entry.addedAt,
-      entry.expiresAt ?? '',
-      this.keys.changed,
-    )) as [number, number];
-    await this.propagated(version, subscribers);
-    return entry;
+  add(input: NewBlocklistEntry): Promise<BlocklistEntry> {
+    return this.unavailableOnError(async () => {
+      const entry = makeEntry(input);
+      const stored: StoredEntry = { ...(entry.reason !== undefined && { reason: entry.reason }), addedAt: entry.addedAt, expiresAt: entry.expiresAt ?? null };
+      const { entries, expiry, version: versionKey, changed } = this.keys;
+      const [version, subscribers] = await this.redis.blocklistAdd(entries, expiry, versionKey, entry.cidr.toString(), JSON.stringify(stored), entry.addedAt, entry.expiresAt ?? '', changed);
+      await this.propagated(version, subscribers);
+      return entry;
+    });
   }
 
-  async remove(cidr: Cidr): Promise<boolean> {
-    const [live, version, subscribers] = (await this.redis.eval(REMOVE, 3, this.keys.entries, this.keys.expiry, this.keys.version, cidr.toString(), Date.now(), this.keys.changed)) as [
-      number,
-      number,
-      number,
-    ];
-    if (version > 0) await this.propagated(version, subscribers);
-    return live === 1;
+  remove(cidr: Cidr): Promise<boolean> {
+    return this.unavailableOnError(async () => {
+      const { entries, expiry, version: versionKey, changed } = this.keys;
+      const [live, version, subscribers] = await this.redis.blocklistRemove(entries, expiry, versionKey, cidr.toString(), Date.now(), changed);
+      if (version > 0) await this.propagated(version, subscribers);
+      return live === 1;
+    });
   }
 
-  /** Round-trip time of a PING on the command connection, in ms. */
-  async ping(): Promise<number> {
-    const started = performance.now();
-    await this.redis.ping();
-    return Math.round((performance.now() - started) * 100) / 100;
-  }
-
-  get status(): RedisBlocklistStatus {
+  /** Readiness: both connections ready, and a PING answered (within the health timeout). */
+  override health(): BlocklistStoreHealth {
+    const details = { command: this.redis.status, subscriber: this.subscriber.status, version: this.version, entries: this.blocklist.size };
+    const connected = this.redis.status === 'ready' && this.subscriber.status === 'ready';
     return {
-      connected: this.redis.status === 'ready' && this.subscriber.status === 'ready',
-      command: this.redis.status,
-      subscriber: this.subscriber.status,
-      version: this.version,
-      entries: this.blocklist.size,
+      key: 'redis',
+      details,
+      ...(!connected && { down: 'Redis is not connected: the blocklist may be stale' }),
+      probe: () => this.ping(),
     };
+  }
+
+  private async ping(): Promise<{ pingMs: number }> {
+    const started = performance.now();
+    try {
+      await this.redis.ping();
+    } catch (error) {
+      throw new Error(`PING failed: ${(error as Error).message}`, { cause: error });
+    }
+    return { pingMs: Math.round((performance.now() - started) * 100) / 100 };
+  }
+
+  /** A failure to reach Redis, as the stores report it. */
+  private async unavailableOnError<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      throw new BlocklistUnavailableError(`Redis at ${redactUrl(this.url)}: ${(error as Error).message}`, { cause: error });
+    }
   }
 
   private async seed(): Promise<void> {
     const now = Date.now();
     const pairs = this.defaults.flatMap((cidr) => [cidr.toString(), JSON.stringify({ reason: 'default blocklist', addedAt: now, expiresAt: null } satisfies StoredEntry)]);
-    const version = (await this.redis.eval(SEED, 2, this.keys.entries, this.keys.version, this.keys.changed, ...pairs)) as number;
+    const version = await this.redis.blocklistSeed(this.keys.entries, this.keys.version, this.keys.changed, ...pairs);
     if (version > 0) this.log.log(`seeded the shared blocklist with ${this.defaults.length} default entries`);
   }
 
@@ -256,9 +267,9 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     if (this.acknowledgedCount(version) >= subscribers) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        this.log.warn(`blocklist version ${version}: ${this.acknowledgedCount(version)} of ${subscribers} agents acknowledged it within ${PROPAGATION_TIMEOUT_MS} ms`);
+        this.log.warn(`blocklist version ${version}: ${this.acknowledgedCount(version)} of ${subscribers} agents acknowledged it within ${propagationTimeoutMs} ms`);
         waiter.done();
-      }, PROPAGATION_TIMEOUT_MS);
+      }, propagationTimeoutMs);
       const waiter: Waiter = {
         version,
         subscribers,

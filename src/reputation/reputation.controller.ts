@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { SetVar, SpoeIp, SpoeValue, TypedData } from 'nestjs-spoe';
+import { ParseSpoeIpPipe, SetVar, SpoeIp, TypedData } from 'nestjs-spoe';
 import { ReputationService } from './reputation.service';
 
 /**
@@ -14,10 +14,13 @@ import { ReputationService } from './reputation.service';
 export class ReputationController {
   constructor(private readonly reputation: ReputationService) {}
 
-  /** Sets `sess.<var-prefix>.ip_score` (INT32 0–100, 100 when the address is blocked). */
+  /**
+   * Sets `sess.<var-prefix>.ip_score` (INT32 0–100, 100 when the address is blocked). `ip` is IPV4 or IPV6 (`src`), or
+   * a STRING holding an address (`req.hdr(x-real-ip)`); anything else fails the message (`txn.<prefix>.agent_error`).
+   */
   @MessagePattern('check-client-ip')
-  checkClientIp(@Payload('ip') ip: SpoeValue | undefined): readonly SetVar[] {
-    return scoreActions(this.reputation.check(toIp(ip)).score);
+  checkClientIp(@Payload('ip', ParseSpoeIpPipe) ip: SpoeIp): readonly SetVar[] {
+    return scoreActions(this.reputation.score(ip));
   }
 }
 
@@ -31,11 +34,4 @@ function scoreActions(score: number): readonly SetVar[] {
     actionsByScore.set(score, actions);
   }
   return actions;
-}
-
-/** `src` arrives as IPV4 or IPV6; a STRING holding an address (e.g. from `req.hdr(x-real-ip)`) is accepted too. */
-function toIp(value: SpoeValue | undefined): SpoeIp {
-  if (value instanceof SpoeIp) return value;
-  if (typeof value === 'string') return SpoeIp.parse(value.trim());
-  throw new TypeError(`check-client-ip: argument "ip" must be an IP address, got ${value === undefined ? 'nothing' : String(value)}`);
 }

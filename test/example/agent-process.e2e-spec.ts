@@ -1,6 +1,6 @@
 // The built agent (`node dist/main.js`, what `npm run start:agent` runs) as a child process: configuration errors,
 // and the SIGTERM sequence — readiness 503 at once, SPOE serving through the grace period, then drain and exit 0.
-import { SpoeIp } from 'nestjs-spoe';
+import { SpoeIp, TypedData } from 'nestjs-spoe';
 import { AddressInfo, createServer } from 'node:net';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { freePort, waitFor } from '../support/haproxy';
@@ -38,6 +38,21 @@ describe('example agent process (dist/main.js)', () => {
       expect(agent.output()).toContain(`startup failed: listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
     } finally {
       taken.close();
+    }
+  });
+
+  it("runs its SPOE handlers through nestjs-spoe's own pipeline: no global pipe, filter, guard or interceptor", async () => {
+    // A global enhancer in a hybrid app makes nestjs-spoe keep Nest's generic (slower) pipeline, and say so at debug.
+    const agent = await AgentProcess.start({ LOG_LEVEL: 'debug' });
+    try {
+      // Debug lines do show: echo says which arguments it skips.
+      const client = await SpoeClient.connect({ port: agent.spoePort });
+      await client.notify('echo', [['bad-name', TypedData.int32(1)]]);
+      await client.close();
+      await waitFor('the debug line of echo', () => agent.output().includes('echo: skipping argument "bad-name"'));
+      expect(agent.output()).not.toContain("keeps Nest's RPC pipeline");
+    } finally {
+      await agent.stop();
     }
   });
 

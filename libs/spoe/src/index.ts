@@ -1,6 +1,6 @@
 // The public API of nestjs-spoe. The HAProxy-side test client is in 'nestjs-spoe/testing'.
 export * from './protocol';
-export { SetVar, UnsetVar, isSpoeAction } from './actions';
+export { SetVar, UnsetVar, isSpoeAction, isVariableName } from './actions';
 export { SpoeServer, SpoeHandlerError } from './server/spoe.server';
 export type { SpoeServerStats } from './server/spoe.server';
 export { SpoeContext } from './server/spoe.context';

@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } 
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Agent, startAgent } from '../../../src/agent';
-import { AGENT_ENV, loadAgentConfig } from '../../../src/config/agent.config';
+import { AGENT_ENV } from '../../../src/config/agent.config';
 import { freePort, makeTempDir, waitFor } from '../../support/haproxy';
 
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
@@ -47,10 +47,9 @@ export interface TestAgent extends Agent {
 }
 
 export async function startTestAgent(env: Record<string, string> = {}): Promise<TestAgent> {
-  const config = loadAgentConfig(
-    agentEnv({ SPOE_HOST: '127.0.0.1', SPOE_PORT: '0', HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'error', SHUTDOWN_GRACE_MS: '0', ...env }),
-  );
-  const agent = await startAgent(config);
+  const agent = await startAgent({
+    env: agentEnv({ SPOE_HOST: '127.0.0.1', SPOE_PORT: '0', HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'error', SHUTDOWN_GRACE_MS: '0', ...env }),
+  });
   const address = agent.spoe.address;
   return { ...agent, spoePort: typeof address === 'object' && address ? address.port : 0, close: () => agent.app.close() };
 }
