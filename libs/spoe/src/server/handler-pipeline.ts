@@ -176,7 +176,8 @@ export class HandlerPipelines {
         index,
         type,
         data,
-        metadata: { metatype: paramtypes?.[index], type: token, data: data as string | undefined, schema },
+        // Frozen and shared by every call: Nest builds one per call, which pipes only read.
+        metadata: Object.freeze({ metatype: paramtypes?.[index], type: token, data: data as string | undefined, schema }),
         pipes: [...pipes, ...paramPipes],
         custom: custom ? this.utils.getCustomFactory(factory!, data, contextFactory) : undefined,
       };
@@ -370,7 +371,7 @@ class HandlerPipeline {
 
   /** PipesConsumer.apply: each pipe in order on the previous one's output, awaited only when it is a Promise. */
   private applyPipes(param: ParamPlan, value: unknown): unknown {
-    const metadata = { ...param.metadata };
+    const metadata = param.metadata;
     let result = value;
     for (let i = 0; i < param.pipes.length; i++) {
       if (isThenable(result)) {
