@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DecodedAction, SpoeIp } from '../../libs/spoe/src';
-import { SpoeClient, SpoeClientOptions } from '../../libs/spoe/src/testing';
+import { SpoeIp } from '../../libs/spoe/src';
+import { DecodedAction, SpoeClient, SpoeClientOptions } from '../../libs/spoe/src/testing';
 import { ProbedAgent } from './agents';
 import { MemoryUsage } from './probe-client';
 import { median } from '../support/stats';
