@@ -1,6 +1,6 @@
 import { Controller, Logger } from '@nestjs/common';
 import { MessagePattern } from '@nestjs/microservices';
-import { ActionType, SetVar, SpoeDataType, SpoeFailure, VarScope } from 'nestjs-spoe';
+import { ActionType, SetVar, SpoeDataType, VarScope } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { NEVER, throwError } from 'rxjs';
 import { startAgent, TestAgent } from '../support/agent';
@@ -33,6 +33,11 @@ class FailingController {
     return NEVER;
   }
 
+  @MessagePattern('hangs-for-a-minute', { deadline: 60_000 })
+  hangsForAMinute() {
+    return NEVER;
+  }
+
   @MessagePattern('default-deadline')
   defaultDeadline() {
     return new Promise(() => undefined);
@@ -45,6 +50,7 @@ class FailingController {
 }
 
 const errorVar = { type: ActionType.SetVar, scope: VarScope.Transaction, name: 'spoe_error' } as const;
+// The error variable's values are what HAProxy sees and its rules test: 1 a handler failed, 2 a deadline passed.
 
 describe('a handler never leaves HAProxy waiting', () => {
   let agent: TestAgent;
@@ -70,7 +76,7 @@ describe('a handler never leaves HAProxy waiting', () => {
     expect(performance.now() - started).toBeLessThan(250);
     expect(actions).toEqual([
       { type: ActionType.SetVar, scope: VarScope.Transaction, name: 'ok', value: 1, dataType: SpoeDataType.Int32 },
-      { ...errorVar, value: SpoeFailure.HandlerFailed, dataType: SpoeDataType.Int32 },
+      { ...errorVar, value: 1, dataType: SpoeDataType.Int32 },
     ]);
   });
 
@@ -87,19 +93,31 @@ describe('a handler never leaves HAProxy waiting', () => {
     expect(elapsed).toBeLessThan(290);
     expect(actions.map((a) => [a.name, a.value])).toEqual([
       ['ok', 1],
-      ['spoe_error', SpoeFailure.DeadlinePassed],
+      ['spoe_error', 2],
     ]);
   });
+
+  it.each([
+    ['first', ['hangs', 'hangs-for-a-minute']],
+    ['last', ['hangs-for-a-minute', 'hangs']],
+  ])('messages with different deadlines: the ACK comes at the smallest (listed %s), with the error variable (2)', async (_, hanging) => {
+    // 'hangs' has 100 ms, 'hangs-for-a-minute' 60 s: the client, which gives up after 5 s (its timeoutMs), gets the ACK.
+    const actions = await client.notifyMessages([{ name: 'ok' }, ...hanging.map((name) => ({ name }))]);
+    expect(actions.map((a) => [a.name, a.value])).toEqual([
+      ['ok', 1],
+      ['spoe_error', 2],
+    ]);
+  }, 15_000);
 
   it('a handler without an override gets the transport deadline', async () => {
     const started = performance.now();
     const actions = await client.notify('default-deadline');
     expect(performance.now() - started).toBeGreaterThanOrEqual(295);
-    expect(actions).toEqual([{ ...errorVar, value: SpoeFailure.DeadlinePassed, dataType: SpoeDataType.Int32 }]);
+    expect(actions).toEqual([{ ...errorVar, value: 2, dataType: SpoeDataType.Int32 }]);
   });
 
   it('a result that is not an action is a failure, not a silent drop', async () => {
-    expect(await client.notify('not-an-action')).toEqual([{ ...errorVar, value: SpoeFailure.HandlerFailed, dataType: SpoeDataType.Int32 }]);
+    expect(await client.notify('not-an-action')).toEqual([{ ...errorVar, value: 1, dataType: SpoeDataType.Int32 }]);
     expect(logged.mock.calls.some(([m]) => String(m).includes('expected a SpoeAction'))).toBe(true);
   });
 

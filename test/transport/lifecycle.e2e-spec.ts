@@ -1,15 +1,16 @@
 import { Controller, Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { decodeAck, encodeNotify, FrameType, SetVar, SpoeServer, SpoeStatus, SpopStatus } from 'nestjs-spoe';
+import { SetVar, SpoeServer, SpoeStatus, SpopStatus } from 'nestjs-spoe';
+import { decodeAck, encodeAck, encodeNotify, FrameType } from 'nestjs-spoe/protocol';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { createServer } from 'node:net';
+import { createServer, Server as NetServer, Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RawPeer } from '../support/raw-peer';
-import { startAgent } from '../support/agent';
+import { startAgent, TestAgent } from '../support/agent';
 import { Module } from '@nestjs/common';
 
 const waiting = new Map<string, () => void>();
@@ -209,6 +210,89 @@ describe('a peer that stops reading its ACKs', () => {
       let acks = 0;
       while (acks < total) if ((await peer.nextFrame(5000)).type === FrameType.Ack) acks++;
       expect(BigAckController.handled).toBe(total);
+    } finally {
+      peer.destroy();
+      await agent.close();
+    }
+  });
+});
+
+describe('maxPendingWriteBytes: the ACK bytes an agent holds unsent when it stops reading NOTIFY', () => {
+  const blob = SetVar.txn('blob', 'x'.repeat(16_000));
+  // Stream-ids from 10000 on take 3 bytes each: every ACK has the same size.
+  const notify = (i: number): Buffer => encodeNotify(16380, 10_000 + i, 1, [{ name: 'ack-16k', args: [] }]);
+  const ACK_BYTES = encodeAck(16380, 10_000, 1, [blob]).length;
+  let handled = 0;
+  let wake: () => void = () => undefined;
+
+  @Controller()
+  class Ack16kController {
+    @MessagePattern('ack-16k')
+    ack() {
+      handled++;
+      wake();
+      return blob;
+    }
+  }
+
+  /** An agent with the given limit, a peer after its HELLO, and the agent's end of their connection. */
+  async function connected(maxPendingWriteBytes: number): Promise<{ agent: TestAgent; peer: RawPeer; socket: Socket }> {
+    const agent = await startAgent({ controllers: [Ack16kController] }, { maxPendingWriteBytes });
+    const accepted = new Promise<Socket>((resolve) => agent.server.unwrap<NetServer>().once('connection', resolve));
+    const { peer } = await RawPeer.hello({ port: agent.port });
+    handled = 0;
+    return { agent, peer, socket: await accepted };
+  }
+
+  /** Reads ACKs until `count` have come. */
+  async function acks(peer: RawPeer, count: number): Promise<void> {
+    for (let n = 0; n < count; ) if ((await peer.nextFrame(5000)).type === FrameType.Ack) n++;
+  }
+
+  it.each([64 * 1024, 256 * 1024])('a burst of NOTIFY read at once: reading stops as its ACKs reach %i bytes, before any is written', async (limit) => {
+    const { agent, peer, socket } = await connected(limit);
+    try {
+      let handledWhenPaused: number | undefined;
+      socket.once('pause', () => (handledWhenPaused = handled));
+      const count = Math.ceil(limit / ACK_BYTES) + 8;
+      peer.send(Buffer.concat(Array.from({ length: count }, (_, i) => notify(i))));
+      await acks(peer, count);
+      expect(handledWhenPaused).toBeDefined();
+      expect(handledWhenPaused! * ACK_BYTES).toBeGreaterThanOrEqual(limit);
+      expect(handledWhenPaused! * ACK_BYTES).toBeLessThan(limit + ACK_BYTES);
+    } finally {
+      peer.destroy();
+      await agent.close();
+    }
+  });
+
+  it.each([64 * 1024, 256 * 1024])('a peer that stops reading: no NOTIFY is read once %i bytes of ACKs wait unsent', async (limit) => {
+    const { agent, peer, socket } = await connected(limit);
+    try {
+      peer.socket.pause();
+      const writtenBefore = socket.bytesWritten;
+      let paused = false;
+      socket.once('pause', () => {
+        paused = true;
+        wake();
+      });
+      // One NOTIFY at a time, each sent once the previous one was handled: the agent's ACKs fill the kernel's buffers
+      // (which this test does not count), then the socket's own, until the agent stops reading.
+      let sent = 0;
+      while (!paused) {
+        const handledOrPaused = new Promise<void>((resolve) => (wake = resolve));
+        peer.send(notify(sent++));
+        await handledOrPaused;
+        if (sent > 10_000) throw new Error(`the agent still reads after ${sent} NOTIFY`);
+      }
+      expect(handled).toBe(sent - 1);
+      // ACK bytes encoded and not yet handed to the socket, plus those the socket holds unsent.
+      const unflushed = handled * ACK_BYTES - (socket.bytesWritten - writtenBefore);
+      const unsent = unflushed + socket.writableLength;
+      expect(unsent).toBeGreaterThanOrEqual(limit);
+      expect(unsent).toBeLessThan(limit + ACK_BYTES);
+      peer.socket.resume();
+      await acks(peer, sent);
     } finally {
       peer.destroy();
       await agent.close();

@@ -23,7 +23,21 @@ export interface SpoeConnectionHost {
   closed(connection: SpoeConnection, event: SpoeDisconnectEvent): void;
 }
 
-type State = 'hello' | 'ready' | 'closing' | 'closed';
+/** Where a connection is in its SPOP life: the transitions are listed on {@link SpoeConnection}. */
+type Lifecycle = 'hello' | 'ready' | 'draining' | 'closing' | 'closed';
+
+/**
+ * Why a connection whose lifecycle reads (`hello`, `ready`) does not read its socket; `open` when it does. SPOP leaves
+ * pacing to the peers: these are the agent's own bounds on what one HAProxy connection can make it hold.
+ */
+type ReadGate =
+  /** `maxInFlightPerConnection` NOTIFY are being handled. */
+  | 'in-flight'
+  /** `maxPendingWriteBytes` of ACKs are encoded and not yet handed to the socket (one turn's burst). */
+  | 'unflushed'
+  /** The socket holds `maxPendingWriteBytes` unsent and waits for its 'drain'. */
+  | 'unsent'
+  | 'open';
 
 const QUIET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
@@ -31,20 +45,47 @@ const QUIET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 const logger = new Logger('SpoeConnection');
 
 /**
- * One HAProxy connection: the HELLO handshake, NOTIFY frames in (at most `maxInFlightPerConnection` at once, the
- * socket paused beyond), one ACK out for each, and every way a connection ends. Frames are decoded and encoded by the
- * protocol layer; handlers run in the {@link Dispatcher}.
+ * One HAProxy connection: the HELLO handshake, NOTIFY frames in, one ACK out for each, and every way a connection
+ * ends. Frames are decoded and encoded by the protocol layer; handlers run in the {@link Dispatcher}.
+ *
+ * Lifecycle, to check against SPOE.txt (section numbers are its own). "disconnect(s)": AGENT-DISCONNECT with status s
+ * (3.2.9, 3.5), then end(); the socket is destroyed if HAProxy has not closed it `disconnectLingerMs` later.
+ *
+ *   state      event                                          next       the agent sends
+ *   hello      HAPROXY-HELLO, healthcheck (3.2.4)             closing    AGENT-HELLO and end(), no DISCONNECT (3.2.5)
+ *   hello      HAPROXY-HELLO (3.2.4)                          ready      AGENT-HELLO, max-frame-size negotiated (3.2.5)
+ *   hello      a HELLO refused, another frame, a protocol     closing    disconnect(its status) (3.2.3: error during
+ *              error, no HELLO within helloTimeoutMs                     the HELLO handshake)
+ *   hello      drain()                                        closed     nothing, nothing is owed: socket destroyed
+ *   ready      NOTIFY (3.2.6)                                 ready      its ACK, once its handlers answered (3.2.7)
+ *   ready      a frame of unknown type (3.2.2)                ready      nothing: it is skipped
+ *   ready      a protocol error, or idleTimeoutMs with        closing    disconnect(its status)
+ *              nothing in flight
+ *   ready      drain()                                        draining   nothing: reading stops, owed ACKs still go
+ *   draining   the last owed ACK is written (at once if none) closing    disconnect(0)
+ *   hello,     HAPROXY-DISCONNECT (3.2.8)                     closing    disconnect(0)
+ *    ready
+ *   closing    HAProxy closes, or disconnectLingerMs passes   closed     nothing more
+ *   any        the socket closes                              closed     nothing: an ACK still owed is dropped
+ *
+ * Flow control, while `hello` or `ready` ({@link ReadGate}): before each frame the three causes below are checked;
+ * the first that holds closes the gate (pauses the socket) until the event that can clear it, when all are checked
+ * again.
+ *
+ *   gate        closed while                                       checked again on
+ *   in-flight   NOTIFY in flight >= maxInFlightPerConnection       an ACK written
+ *   unflushed   ACK bytes not yet flushed >= maxPendingWriteBytes  the writer's flush, at the end of the turn
+ *   unsent      socket bytes unsent >= maxPendingWriteBytes, and   the socket's 'drain'
+ *               the socket asked for a 'drain'
  */
 export class SpoeConnection {
   private readonly reader: FrameReader;
   private readonly writer: FrameWriter;
   private assembler: NotifyAssembler | undefined;
-  private state: State = 'hello';
+  private lifecycle: Lifecycle = 'hello';
+  private gate: ReadGate = 'open';
   private info: SpoeConnectionInfo | undefined;
   private inFlight = 0;
-  private paused = false;
-  private pumping = false;
-  private draining = false;
   private helloTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private closeEvent: SpoeDisconnectEvent | undefined;
@@ -65,6 +106,7 @@ export class SpoeConnection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => this.onError(error));
     socket.on('close', () => this.onClose());
+    socket.on('drain', this.onDrain);
     this.helloTimer = setTimeout(() => this.disconnect(SpopStatus.Timeout, `no HAPROXY-HELLO within ${options.helloTimeoutMs} ms`), options.helloTimeoutMs);
   }
 
@@ -83,9 +125,9 @@ export class SpoeConnection {
    * once the socket is closed. The server bounds the wait by expiring what is still in flight.
    */
   drain(): Promise<void> {
-    if (this.state === 'hello') this.destroy();
-    else if (this.state === 'ready') {
-      this.draining = true;
+    if (this.lifecycle === 'hello') this.destroy();
+    else if (this.lifecycle === 'ready') {
+      this.lifecycle = 'draining';
       this.socket.pause();
       if (this.inFlight === 0) this.disconnect(SpopStatus.Normal, 'agent is shutting down');
     }
@@ -97,52 +139,43 @@ export class SpoeConnection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.state === 'closing' || this.state === 'closed') return;
+    if (this.lifecycle !== 'ready' && this.lifecycle !== 'hello') return;
     this.reader.push(chunk);
     this.pump();
   }
 
   /**
-   * Reads and handles whole frames while the in-flight cap allows and the peer keeps reading its ACKs; otherwise
-   * pauses the socket until a NOTIFY finishes or the unsent ACKs drain.
+   * Reads and handles whole frames while the lifecycle reads and the gate is open; on the first cause that holds,
+   * closes the gate and pauses the socket. Needs no guard against re-entry: besides 'data', only an ACK, a flush or a
+   * 'drain' call it, and only while the gate is closed; the gate is open while the pump runs, so a handler that
+   * answers at once, whose ACK is written inside handleFrame, does not pump from within the pump.
    */
   private pump(): void {
-    if (this.pumping) return;
-    this.pumping = true;
+    const paused = this.gate !== 'open';
+    this.gate = 'open';
     try {
-      const options = this.host.options;
-      // The socket is not written during the burst (ACKs are written at the end of the turn): its state is read once.
-      const socketBlocked = this.socket.writableNeedDrain && this.socket.writableLength >= options.maxPendingWriteBytes;
-      while ((this.state === 'hello' || this.state === 'ready') && !this.draining) {
+      const { maxInFlightPerConnection, maxPendingWriteBytes } = this.host.options;
+      // Read once per burst: the socket is not written during one (ACKs are flushed at the end of the turn).
+      const unsent = this.socket.writableNeedDrain && this.socket.writableLength >= maxPendingWriteBytes;
+      while (this.lifecycle === 'ready' || this.lifecycle === 'hello') {
         // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write.
-        if (socketBlocked || this.inFlight >= options.maxInFlightPerConnection || this.writer.pendingBytes >= options.maxPendingWriteBytes) {
-          if (!this.paused) {
-            this.paused = true;
-            this.socket.pause();
-          }
-          if (socketBlocked && !this.awaitingDrain) {
-            this.awaitingDrain = true;
-            this.socket.once('drain', this.onDrain);
-          }
+        if (unsent || this.inFlight >= maxInFlightPerConnection || this.writer.pendingBytes >= maxPendingWriteBytes) {
+          this.gate = unsent ? 'unsent' : this.inFlight >= maxInFlightPerConnection ? 'in-flight' : 'unflushed';
+          if (!paused) this.socket.pause();
           return;
         }
         const frame = this.reader.next();
         if (!frame) break;
         this.handleFrame(frame);
       }
-      if (this.paused && !this.draining) {
-        this.paused = false;
-        this.socket.resume();
-      }
+      if (paused && (this.lifecycle === 'ready' || this.lifecycle === 'hello')) this.socket.resume();
     } catch (error) {
       this.protocolError(error);
-    } finally {
-      this.pumping = false;
     }
   }
 
   private handleFrame(frame: Frame): void {
-    if (this.state === 'hello') return this.onHello(frame);
+    if (this.lifecycle === 'hello') return this.onHello(frame);
     switch (frame.type) {
       case FrameType.Notify:
       case FrameType.Unset: {
@@ -181,13 +214,13 @@ export class SpoeConnection {
     this.writer.commit();
     if (hello.healthcheck) {
       // A health check gets its AGENT-HELLO and a plain close: HAProxy ≥ 3.2 fails a check followed by a DISCONNECT.
-      this.state = 'closing';
+      this.lifecycle = 'closing';
       this.writer.flush();
       this.socket.end();
       this.closeEvent = { remoteAddress: this.remoteAddress, status: undefined, reason: 'health check' };
       return;
     }
-    this.state = 'ready';
+    this.lifecycle = 'ready';
     this.reader.maxFrameSize = settings.maxFrameSize;
     this.writer.maxFrameSize = settings.maxFrameSize;
     this.assembler = new NotifyAssembler(settings.capabilities.includes('fragmentation'), options.maxFragmentedPayload);
@@ -207,29 +240,28 @@ export class SpoeConnection {
     this.host.dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound);
   }
 
-  private awaitingDrain = false;
-
-  /** The writer's sink: one socket write per turn; a connection paused on unflushed ACKs may read again now. */
+  /** The writer's sink: one socket write per turn; a gate closed on unflushed ACKs may open now. */
   private flushed(data: Buffer): void {
     this.socket.write(data);
-    if (this.paused && !this.awaitingDrain && this.state === 'ready') this.pump();
+    if (this.gate === 'unflushed') this.pump();
   }
 
   private readonly onDrain = (): void => {
-    this.awaitingDrain = false;
-    this.pump();
+    if (this.gate === 'unsent') this.pump();
   };
   private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void => this.ack(streamId, frameId, actions);
 
   private ack(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void {
     this.inFlight--;
-    if (this.state !== 'ready') return;
+    const lifecycle = this.lifecycle;
+    // Once closing, nothing follows the AGENT-DISCONNECT (SPOE.txt 3.2.9: the agent closes just after it).
+    if (lifecycle !== 'ready' && lifecycle !== 'draining') return;
     try {
       this.writeAck(streamId, frameId, actions);
-      if (this.draining) {
-        if (this.inFlight === 0) this.disconnect(SpopStatus.Normal, 'agent is shutting down');
-      } else if (this.paused) {
-        this.pump();
+      if (lifecycle === 'ready') {
+        if (this.gate === 'in-flight') this.pump();
+      } else if (this.inFlight === 0) {
+        this.disconnect(SpopStatus.Normal, 'agent is shutting down');
       }
     } catch (error) {
       this.protocolError(error);
@@ -273,8 +305,8 @@ export class SpoeConnection {
 
   /** Sends AGENT-DISCONNECT with `status` and closes; HAProxy gets `disconnectLingerMs` to close its side. */
   private disconnect(status: SpopStatus, message: string, reason = message): void {
-    if (this.state === 'closing' || this.state === 'closed') return;
-    this.state = 'closing';
+    if (this.lifecycle === 'closing' || this.lifecycle === 'closed') return;
+    this.lifecycle = 'closing';
     clearTimeout(this.helloTimer);
     this.closeEvent = { remoteAddress: this.remoteAddress, status, reason };
     const w = this.writer.begin();
@@ -293,8 +325,8 @@ export class SpoeConnection {
   }
 
   private onClose(): void {
-    const previous = this.state;
-    this.state = 'closed';
+    const previous = this.lifecycle;
+    this.lifecycle = 'closed';
     clearTimeout(this.helloTimer);
     clearTimeout(this.lingerTimer);
     this.writer.discard();
