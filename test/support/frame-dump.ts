@@ -1,4 +1,5 @@
-import { ByteReader, FrameType, readTypedData, SpoeDataType, TypedDataSlot } from 'nestjs-spoe';
+import { SpoeDataType } from 'nestjs-spoe';
+import { ByteReader, FrameType, readTypedData, TypedDataSlot } from 'nestjs-spoe/protocol';
 
 /**
  * Annotates one frame (length prefix included) byte by byte: each field's bytes in hex beside what they mean, as

@@ -1,6 +1,7 @@
 import { connect, Socket } from 'node:net';
-import { decodeAgentHello, decodeDisconnect, encodeHaproxyHello, Frame, FrameReader, FrameType, HaproxyHello } from 'nestjs-spoe';
-import type { AgentHello, Disconnect } from 'nestjs-spoe';
+import { decodeAgentHello, decodeDisconnect, encodeHaproxyHello, Frame, FrameReader, FrameType, HaproxyHello } from 'nestjs-spoe/protocol';
+import type { AgentHello } from 'nestjs-spoe';
+import type { Disconnect } from 'nestjs-spoe/protocol';
 
 /**
  * A bare SPOP peer for tests that need to send exactly the bytes they want (malformed, split, out of order) and see

@@ -1,6 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { encodeHaproxyHello, encodeNotify, FrameType, SetVar, SpoeIp } from 'nestjs-spoe';
+import { SetVar, SpoeIp } from 'nestjs-spoe';
+import { encodeHaproxyHello, encodeNotify, FrameType } from 'nestjs-spoe/protocol';
 import { dumpFrame } from '../support/frame-dump';
 import { RawPeer } from '../support/raw-peer';
 import { startAgent } from '../support/agent';

@@ -1,16 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern } from '@nestjs/microservices';
-import {
-  encodeFrame,
-  encodeHaproxyHello,
-  encodeNotify,
-  FrameFlag,
-  FrameType,
-  SetVar,
-  SpopStatus,
-  TypedData,
-  writeKvList,
-} from 'nestjs-spoe';
+import { SetVar, SpopStatus, TypedData } from 'nestjs-spoe';
+import { encodeFrame, encodeHaproxyHello, encodeNotify, FrameFlag, FrameType, writeKvList } from 'nestjs-spoe/protocol';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { RawPeer } from '../support/raw-peer';
 import { startAgent, TestAgent } from '../support/agent';

@@ -1,17 +1,7 @@
 import { Controller, Logger } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import {
-  ByteWriter,
-  decodeAck,
-  encodeFrame,
-  encodeHaproxyDisconnect,
-  encodeNotify,
-  FrameFlag,
-  FrameType,
-  SetVar,
-  SpopStatus,
-  writeMessages,
-} from 'nestjs-spoe';
+import { SetVar, SpopStatus } from 'nestjs-spoe';
+import { ByteWriter, decodeAck, encodeFrame, encodeHaproxyDisconnect, encodeNotify, FrameFlag, FrameType, writeMessages } from 'nestjs-spoe/protocol';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { RawPeer } from '../support/raw-peer';
 import { startAgent, TestAgent } from '../support/agent';

@@ -27,7 +27,7 @@ import {
   SpopStatus,
   UINT64_MAX,
   VarScope,
-} from '../index';
+} from '.';
 import { thrown } from '../../test/thrown';
 
 const MAX_FRAME_SIZE = 16380;

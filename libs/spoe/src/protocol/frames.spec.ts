@@ -39,7 +39,7 @@ import {
   writeAgentHello,
   writeFrame,
   writeNotify,
-} from '../index';
+} from '.';
 import { thrown } from '../../test/thrown';
 
 /**

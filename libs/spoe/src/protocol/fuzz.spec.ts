@@ -27,7 +27,7 @@ import {
   UINT64_MAX,
   VarScope,
   writeKvList,
-} from '../index';
+} from '.';
 
 /**
  * Whatever bytes arrive, the codec answers with values or SpopError subclasses (which become an AGENT-DISCONNECT with

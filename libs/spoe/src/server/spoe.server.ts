@@ -11,7 +11,7 @@ import { HandlerPipelines, NestHandlerSource } from './handler-pipeline';
 import { formatAddress } from '../address';
 import { MAX_TIMEOUT_MS, SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from '../spoe.constants';
 import { SpoeContext } from './spoe.context';
-import { SpoeDisconnectEvent, SpoeEvents, SpoeStatus } from './spoe.events';
+import { SpoeEvents, SpoeStatus } from './spoe.events';
 import { NormalizedSpoeOptions, normalizeSpoeOptions, SpoeServerOptions } from './spoe.options';
 
 /** A handler registration that cannot work (two handlers for one message, a non-string pattern, a bad deadline). */
@@ -38,12 +38,12 @@ export interface SpoeServerStats {
  * await app.listen();
  * ```
  */
-export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements CustomTransportStrategy, SpoeConnectionHost {
+export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements CustomTransportStrategy {
   override readonly transportId = SPOE_TRANSPORT;
   protected override readonly logger = new Logger(SpoeServer.name);
   readonly options: NormalizedSpoeOptions;
-  /** @internal */
-  readonly dispatcher: Dispatcher;
+  private readonly dispatcher: Dispatcher;
+  private readonly host: SpoeConnectionHost;
   /**
    * What the dispatcher looks up once per message, derived from Nest's registry (getHandlers()) when first needed and
    * again whenever a handler is registered: Nest's registry holds `(pattern → handler chain)`, this holds what each
@@ -68,6 +68,16 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       (handler, payload, context) => this.invoker(handler, payload, context),
       this.options.errorVariable,
     );
+    // What each connection sees of its server: a private object, so that none of it is public API.
+    this.host = {
+      options: this.options,
+      dispatcher: this.dispatcher,
+      connected: (connection) => this.events.emit('connection', { remoteAddress: connection.remoteAddress }),
+      closed: (connection, event) => {
+        this.connections.delete(connection);
+        this.events.emit('disconnect', event);
+      },
+    };
   }
 
   /** The bound address (TCP: `{ address, port }`; Unix: the path), once listening. */
@@ -172,23 +182,13 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     return this.server as T;
   }
 
-  /** @internal */
-  connected(connection: SpoeConnection): void {
-    this.events.emit('connection', { remoteAddress: connection.remoteAddress });
-  }
-
-  /** @internal */
-  closed(connection: SpoeConnection, event: SpoeDisconnectEvent): void {
-    this.connections.delete(connection);
-    this.events.emit('disconnect', event);
-  }
 
   private accept(socket: Socket): void {
     if (this.closing) {
       socket.destroy();
       return;
     }
-    this.connections.add(new SpoeConnection(socket, this));
+    this.connections.add(new SpoeConnection(socket, this.host));
   }
 
   private async shutdown(): Promise<void> {
