@@ -56,32 +56,25 @@ describe('example agent process (dist/main.js)', () => {
     }
   });
 
-  describe('on SIGTERM', () => {
-    const GRACE_MS = 1500;
+  // No stopwatch: the grace period is a minute, far longer than these tests take, so what they see happens within it;
+  // a second signal ends it.
+  describe('on SIGTERM (grace period: a minute)', () => {
     let agent: AgentProcess;
     let client: SpoeClient;
-    let signalledAt: number;
 
     beforeAll(async () => {
-      agent = await AgentProcess.start({ SHUTDOWN_GRACE_MS: String(GRACE_MS), LOG_LEVEL: 'log' });
+      agent = await AgentProcess.start({ SHUTDOWN_GRACE_MS: '60000', LOG_LEVEL: 'log' });
       client = await SpoeClient.connect({ port: agent.spoePort });
       expect((await api(agent.httpUrl, 'GET', '/health/ready')).status).toBe(200);
-      signalledAt = Date.now();
       agent.child.kill('SIGTERM');
     });
     afterAll(() => agent?.stop());
 
     it('turns readiness 503 at once, naming the shutdown', async () => {
-      const { status, body } = await waitFor(
-        'readiness to turn 503',
-        async () => {
-          const response = await api<{ error: Record<string, unknown> }>(agent.httpUrl, 'GET', '/health/ready');
-          return response.status === 503 && response;
-        },
-        GRACE_MS / 3,
-        10,
-      );
-      expect(Date.now() - signalledAt).toBeLessThan(GRACE_MS / 2);
+      const { status, body } = await waitFor('readiness to turn 503', async () => {
+        const response = await api<{ error: Record<string, unknown> }>(agent.httpUrl, 'GET', '/health/ready');
+        return response.status === 503 && response;
+      });
       expect(status).toBe(503);
       expect(body.error.lifecycle).toMatchObject({ status: 'down', state: 'shutting-down' });
     });
@@ -92,7 +85,6 @@ describe('example agent process (dist/main.js)', () => {
 
     it('keeps answering NOTIFY on open connections during the grace period', async () => {
       expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') }))[0].value).toBe(100);
-      expect(Date.now() - signalledAt).toBeLessThan(GRACE_MS);
     });
 
     it('keeps accepting new SPOE connections during the grace period', async () => {
@@ -101,14 +93,14 @@ describe('example agent process (dist/main.js)', () => {
       const late = await SpoeClient.connect({ port: agent.spoePort });
       expect((await late.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') }))[0].value).toBe(0);
       await late.close();
-      expect(Date.now() - signalledAt).toBeLessThan(GRACE_MS);
     });
 
-    it('then drains: HAProxy connections get AGENT-DISCONNECT (status 0) and the process exits 0 after the grace period', async () => {
+    it('ends the grace period at a second signal: HAProxy connections get AGENT-DISCONNECT (status 0), exit 0', async () => {
+      expect(agent.output()).not.toContain('grace period over');
+      agent.child.kill('SIGINT');
       expect(await client.whenClosed()).toEqual({ status: 0, message: expect.any(String) });
       expect(await agent.exited).toEqual({ code: 0, signal: null });
-      expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(GRACE_MS);
-      expect(agent.output()).toMatch(/SIGTERM: readiness is now down[\s\S]*grace period over[\s\S]*SPOE agent closed/);
+      expect(agent.output()).toMatch(/SIGTERM: readiness is now down[\s\S]*SIGINT again: skipping the rest of the grace period[\s\S]*SPOE agent closed/);
     });
 
     it('has closed its ports', async () => {
@@ -117,14 +109,17 @@ describe('example agent process (dist/main.js)', () => {
     });
   });
 
-  it('ends the grace period at a second signal', async () => {
-    const agent = await AgentProcess.start({ SHUTDOWN_GRACE_MS: '60000', LOG_LEVEL: 'log' });
-    const started = Date.now();
-    agent.child.kill('SIGTERM');
-    await waitFor('readiness to turn 503', async () => (await api(agent.httpUrl, 'GET', '/health/ready')).status === 503);
-    agent.child.kill('SIGINT');
-    expect(await agent.exited).toEqual({ code: 0, signal: null });
-    expect(Date.now() - started).toBeLessThan(10_000);
-    expect(agent.output()).toContain('SIGINT again: skipping the rest of the grace period');
+  it('drains by itself at the end of the grace period and exits 0', async () => {
+    const agent = await AgentProcess.start({ SHUTDOWN_GRACE_MS: '300', LOG_LEVEL: 'log' });
+    try {
+      const client = await SpoeClient.connect({ port: agent.spoePort });
+      agent.child.kill('SIGTERM');
+      expect(await client.whenClosed()).toEqual({ status: 0, message: expect.any(String) });
+      expect(await agent.exited).toEqual({ code: 0, signal: null });
+      expect(agent.output()).toMatch(/SIGTERM: readiness is now down[\s\S]*grace period over[\s\S]*SPOE agent closed/);
+      expect(agent.output()).not.toContain('SIGINT again');
+    } finally {
+      await agent.stop();
+    }
   });
 });

@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { SetVar, SpoeContext, SpoeDataType, SpoeDisconnectEvent, SpoeIp, SpoeServer, SpoeValue, TypedData, VarScope } from 'nestjs-spoe';
 import { freePort, HaproxyBinary, HaproxyProcess, hasIpv6Loopback, httpRequest, HttpResponse, isSpopMux, makeTempDir, removeTempDir } from '../support/haproxy';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
+import { haproxyCli, waitFor } from '../support/haproxy';
 
 // ------------------------------------------------------------------------------------------------------------------
 // Recording
@@ -544,3 +545,10 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
   }
 }
 
+/**
+ * Resolves once HAProxy holds no stream of the frontend (`show sess` lists none with fe=fe): every request sent before
+ * has ended in HAProxy, which counts a stream's SPOE errors when it ends.
+ */
+export async function streamsEnded(stack: Stack): Promise<void> {
+  await waitFor('HAProxy to end the previous streams', async () => !/ fe=fe /.test(await haproxyCli(stack.statsSocket, 'show sess')), 5000, 10);
+}

@@ -5,7 +5,7 @@
  * with a non-zero status, zero hits of HAProxy's set-on-error variable and zero agent error variables.
  */
 import { cleanupAll, describeEachHaproxy, HaproxyBinary, HttpResponse, isSpopMux, LoadResult, runLoad, SpoeLogEvent, waitFor } from '../support/haproxy';
-import { newRid, Stack, StackOptions, startStack } from './agent-app';
+import { newRid, Stack, StackOptions, startStack, streamsEnded } from './agent-app';
 
 afterAll(() => cleanupAll());
 
@@ -195,7 +195,7 @@ describeEachHaproxy('SPOE agent under load', (binary: HaproxyBinary) => {
       expect([...negotiated]).toEqual([[...variant.capabilities].sort().join(',')]);
       // HAProxy's <nb_errors> counter (see spoe.e2e-spec.ts): on 3.1+ one per ended stream whatever the exchange,
       // pipelined or not; 0 on 2.x. Every load request ended before this one.
-      await new Promise((r) => setTimeout(r, 50));
+      await streamsEnded(s);
       const from = s.haproxy.lines.length;
       expect(scored(await s.request('/', newRid()))).toBeUndefined();
       const last = await waitFor('the last SPOE log line', () => s.haproxy.spoeEvents(from)[0], 5000, 10);
