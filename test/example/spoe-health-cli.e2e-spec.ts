@@ -13,15 +13,14 @@ interface Run {
   code: number;
   stdout: string;
   stderr: string;
-  ms: number;
 }
 
+/** Runs the CLI; a CLI still running after 20 s is killed (its code is then -1). */
 function run(...args: string[]): Promise<Run> {
-  const started = Date.now();
   return new Promise((done) => {
     execFile(process.execPath, [CLI, ...args], { timeout: 20_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      done({ code, stdout, stderr, ms: Date.now() - started });
+      done({ code, stdout, stderr });
     });
   });
 }
@@ -90,8 +89,8 @@ describe('spoe-health CLI', () => {
       await listen(() => undefined);
       const result = await run('--port', String(port), '--timeout', '300');
       expect(result.code).toBe(1);
+      // Its own timeout ended it (the message says so), not the 20 s kill.
       expect(result.stderr).toContain('no AGENT-HELLO within 300 ms');
-      expect(result.ms).toBeLessThan(5000);
     });
 
     it('exits 1 when the peer closes without an AGENT-HELLO', async () => {
