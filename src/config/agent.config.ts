@@ -58,7 +58,7 @@ export const AGENT_ERROR_VARIABLE = { scope: VarScope.Transaction, name: 'agent_
  * The environment as class-validator checks it: one property per variable of {@link AGENT_ENV}, converted from its
  * text. Rules that involve several variables are in {@link validateAgentEnv}.
  */
-export class AgentEnvironment implements Record<AgentEnvName, unknown> {
+class AgentEnvironment implements Record<AgentEnvName, unknown> {
   @Trimmed()
   @IsNotEmpty({ message: '$property must not be empty' })
   SPOE_HOST!: string;

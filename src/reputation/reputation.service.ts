@@ -3,8 +3,8 @@ import { SpoeIp } from 'nestjs-spoe';
 import { BlocklistStore } from './blocklist.store';
 
 /** The score HAProxy receives as `sess.<prefix>.ip_score`: 0 (nothing known) to 100 (blocked). */
-export const BLOCKED_SCORE = 100;
-export const CLEAN_SCORE = 0;
+const BLOCKED_SCORE = 100;
+const CLEAN_SCORE = 0;
 
 /** Scores client addresses against the blocklist. Synchronous and allocation-free: it runs once per NOTIFY. */
 @Injectable()

@@ -34,7 +34,7 @@ export { ParseSpoeIpPipe } from './pipes';
 export type { ParseSpoeIpPipeOptions } from './pipes';
 
 // What a handler returns.
-export { isSpoeAction, isVariableName, SetVar, UnsetVar } from './actions/set-var';
+export { isSpoeAction, isVariableName, SetVar, UnsetVar } from './actions';
 export { ActionType, VarScope } from './protocol/ack';
 export type { SpoeAction } from './protocol/ack';
 export { SpoeFailure } from './server/dispatcher';

@@ -10,7 +10,7 @@ export const MAX_TIMEOUT_MS = 0x7fffffff;
 export const HAPROXY_MAX_FRAME_SIZE = 16380;
 
 /** The port SPOE examples use: what an agent listens on and a client dials unless told otherwise. */
-export const SPOE_DEFAULT_PORT = 12345;
+const SPOE_DEFAULT_PORT = 12345;
 
 /** Every default of the transport. Options that are not set take these values. */
 export const SPOE_DEFAULTS = {

@@ -1,3 +1,1 @@
-export { SetVar, UnsetVar, checkVariableName, isSpoeAction, isVariableName } from './set-var';
-export { ActionType, VarScope, TypedData } from '../protocol';
-export type { SpoeAction } from '../protocol';
+export { SetVar, UnsetVar, isSpoeAction, isVariableName } from './set-var';

@@ -3,7 +3,7 @@ import { SpoeEncodeError } from '../protocol/errors';
 import { inferDataType, SpoeEncodable } from '../protocol/typed-data';
 
 /** HAProxy accepts letters, digits, '.' and '_' in variable names; anything else would be silently dropped. */
-export function checkVariableName(name: string): string {
+function checkVariableName(name: string): string {
   if (typeof name !== 'string' || !isVariableName(name)) {
     throw new SpoeEncodeError(`invalid HAProxy variable name ${JSON.stringify(name)}: use letters, digits, '.' and '_'`);
   }
