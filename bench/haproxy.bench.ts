@@ -22,7 +22,11 @@
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import { join } from 'node:path';
-import { cleanupAll, detectHaproxyVersion, HaproxyBinary, HaproxyProcess, httpRequest, makeTempDir, removeTempDir, waitFor } from '../test/support/haproxy';
+import { cleanupAll, makeTempDir, removeTempDir } from '../test/support/cleanup';
+import { detectHaproxyVersion, HaproxyBinary } from '../test/support/haproxy-binaries';
+import { HaproxyProcess } from '../test/support/haproxy-process';
+import { httpRequest } from '../test/support/http';
+import { waitFor } from '../test/support/wait';
 import { NO_SCORE_STATUS, renderHaproxyFiles, SCORE_HEADER } from './haproxy/config';
 import { describeErrors, ensureWrk, errorCount, runWrk, WrkResult, wrkVersion } from './haproxy/wrk';
 import { buildProject, ROOT, RunningAgent, startCeiling, startExample } from './support/agents';
@@ -486,6 +490,6 @@ async function main(): Promise<void> {
   }
 }
 
-// On an error, also the HAProxy processes and temporary directories of test/support/haproxy (its own 'exit' handler
+// On an error, also the HAProxy processes and temporary directories of test/support/cleanup (its own 'exit' handler
 // covers a signal: runBench's process.exit runs it).
 runBench('bench:haproxy', main, cleanupAll);

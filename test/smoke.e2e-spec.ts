@@ -1,9 +1,8 @@
-import { Controller, INestMicroservice, Module } from '@nestjs/common';
+import { Controller, Module } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { NestFactory } from '@nestjs/core';
-import { ActionType, SetVar, SpoeContext, SpoeIp, SpoeServer, VarScope } from 'nestjs-spoe';
+import { ActionType, SetVar, SpoeContext, SpoeIp, VarScope } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { AddressInfo } from 'node:net';
+import { startAgent, TestAgent } from './support/agent';
 
 @Controller()
 class ReputationController {
@@ -17,17 +16,14 @@ class ReputationController {
 class AppModule {}
 
 describe('smoke', () => {
-  let app: INestMicroservice;
-  let server: SpoeServer;
+  let agent: TestAgent;
   beforeAll(async () => {
-    server = new SpoeServer({ host: '127.0.0.1', port: 0 });
-    app = await NestFactory.createMicroservice(AppModule, { strategy: server, logger: false });
-    await app.listen();
+    agent = await startAgent(AppModule);
   });
-  afterAll(() => app.close());
+  afterAll(() => agent.close());
 
   it('answers a NOTIFY with the handler actions', async () => {
-    const client = await SpoeClient.connect({ port: (server.address as AddressInfo).port });
+    const client = await SpoeClient.connect({ port: agent.port });
     const actions = await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') });
     expect(actions).toEqual([
       { type: ActionType.SetVar, scope: VarScope.Session, name: 'ip_score', value: 100, dataType: 2 },

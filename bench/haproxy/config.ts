@@ -8,7 +8,7 @@
  * - 2.x (and 3.0) run it over applets on a `mode tcp` backend, and need `timeout hello` and `timeout idle`.
  */
 import { join } from 'node:path';
-import { isSpopMux } from '../../test/support/haproxy';
+import { isSpopMux } from '../../test/support/haproxy-binaries';
 
 /** The agent's variables are `sess.<VAR_PREFIX>.*` (`option var-prefix`). */
 export const VAR_PREFIX = 'bench';

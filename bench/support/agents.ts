@@ -86,7 +86,7 @@ async function serving(name: string, child: ChildProcess, port: Promise<number>)
 }
 
 /** The first match of `pattern` in what the agent prints on stdout; rejects if it exits first or takes too long. */
-export function stdoutMatch(child: ChildProcess, pattern: RegExp, name: string): Promise<RegExpExecArray> {
+function stdoutMatch(child: ChildProcess, pattern: RegExp, name: string): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let output = '';
     const done = (): void => {

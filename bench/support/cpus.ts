@@ -13,7 +13,7 @@ import { availableParallelism } from 'node:os';
 export const CPU = { agent: 0, generator: 1, haproxy: 0, besideHaproxy: 1 } as const;
 
 /** Whether processes are pinned in this run (reported with the results). */
-export const PINNED = process.env.BENCH_PIN !== '0' && availableParallelism() >= 2 && hasTaskset();
+const PINNED = process.env.BENCH_PIN !== '0' && availableParallelism() >= 2 && hasTaskset();
 
 function hasTaskset(): boolean {
   try {

@@ -24,7 +24,7 @@ export function exited(child: ChildProcess): boolean {
 }
 
 /** Resolves true once the child exited, false if it is still running after `timeoutMs`. */
-export function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   if (exited(child)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), timeoutMs);
@@ -62,7 +62,7 @@ export async function stopProcessTree(child: ChildProcess): Promise<void> {
 }
 
 /** Synchronous (for 'exit' handlers): SIGKILL to every tracked process, its descendants alive now and every descendant seen. */
-export function killAllChildren(): void {
+function killAllChildren(): void {
   const stats = children.size > 0 ? allStats() : new Map<number, ProcStat>();
   for (const child of children) {
     if (child.pid === undefined) continue;
@@ -143,7 +143,7 @@ interface ProcStat {
   readonly reapedTicks: number;
 }
 
-export const CLOCK_TICKS_PER_SECOND = clockTicks();
+const CLOCK_TICKS_PER_SECOND = clockTicks();
 
 function clockTicks(): number {
   try {
@@ -176,7 +176,7 @@ function allStats(): Map<number, ProcStat> {
 }
 
 /** The pid and all its descendants, alive now. */
-export function processTree(root: number, stats = allStats()): number[] {
+function processTree(root: number, stats = allStats()): number[] {
   const tree = [root];
   for (let i = 0; i < tree.length; i++) {
     for (const [pid, stat] of stats) if (stat.ppid === tree[i]) tree.push(pid);

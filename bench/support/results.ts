@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 export const RESULTS_DIR = join(__dirname, '..', 'results');
 
-export function resultsPath(name: string): string {
+function resultsPath(name: string): string {
   return join(RESULTS_DIR, `${name}.json`);
 }
 

@@ -1,6 +1,6 @@
 // The admin API over HTTP, on the agent in process: input validated by the controller's ValidationPipe (DTO) and
 // ParseCidrPipe, 400s naming the field, 404 for what is not there. (503 while Redis is away: health.e2e-spec.)
-import { api, startTestAgent, TestAgent } from './support/example';
+import { api, ExampleAgent, startExampleAgent } from './support/example';
 
 jest.setTimeout(30_000);
 
@@ -11,9 +11,9 @@ interface HttpError {
 }
 
 describe('example agent: admin API', () => {
-  let agent: TestAgent;
+  let agent: ExampleAgent;
   beforeAll(async () => {
-    agent = await startTestAgent({ BLOCKLIST: '10.0.0.0/8' });
+    agent = await startExampleAgent({ BLOCKLIST: '10.0.0.0/8' });
   });
   afterAll(() => agent?.close());
 

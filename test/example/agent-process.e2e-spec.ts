@@ -3,7 +3,8 @@
 import { SpoeIp, TypedData } from 'nestjs-spoe';
 import { AddressInfo, createServer } from 'node:net';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { freePort, waitFor } from '../support/haproxy';
+import { freePort } from '../support/ports';
+import { waitFor } from '../support/wait';
 import { AgentProcess, api, ensureBuilt } from './support/example';
 
 jest.setTimeout(120_000);

@@ -4,42 +4,49 @@
 import { SpoeIp } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { join } from 'node:path';
-import { cleanupAll, freePort, HaproxyBinary, HaproxyProcess, httpRequest, HttpResponse, isSpopMux, makeTempDir, resolveHaproxyBinaries, showStat } from '../support/haproxy';
+import { cleanupAll, makeTempDir } from '../support/cleanup';
+import { showStat } from '../support/haproxy-admin';
+import { haproxyVersion } from '../support/haproxy-binaries';
+import { HaproxyProcess } from '../support/haproxy-process';
+import { httpRequest, HttpResponse } from '../support/http';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
-import { api, deployFile, RedisServer, redisAvailable, renderConfig, startTestAgent, TestAgent } from './support/example';
+import { runLoad } from '../support/load';
+import { freePort } from '../support/ports';
+import { describeIf } from '../support/prerequisites';
+import { api, deployFile, ExampleAgent, RedisServer, redisServer, startExampleAgent } from './support/example';
 
 jest.setTimeout(90_000);
 
-const haproxy32 = (): HaproxyBinary | undefined => {
-  const { binaries, failures, skipReason } = resolveHaproxyBinaries(['3.2']);
-  if (failures.length > 0) throw new Error(failures.map((f) => f.message).join('\n'));
-  if (skipReason !== undefined) console.warn(`[example e2e] HAProxy tests skipped: ${skipReason}`);
-  return binaries.find((b) => isSpopMux(b.version));
-};
-const binary = redisAvailable() ? haproxy32() : undefined;
-const describeIf = binary ? describe : describe.skip;
+const haproxy32 = haproxyVersion('3.2');
 
-describeIf('example agent behind HAProxy (deploy/haproxy), two instances sharing Redis', () => {
+describeIf(redisServer(), haproxy32.prerequisite)('example agent behind HAProxy (deploy/haproxy), two instances sharing Redis', () => {
   let redis: RedisServer;
-  const agents: TestAgent[] = [];
+  const agents: ExampleAgent[] = [];
   let backend: HttpBackend;
   let port: number;
   let statsSocket: string;
 
   beforeAll(async () => {
     redis = await RedisServer.start();
-    for (let i = 0; i < 2; i++) agents.push(await startTestAgent({ REDIS_URL: redis.url }));
+    for (let i = 0; i < 2; i++) agents.push(await startExampleAgent({ REDIS_URL: redis.url }));
     backend = await startHttpBackend();
     port = await freePort(['127.0.0.1']);
-    const vars = { HAPROXY_BIND: `127.0.0.1:${port}`, AGENT_ADDR: `127.0.0.1:${agents[0].spoePort}`, BACKEND_ADDR: `127.0.0.1:${backend.port}`, SPOE_CONF: 'spoe.conf' };
     const dir = makeTempDir();
     statsSocket = join(dir, 'stats.sock');
+    const vars = {
+      HAPROXY_BIND: `127.0.0.1:${port}`,
+      AGENT_ADDR: `127.0.0.1:${agents[0].spoePort}`,
+      AGENT2_ADDR: `127.0.0.1:${agents[1].spoePort}`,
+      BACKEND_ADDR: `127.0.0.1:${backend.port}`,
+      SPOE_CONF: 'spoe.conf',
+      STATS_SOCKET: statsSocket,
+    };
     // The deployed configuration, plus a second agent server and a stats socket to see which agents answered.
-    const config = renderConfig(deployFile('haproxy.cfg'), vars)
-      .replace(/^(\s*)server agent1 (.*)$/m, (line, indent: string) => `${line}\n${indent}server agent2 127.0.0.1:${agents[1].spoePort} check`)
-      .replace(/^global\n/m, `global\n    stats socket ${statsSocket} level admin\n`);
-    expect(config).toContain('server agent2');
-    await HaproxyProcess.start({ binary: binary!, dir, files: { 'haproxy.cfg': config, 'spoe.conf': deployFile('spoe.conf') }, statsSocket, waitForTcp: [{ host: '127.0.0.1', port }] });
+    const template = deployFile('haproxy.cfg')
+      .replace(/^(\s*)server agent1 (.*)$/m, (line, indent: string) => `${line}\n${indent}server agent2 \${AGENT2_ADDR} check`)
+      .replace(/^global\n/m, 'global\n    stats socket ${STATS_SOCKET} level admin\n');
+    expect(template).toContain('server agent2');
+    await HaproxyProcess.start({ binary: haproxy32.binary!, dir, files: { 'haproxy.cfg': template, 'spoe.conf': deployFile('spoe.conf') }, vars, statsSocket, waitForTcp: [{ host: '127.0.0.1', port }] });
   });
   afterAll(async () => {
     for (const agent of agents) await agent.close();
@@ -49,11 +56,11 @@ describeIf('example agent behind HAProxy (deploy/haproxy), two instances sharing
   });
 
   const get = (headers: Record<string, string> = {}): Promise<HttpResponse> => httpRequest({ host: '127.0.0.1', port, path: '/', headers });
-  /** Several requests, so that both agents answer some (HAProxy balances the SPOP streams over both servers). */
+  /** Several requests, one after the other, so that both agents answer some (HAProxy balances the SPOP streams over both servers). */
   const statuses = async (headers: Record<string, string> = {}, n = 6): Promise<number[]> => {
-    const out: number[] = [];
-    for (let i = 0; i < n; i++) out.push((await get(headers)).status);
-    return out;
+    const load = await runLoad({ total: n, concurrency: 1, keepAlive: false, request: () => ({ host: '127.0.0.1', port, path: '/', headers }), check: () => undefined });
+    expect(load.failures).toEqual([]);
+    return load.responses.map((r) => r.status);
   };
 
   it('serves a clean client with the score header (X-IP-Score: 0), to the client and to the backend', async () => {

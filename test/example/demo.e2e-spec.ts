@@ -1,22 +1,18 @@
 // `npm start`, run for real: it builds, then scripts/demo.ts starts HAProxy 3.2, the agent and a backend on free ports;
 // the commands it prints work; Ctrl-C (SIGINT to its process group, as a terminal sends it) stops everything.
-import { ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { connect } from 'node:net';
-import { httpRequest, resolveHaproxyBinaries, waitFor } from '../support/haproxy';
+import { haproxyVersion } from '../support/haproxy-binaries';
+import { httpRequest } from '../support/http';
+import { commandPrerequisite, describeIf, itIf } from '../support/prerequisites';
+import { waitFor } from '../support/wait';
 import { ensureBuilt, REPO_ROOT } from './support/example';
 
 jest.setTimeout(180_000);
 
-const hasCurl = (() => {
-  try {
-    execFileSync('curl', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const { skipReason } = resolveHaproxyBinaries(['3.2']);
-const describeIf = skipReason === undefined ? describe : describe.skip;
+// The demo runs HAProxy 3.2 (provisioned, or HAPROXY_BIN when it is 3.2) and prints curl commands to try.
+const haproxy32 = haproxyVersion('3.2').prerequisite;
+const curl = commandPrerequisite('curl', ['curl', '--version'], 'apt-get install curl');
 
 const isRunning = (pid: number): boolean => {
   try {
@@ -38,7 +34,7 @@ const accepts = (port: number): Promise<boolean> =>
 const sh = (command: string): Promise<string> =>
   new Promise((done, fail) => execFile('sh', ['-c', command], { timeout: 10_000 }, (error, stdout) => (error ? fail(error) : done(stdout))));
 
-describeIf('npm start (scripts/demo.ts)', () => {
+describeIf(haproxy32)('npm start (scripts/demo.ts)', () => {
   let demo: ChildProcess;
   let output = '';
   /** Resolves when every process of the demo closed its output: npm, the launcher and what it started. */
@@ -111,7 +107,7 @@ describeIf('npm start (scripts/demo.ts)', () => {
     expect((await httpRequest({ host: '127.0.0.1', port: ports.haproxy, path: '/', headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
   });
 
-  (hasCurl ? it : it.skip)('prints curl commands that do what their comments say', async () => {
+  itIf(curl)('prints curl commands that do what their comments say', async () => {
     expect(tries).toHaveLength(7);
     const [clean, forwarded, list, block, blocked, unblock, ready] = tries;
     expect(await sh(clean)).toMatch(/^HTTP\/1\.1 200 [\s\S]*x-ip-score: 0\r\n/im);

@@ -6,7 +6,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { AGENT_ENV, loadAgentConfig } from '../../src/config/agent.config';
-import { resolveHaproxyBinaries } from '../support/haproxy';
+import { haproxyVersion } from '../support/haproxy-binaries';
+import { templatePlaceholders } from '../support/haproxy-config';
+import { describeIf, itIf, Prerequisite } from '../support/prerequisites';
 import { ensureBuilt, REPO_ROOT } from './support/example';
 
 jest.setTimeout(120_000);
@@ -27,8 +29,8 @@ const compose = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'
 const { haproxy, agent, redis, backend } = compose.services;
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const haproxyCfg = readFileSync(join(REPO_ROOT, 'deploy', 'haproxy', 'haproxy.cfg'), 'utf8');
-/** The `"${NAME-default}"` references of haproxy.cfg, by name. */
-const cfgDefaults = Object.fromEntries([...haproxyCfg.matchAll(/"\$\{([A-Z_]+)-([^}]*)\}"/g)].map((m) => [m[1], m[2]]));
+/** The defaults of the `"${NAME-default}"` references of haproxy.cfg, by name. */
+const cfgDefaults = Object.fromEntries(templatePlaceholders(haproxyCfg).map((p) => [p.name, p.fallback]));
 
 describe('docker-compose.yml', () => {
   it('has the four services: haproxy, agent, redis, backend', () => {
@@ -77,9 +79,11 @@ describe('docker-compose.yml', () => {
     expect(seconds * 1000).toBeGreaterThan(graceMs + Number(AGENT_ENV.SPOE_DRAIN_TIMEOUT_MS.default));
   });
 
-  // Compose validates without a Docker engine: the `docker compose` plugin, or the standalone docker-compose.
+  // Compose validates without a Docker engine: the `docker compose` plugin, or the standalone docker-compose (which
+  // scripts/test.sh installs when neither is there).
   const composeCli = [['docker', 'compose'], ['docker-compose']].find(([command, ...args]) => spawnSync(command, [...args, 'version'], { stdio: 'ignore' }).status === 0);
-  (composeCli ? it : it.skip)('is accepted by `docker compose config`', () => {
+  const composeCliPrerequisite: Prerequisite = { name: 'the docker compose CLI', missing: composeCli ? undefined : 'neither `docker compose version` nor `docker-compose version` runs here (apt-get install docker-compose)' };
+  itIf(composeCliPrerequisite)('is accepted by `docker compose config`', () => {
     const [command, ...args] = composeCli!;
     execFileSync(command, [...args, '-f', join(REPO_ROOT, 'docker-compose.yml'), 'config', '--quiet'], { cwd: REPO_ROOT, stdio: 'pipe' });
   });
@@ -123,11 +127,11 @@ describe('Dockerfile', () => {
   });
 });
 
-const binary = resolveHaproxyBinaries(['3.2']).binaries.find((b) => b.version === '3.2');
+const haproxy32 = haproxyVersion('3.2');
 
-(binary ? describe : describe.skip)('deploy/haproxy with the real HAProxy 3.2', () => {
+describeIf(haproxy32.prerequisite)('deploy/haproxy with the real HAProxy 3.2', () => {
   const check = (env: Record<string, string>, file = 'haproxy.cfg'): { status: number | null; output: string } => {
-    const result = spawnSync(binary!.path, ['-c', '-f', file], { cwd: join(REPO_ROOT, 'deploy', 'haproxy'), env: { ...process.env, ...env }, encoding: 'utf8' });
+    const result = spawnSync(haproxy32.binary!.path, ['-c', '-f', file], { cwd: join(REPO_ROOT, 'deploy', 'haproxy'), env: { ...process.env, ...env }, encoding: 'utf8' });
     return { status: result.status, output: `${result.stdout}${result.stderr}` };
   };
 

@@ -2,8 +2,10 @@
 // goes away and comes back.
 import { SpoeIp } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { cleanupAll, waitFor } from '../support/haproxy';
-import { api, RedisServer, redisAvailable, startTestAgent, TestAgent } from './support/example';
+import { cleanupAll } from '../support/cleanup';
+import { describeIf } from '../support/prerequisites';
+import { waitFor } from '../support/wait';
+import { api, ExampleAgent, RedisServer, redisServer, startExampleAgent } from './support/example';
 
 jest.setTimeout(60_000);
 
@@ -15,9 +17,9 @@ interface Health {
 }
 
 describe('example agent: health (in-memory store)', () => {
-  let agent: TestAgent;
+  let agent: ExampleAgent;
   beforeAll(async () => {
-    agent = await startTestAgent();
+    agent = await startExampleAgent();
   });
   afterAll(() => agent?.close());
 
@@ -41,17 +43,17 @@ describe('example agent: health (in-memory store)', () => {
   });
 });
 
-const describeRedis = redisAvailable() ? describe : describe.skip;
+const describeRedis = describeIf(redisServer());
 
 describeRedis('example agent: health with Redis', () => {
   let redis: RedisServer;
-  let agent: TestAgent;
+  let agent: ExampleAgent;
   let client: SpoeClient;
 
   beforeAll(async () => {
     redis = await RedisServer.start();
     // The agent warns while Redis is away: expected here.
-    agent = await startTestAgent({ REDIS_URL: redis.url, HEALTH_TIMEOUT_MS: '500', LOG_LEVEL: 'fatal' });
+    agent = await startExampleAgent({ REDIS_URL: redis.url, HEALTH_TIMEOUT_MS: '500', LOG_LEVEL: 'fatal' });
     client = await SpoeClient.connect({ port: agent.spoePort });
   });
   afterAll(async () => {

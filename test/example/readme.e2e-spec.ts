@@ -12,15 +12,23 @@ import { tryCommands } from '../../scripts/demo';
 import { AGENT_ENV, loadAgentConfig } from '../../src/config/agent.config';
 import { bootstrap } from './readme/existing-app';
 import { HealthAppModule } from './readme/health';
-import { cleanupAll, freePort, HaproxyProcess, httpRequest, resolveHaproxyBinaries } from '../support/haproxy';
+import { cleanupAll } from '../support/cleanup';
+import { haproxyVersion } from '../support/haproxy-binaries';
+import { HaproxyProcess } from '../support/haproxy-process';
+import { httpRequest } from '../support/http';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
-import { api, deployFile, ensureBuilt, REPO_ROOT, renderConfig, startTestAgent, TestAgent } from './support/example';
+import { runLoad } from '../support/load';
+import { freePort } from '../support/ports';
+import { itIf, Prerequisite } from '../support/prerequisites';
+import { api, deployFile, ensureBuilt, ExampleAgent, REPO_ROOT, startExampleAgent } from './support/example';
 
 jest.setTimeout(120_000);
 
 /** README.md, or the file named by README_SNIPPETS (to check a draft before it is merged). */
 const readmePath = process.env.README_SNIPPETS ?? join(REPO_ROOT, 'README.md');
 const readme = existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : '';
+/** Marked blocks of the README, which the checks below need: a draft (README_SNIPPETS) may not have them yet. */
+const readmeHas = (what: string, found: boolean): Prerequisite => ({ name: `${what} in ${readmePath}`, missing: found ? undefined : 'there are none' });
 
 describe('README: adding SPOE to an existing Nest app (test/example/readme/existing-app.ts)', () => {
   let app: INestApplication;
@@ -83,19 +91,17 @@ describe('README: health (test/example/readme/health.ts)', () => {
 });
 
 describe('README: HAProxy configuration snippets (deploy/haproxy), with the example agent', () => {
-  const { binaries, skipReason } = resolveHaproxyBinaries();
   const cases = [
     // 2.x: SPOP over a `mode tcp` backend (still the way on 3.0).
     { versions: ['2.6', '3.0'], cfg: 'haproxy-2.x.cfg', spoe: 'spoe-2.x.conf' },
     // 3.1+: `mode spop` backend.
     { versions: ['3.2', '3.4'], cfg: 'haproxy.cfg', spoe: 'spoe.conf' },
-  ].flatMap(({ versions, cfg, spoe }) => binaries.filter((b) => versions.includes(b.version)).map((binary) => ({ binary, cfg, spoe, label: `${cfg} on HAProxy ${binary.fullVersion}` })));
-  if (skipReason !== undefined) console.warn(`[example e2e] HAProxy snippet tests skipped: ${skipReason}`);
+  ].flatMap(({ versions, cfg, spoe }) => versions.map((version) => ({ haproxy: haproxyVersion(version), version, cfg, spoe })));
 
-  let agent: TestAgent;
+  let agent: ExampleAgent;
   let backend: HttpBackend;
   beforeAll(async () => {
-    agent = await startTestAgent();
+    agent = await startExampleAgent();
     backend = await startHttpBackend();
   });
   afterAll(async () => {
@@ -104,27 +110,28 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
     await cleanupAll();
   });
 
-  (cases.length > 0 ? it.each(cases) : it.skip.each([{ label: 'no HAProxy' }]))('$label: scores and denies', async (c) => {
-    const { binary, cfg, spoe } = c as (typeof cases)[number];
-    const port = await freePort(['127.0.0.1']);
-    const vars = { HAPROXY_BIND: `127.0.0.1:${port}`, AGENT_ADDR: `127.0.0.1:${agent.spoePort}`, BACKEND_ADDR: `127.0.0.1:${backend.port}`, SPOE_CONF: spoe };
-    const haproxy = await HaproxyProcess.start({ binary, files: { 'haproxy.cfg': renderConfig(deployFile(cfg), vars), [spoe]: deployFile(spoe) }, waitForTcp: [{ host: '127.0.0.1', port }] });
-    try {
-      const clean = await httpRequest({ host: '127.0.0.1', port });
-      expect([clean.status, clean.headers['x-ip-score']]).toEqual([200, '0']);
-      expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
-      // HAProxy 3.4 warns about running as root, which the tests do (the official image does not).
-      expect(haproxy.problems().filter((line) => !/was started as (root|the root user)/.test(line))).toEqual([]);
-    } finally {
-      await haproxy.stop();
-    }
-  });
+  for (const { haproxy: { binary, prerequisite }, version, cfg, spoe } of cases) {
+    itIf(prerequisite)(`${cfg} on HAProxy ${binary?.fullVersion ?? version}: scores and denies`, async () => {
+      const port = await freePort(['127.0.0.1']);
+      const vars = { HAPROXY_BIND: `127.0.0.1:${port}`, AGENT_ADDR: `127.0.0.1:${agent.spoePort}`, BACKEND_ADDR: `127.0.0.1:${backend.port}`, SPOE_CONF: spoe };
+      const haproxy = await HaproxyProcess.start({ binary: binary!, files: { 'haproxy.cfg': deployFile(cfg), [spoe]: deployFile(spoe) }, vars, waitForTcp: [{ host: '127.0.0.1', port }] });
+      try {
+        const clean = await httpRequest({ host: '127.0.0.1', port });
+        expect([clean.status, clean.headers['x-ip-score']]).toEqual([200, '0']);
+        expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
+        // HAProxy 3.4 warns about running as root, which the tests do (the official image does not).
+        expect(haproxy.problems().filter((line) => !/was started as (root|the root user)/.test(line))).toEqual([]);
+      } finally {
+        await haproxy.stop();
+      }
+    });
+  }
 
   // "Beyond one host": two agents stand for two hosts. Each has its own in-memory blocklist here, so which one answered
   // shows in the status: 198.51.100.7 is blocked on the second one only.
-  const hostsBinary = binaries.find((b) => b.version === '3.2');
-  (hostsBinary ? it : it.skip)('haproxy-agent-hosts.cfg on HAProxy 3.2: NOTIFY balanced over both agent hosts', async () => {
-    const second = await startTestAgent();
+  const hosts32 = haproxyVersion('3.2');
+  itIf(hosts32.prerequisite)('haproxy-agent-hosts.cfg on HAProxy 3.2: NOTIFY balanced over both agent hosts', async () => {
+    const second = await startExampleAgent();
     try {
       expect((await api(second.httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7' })).status).toBe(201);
       const port = await freePort(['127.0.0.1']);
@@ -135,12 +142,13 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
         BACKEND_ADDR: `127.0.0.1:${backend.port}`,
         SPOE_CONF: 'spoe.conf',
       };
-      const files = { 'haproxy.cfg': renderConfig(deployFile('haproxy-agent-hosts.cfg'), vars), 'spoe.conf': deployFile('spoe.conf') };
-      const haproxy = await HaproxyProcess.start({ binary: hostsBinary!, files, waitForTcp: [{ host: '127.0.0.1', port }] });
+      const files = { 'haproxy.cfg': deployFile('haproxy-agent-hosts.cfg'), 'spoe.conf': deployFile('spoe.conf') };
+      const haproxy = await HaproxyProcess.start({ binary: hosts32.binary!, files, vars, waitForTcp: [{ host: '127.0.0.1', port }] });
       try {
-        const statuses = new Set<number>();
-        for (let i = 0; i < 6; i++) statuses.add((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '198.51.100.7' } })).status);
-        expect([...statuses].sort()).toEqual([200, 403]);
+        // Six requests, one after the other: HAProxy balances their SPOP streams over both agents.
+        const load = await runLoad({ total: 6, concurrency: 1, keepAlive: false, request: () => ({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '198.51.100.7' } }), check: () => undefined });
+        expect(load.failures).toEqual([]);
+        expect(Object.keys(load.statuses).map(Number).sort()).toEqual([200, 403]);
         expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
         expect(haproxy.problems().filter((line) => !/was started as (root|the root user)/.test(line))).toEqual([]);
       } finally {
@@ -154,9 +162,7 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
 
 describe('README: the example sections show the tested files verbatim', () => {
   const marked = [...readme.matchAll(/<!-- snippet: (\S+) -->\s*```\w*\n([\s\S]*?)```/g)].map((m) => ({ path: m[1], block: m[2] }));
-  const check = marked.length > 0 ? it.each(marked) : it.skip.each([{ path: `(no snippet markers in ${readmePath} yet)`, block: '' }]);
-
-  check('$path', ({ path, block }) => {
+  itIf(readmeHas('<!-- snippet: path --> markers', marked.length > 0)).each(marked)('$path', ({ path, block }) => {
     const file = readFileSync(join(REPO_ROOT, path), 'utf8');
     const lines = (text: string): string => text.split('\n').map((l) => l.trimEnd()).join('\n').trim();
     expect(lines(file)).toContain(lines(block));
@@ -169,7 +175,7 @@ describe('README: the example sections show the tested files verbatim', () => {
     .filter((line) => line.length > 0);
   const scripts = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
   const demoCommands = tryCommands('localhost:8080', 'localhost:3000').map(([command]) => command);
-  (commands.length > 0 ? it.each(commands) : it.skip.each(['(no commands blocks yet)']))('%s', (line) => {
+  itIf(readmeHas('<!-- commands --> blocks', commands.length > 0)).each(commands)('%s', (line) => {
     const env: Record<string, string> = {};
     let rest = line;
     for (let m = /^([A-Z_]+)=(\S*) /.exec(rest); m; m = /^([A-Z_]+)=(\S*) /.exec(rest)) {
@@ -200,7 +206,7 @@ describe('README: the example sections show the tested files verbatim', () => {
     throw new Error(`no test covers the README command: ${line}`);
   });
 
-  (readme.includes('<!-- example:configuration -->') ? it : it.skip)('documents every variable of AGENT_ENV with its default', () => {
+  itIf(readmeHas('the <!-- example:configuration --> table', readme.includes('<!-- example:configuration -->')))('documents every variable of AGENT_ENV with its default', () => {
     for (const [name, spec] of Object.entries(AGENT_ENV)) {
       const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
       expect(row).toBeDefined();

@@ -2,20 +2,22 @@
 // NOTIFY on both, as soon as the call returns.
 import { SpoeIp } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { cleanupAll, waitFor } from '../support/haproxy';
-import { api, RedisServer, redisAvailable, startTestAgent, TestAgent } from './support/example';
+import { cleanupAll } from '../support/cleanup';
+import { describeIf } from '../support/prerequisites';
+import { waitFor } from '../support/wait';
+import { api, ExampleAgent, RedisServer, redisServer, startExampleAgent } from './support/example';
 
 jest.setTimeout(60_000);
 
-const describeRedis = redisAvailable() ? describe : describe.skip;
+const describeRedis = describeIf(redisServer());
 
 describeRedis('example agent: blocklist shared through Redis', () => {
   let redis: RedisServer;
-  const agents: TestAgent[] = [];
+  const agents: ExampleAgent[] = [];
   const clients: SpoeClient[] = [];
 
-  const startAgent = async (env: Record<string, string> = {}): Promise<{ agent: TestAgent; client: SpoeClient }> => {
-    const agent = await startTestAgent({ REDIS_URL: redis.url, ...env });
+  const startAgent = async (env: Record<string, string> = {}): Promise<{ agent: ExampleAgent; client: SpoeClient }> => {
+    const agent = await startExampleAgent({ REDIS_URL: redis.url, ...env });
     agents.push(agent);
     const client = await SpoeClient.connect({ port: agent.spoePort });
     clients.push(client);

@@ -1,17 +1,17 @@
 // The example agent's SPOE handlers over a real socket, HAProxy played by SpoeClient: check-client-ip and echo.
 import { ActionType, SpoeDataType, SpoeIp, TypedData, VarScope } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { api, startTestAgent, TestAgent } from './support/example';
+import { api, ExampleAgent, startExampleAgent } from './support/example';
 
 jest.setTimeout(30_000);
 
 describe('example agent: SPOE handlers', () => {
-  let agent: TestAgent;
+  let agent: ExampleAgent;
   let client: SpoeClient;
 
   beforeAll(async () => {
     // The failure test below logs errors on purpose.
-    agent = await startTestAgent({ BLOCKLIST: '10.0.0.0/8,2001:db8:bad::/48', LOG_LEVEL: 'fatal' });
+    agent = await startExampleAgent({ BLOCKLIST: '10.0.0.0/8,2001:db8:bad::/48', LOG_LEVEL: 'fatal' });
     client = await SpoeClient.connect({ port: agent.spoePort });
   });
   afterAll(async () => {

@@ -2,8 +2,9 @@
 import { execFile } from 'node:child_process';
 import { createServer, Server } from 'node:net';
 import { join } from 'node:path';
-import { freePort, makeTempDir } from '../support/haproxy';
-import { ensureBuilt, REPO_ROOT, startTestAgent, TestAgent } from './support/example';
+import { makeTempDir } from '../support/cleanup';
+import { freePort } from '../support/ports';
+import { ensureBuilt, ExampleAgent, REPO_ROOT, startExampleAgent } from './support/example';
 
 jest.setTimeout(120_000);
 
@@ -26,15 +27,15 @@ function run(...args: string[]): Promise<Run> {
 }
 
 describe('spoe-health CLI', () => {
-  let agent: TestAgent;
-  let socketAgent: TestAgent;
+  let agent: ExampleAgent;
+  let socketAgent: ExampleAgent;
   let socketPath: string;
 
   beforeAll(async () => {
     ensureBuilt();
-    agent = await startTestAgent();
+    agent = await startExampleAgent();
     socketPath = join(makeTempDir(), 'agent.sock');
-    socketAgent = await startTestAgent({ SPOE_SOCKET: socketPath });
+    socketAgent = await startExampleAgent({ SPOE_SOCKET: socketPath });
   });
   afterAll(async () => {
     await agent?.close();

@@ -4,8 +4,11 @@
 import { SpoeIp } from 'nestjs-spoe';
 import { SpoeAgentDisconnectedError, SpoeClient } from 'nestjs-spoe/testing';
 import { AddressInfo, createServer } from 'node:net';
-import { cleanupAll, httpRequest, waitFor } from '../support/haproxy';
-import { AgentProcess, api, connectionsServedBy, ensureBuilt, processExists, RedisServer, redisAvailable } from './support/example';
+import { cleanupAll } from '../support/cleanup';
+import { httpRequest } from '../support/http';
+import { describeIf } from '../support/prerequisites';
+import { waitFor } from '../support/wait';
+import { AgentProcess, api, connectionsServedBy, ensureBuilt, processExists, RedisServer, redisServer } from './support/example';
 
 jest.setTimeout(120_000);
 
@@ -163,7 +166,7 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
   });
 });
 
-const describeRedis = redisAvailable() ? describe : describe.skip;
+const describeRedis = describeIf(redisServer());
 
 describeRedis('SPOE_WORKERS=2, blocklist in Redis', () => {
   let redis: RedisServer;

@@ -1,9 +1,10 @@
 /**
- * The SPOE agent used by the HAProxy e2e suites, built only with the public API of nestjs-spoe ({@link startAgent}),
- * the HAProxy configuration (haproxy.cfg + spoe.conf) that talks to it ({@link buildHaproxyFiles}), and the whole
- * agent + HTTP backend + HAProxy stack on free ports ({@link startStack}).
+ * The SPOE agent used by the HAProxy e2e suites, built only with the public API of nestjs-spoe
+ * ({@link startHaproxyAgent}), the HAProxy configuration that talks to it (the templates config/haproxy.cfg and
+ * config/spoe.conf, their values from {@link haproxyVars}), and the whole agent + HTTP backend + HAProxy stack on free
+ * ports ({@link startStack}).
  *
- * Messages (see {@link buildHaproxyFiles} for the matching `spoe-message` sections):
+ * Messages (see config/spoe.conf for the matching `spoe-message` sections):
  * - `check-client-ip` (arg `ip`, on-frontend-http-request, except for /nospoe): sets `sess.ip_score` (INT32) to 100 for 10.0.0.0/8,
  *   fd00::/8 and ::ffff:10.0.0.0/104, else 5; `txn.ip_family` to the family it received ("ipv4", "ipv6" or
  *   "ipv4-mapped") and `txn.ip_seen` to the address.
@@ -19,22 +20,28 @@
  * Every message is recorded (name, `rid` argument, STREAM-ID, FRAME-ID, connection, negotiated capabilities, typed
  * arguments) in an {@link AgentRecorder}, which outlives agent restarts.
  */
-import { Controller, DynamicModule, Inject, INestMicroservice, Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { Controller, DynamicModule, Inject, Module } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SetVar, SpoeContext, SpoeDataType, SpoeDisconnectEvent, SpoeIp, SpoeServer, SpoeValue, TypedData, VarScope } from 'nestjs-spoe';
-import { freePort, HaproxyBinary, HaproxyProcess, hasIpv6Loopback, httpRequest, HttpResponse, isSpopMux, makeTempDir, removeTempDir } from '../support/haproxy';
+import { SetVar, SpoeContext, SpoeDataType, SpoeDisconnectEvent, SpoeIp, SpoeValue, TypedData, VarScope } from 'nestjs-spoe';
+import { startAgent, TestAgent } from '../support/agent';
+import { makeTempDir, removeTempDir } from '../support/cleanup';
+import { haproxyCli } from '../support/haproxy-admin';
+import { HaproxyBinary, isSpopMux } from '../support/haproxy-binaries';
+import { TemplateVars } from '../support/haproxy-config';
+import { HaproxyProcess } from '../support/haproxy-process';
+import { httpRequest, HttpResponse } from '../support/http';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
-import { haproxyCli, waitFor } from '../support/haproxy';
+import { freePort, hasIpv6Loopback } from '../support/ports';
+import { waitFor } from '../support/wait';
 
 // ------------------------------------------------------------------------------------------------------------------
 // Recording
 // ------------------------------------------------------------------------------------------------------------------
 
 /** One argument as the agent received it. */
-export interface RecordedArgument {
+interface RecordedArgument {
   readonly name: string;
   /** Wire type name (SpoeDataType key: "String", "Int64", "Ipv6", …). */
   readonly type: string;
@@ -53,7 +60,6 @@ export interface MessageRecord {
   /** Capabilities negotiated on that connection. */
   readonly capabilities: readonly string[];
   readonly args: readonly RecordedArgument[];
-  readonly at: number;
 }
 
 /** Collects what the agent received; shared across restarts of the agent. */
@@ -94,7 +100,6 @@ export class AgentRecorder {
       connection: ctx.getRemoteAddress(),
       capabilities: ctx.getSettings().capabilities,
       args,
-      at: Date.now(),
     };
     this.records.push(record);
     return record;
@@ -108,14 +113,14 @@ const RECORDER = Symbol('AgentRecorder');
 // ------------------------------------------------------------------------------------------------------------------
 
 /** The score the agent gives an address: 100 for 10.0.0.0/8, fd00::/8 and ::ffff:10.0.0.0/104, else 5. */
-export function scoreOf(ip: SpoeIp): number {
+function scoreOf(ip: SpoeIp): number {
   const v4 = ip.unmapped();
   if (v4.family === 4) return v4.bytes[0] === 10 ? 100 : 5;
   return ip.bytes[0] === 0xfd ? 100 : 5;
 }
 
 /** "ipv4", "ipv6" or "ipv4-mapped" (an IPV6 value of the form ::ffff:a.b.c.d). */
-export function familyOf(ip: SpoeIp): 'ipv4' | 'ipv6' | 'ipv4-mapped' {
+function familyOf(ip: SpoeIp): 'ipv4' | 'ipv6' | 'ipv4-mapped' {
   if (ip.family === 4) return 'ipv4';
   return ip.isV4Mapped ? 'ipv4-mapped' : 'ipv6';
 }
@@ -184,81 +189,58 @@ class AgentModule {
   }
 }
 
-/** Where the agent listens: a TCP port on 127.0.0.1 (0 picks a free one) or a Unix socket path. */
+/** Where the agent listens: a TCP port on 127.0.0.1 or a Unix socket path. */
 export type AgentEndpoint = { readonly host: string; readonly port: number } | { readonly path: string };
 
-/** A running agent. */
-export interface RunningAgent {
-  readonly app: INestMicroservice;
-  readonly server: SpoeServer;
+/** A running agent: a {@link TestAgent} with its recorder and endpoint. */
+export interface RunningAgent extends TestAgent {
   readonly recorder: AgentRecorder;
   /** The endpoint it actually listens on (the chosen port when 0 was asked). */
   readonly endpoint: AgentEndpoint;
-  /** app.close(): drains in-flight NOTIFY, sends AGENT-DISCONNECT and closes. */
-  close(): Promise<void>;
 }
 
-/** Options of {@link startAgent}. */
-export interface StartAgentOptions {
-  /** Default: 127.0.0.1, a free port. */
-  readonly listen?: { readonly port: number } | { readonly path: string };
-  /** Reuse a recorder (e.g. across a stop/start of the agent). */
-  readonly recorder?: AgentRecorder;
-  /** Nest logs (default off; set SPOE_E2E_LOG=1 to see them). */
-  readonly log?: boolean;
-  /** SpoeServer `async` option: whether the agent announces the async capability (default: the library's, false). */
-  readonly async?: boolean;
-}
-
-/** The library's error variable, as HAProxy reads it: `var(txn.iprep.agent_error)`. */
-export const AGENT_ERROR_VARIABLE = { scope: VarScope.Transaction, name: 'agent_error' } as const;
-
-/** Builds and starts the agent: `NestFactory.createMicroservice(AgentModule, { strategy: new SpoeServer(…) })`. */
-export async function startAgent(options: StartAgentOptions = {}): Promise<RunningAgent> {
-  const recorder = options.recorder ?? new AgentRecorder();
-  const listen = options.listen ?? { port: 0 };
-  const server = new SpoeServer({
-    ...('path' in listen ? { path: listen.path } : { host: '127.0.0.1', port: listen.port }),
-    errorVariable: AGENT_ERROR_VARIABLE,
-    ...(options.async !== undefined ? { async: options.async } : {}),
-    // Tests stop and restart agents: keep shutdowns short.
-    drainTimeoutMs: 1000,
-    disconnectLingerMs: 200,
-  });
-  server.on('connection', () => recorder.connections++);
-  server.on('disconnect', (event) => recorder.disconnects.push(event));
-  const log = options.log ?? process.env.SPOE_E2E_LOG === '1';
-  const app = await NestFactory.createMicroservice(AgentModule.register(recorder), { strategy: server, logger: log ? ['error', 'warn', 'log'] : false });
-  await app.listen();
-  const address = server.address;
-  const endpoint: AgentEndpoint = typeof address === 'string' ? { path: address } : { host: '127.0.0.1', port: (address as AddressInfo).port };
-  return { app, server, recorder, endpoint, close: () => app.close() };
+/**
+ * Starts the agent (test/support/agent.ts, the module as it is: Nest's generic pipeline) on 127.0.0.1:`listen.port`
+ * (0: a free port) or the Unix socket `listen.path`, recording into `recorder` (reused across a stop/start); `async`:
+ * whether it announces the async capability (default: the library's, false).
+ */
+async function startHaproxyAgent(listen: { readonly port: number } | { readonly path: string }, recorder: AgentRecorder, async: boolean | undefined): Promise<RunningAgent> {
+  const agent = await startAgent(
+    AgentModule.register(recorder),
+    {
+      ...('path' in listen ? { path: listen.path } : { port: listen.port }),
+      // The library's error variable, as HAProxy reads it: var(txn.iprep.agent_error).
+      errorVariable: { scope: VarScope.Transaction, name: 'agent_error' },
+      ...(async !== undefined ? { async } : {}),
+      // Tests stop and restart agents: keep shutdowns short.
+      drainTimeoutMs: 1000,
+      disconnectLingerMs: 200,
+    },
+    {
+      configure: (_app, server) => {
+        server.on('connection', () => recorder.connections++);
+        server.on('disconnect', (event) => recorder.disconnects.push(event));
+      },
+    },
+  );
+  const address = agent.server.address;
+  return { ...agent, recorder, endpoint: typeof address === 'string' ? { path: address } : { host: '127.0.0.1', port: agent.port } };
 }
 
 // ------------------------------------------------------------------------------------------------------------------
 // HAProxy configuration
 // ------------------------------------------------------------------------------------------------------------------
 
-/** What {@link buildHaproxyFiles} needs. */
-export interface HaproxyConfigOptions {
-  /** HAProxy major.minor: 3.1+ gets a `mode spop` agents backend, older a `mode tcp` one. */
-  readonly version: string;
+/** The templates of HAProxy's configuration (config/haproxy.cfg, config/spoe.conf), rendered by HaproxyProcess. */
+const TEMPLATES = Object.fromEntries(['haproxy.cfg', 'spoe.conf'].map((file) => [file, readFileSync(join(__dirname, 'config', file), 'utf8')]));
+
+/** The configuration switches of the stack. */
+interface HaproxyConfigOptions {
   /**
-   * Force the agents backend mode (default: by version). `tcp` also writes the 2.x-only spoe-agent lines (timeout
-   * hello/idle, option async).
+   * The agents backend mode (default: by version, `spop` on 3.1+, `tcp` before). `tcp` also writes the 2.x-only
+   * spoe-agent lines (timeout hello/idle, option async).
    */
   readonly agentsMode?: 'tcp' | 'spop';
-  /** Directory the files are written to (spoe.conf is referenced by absolute path). */
-  readonly dir: string;
-  readonly agent: AgentEndpoint;
-  readonly backend: { readonly host: string; readonly port: number };
-  /** Frontend port on 127.0.0.1. */
-  readonly port: number;
-  /** Also bind [::1]:port6. */
-  readonly port6?: number;
-  /** Also bind `[::ffff:127.0.0.1]:portMapped` (an IPv6 socket reached over IPv4: sources are IPv4-mapped). */
-  readonly portMapped?: number;
-  readonly statsSocket: string;
   /** `option pipelining` (default) or `no option pipelining`. */
   readonly pipelining?: boolean;
   /** 2.x only: `option async` (true) or `no option async` (false); not written when undefined. */
@@ -273,143 +255,43 @@ export interface HaproxyConfigOptions {
   readonly nbthread?: number;
 }
 
-/** Variables of scope txn the configuration reads (so HAProxy registers them and accepts them from the agent). */
-const ECHO_VARS = ['s', 'neg', 'big', 'b', 'bin', 'v4', 'v6', 'body', 'h'] as const;
+/** Where the stack's parts are, for the configuration. */
+interface StackAddresses {
+  /** HAProxy major.minor: 3.1+ gets a `mode spop` agents backend, older a `mode tcp` one. */
+  readonly version: string;
+  /** Directory the files are written to (spoe.conf is referenced by absolute path). */
+  readonly dir: string;
+  readonly agent: AgentEndpoint;
+  readonly backend: { readonly host: string; readonly port: number };
+  /** Frontend port on 127.0.0.1. */
+  readonly port: number;
+  /** Also bind [::1]:port6. */
+  readonly port6?: number;
+  /** Also bind `[::ffff:127.0.0.1]:portMapped` (an IPv6 socket reached over IPv4: sources are IPv4-mapped). */
+  readonly portMapped?: number;
+  readonly statsSocket: string;
+}
 
-/**
- * haproxy.cfg and spoe.conf for the agent. The frontend:
- * - scores every request (check-client-ip + audit on on-frontend-http-request, one NOTIFY);
- * - takes the source from X-Forwarded-For when present (`tcp-request content set-src`, evaluated before the SPOE
- *   event, unlike `http-request set-src`);
- * - denies with 403 when `sess.iprep.ip_score >= 100`;
- * - /echo: echo + echo-check; /group: `send-spoe-group agent grp`; /boom, /slow: the failing handlers; /nospoe: no
- *   SPOE message at all;
- * - forwards X-IP-Score to the backend, and adds to every response (`http-after-response`, so 403s too) the agent's
- *   variables as X-* headers, plus type-sensitive ACL checks of the echoed values (X-Check-*: ok).
- */
-export function buildHaproxyFiles(o: HaproxyConfigOptions): { 'haproxy.cfg': string; 'spoe.conf': string } {
+/** The values of the templates' placeholders. */
+function haproxyVars(o: StackAddresses & HaproxyConfigOptions): TemplateVars {
   const spop = (o.agentsMode ?? (isSpopMux(o.version) ? 'spop' : 'tcp')) === 'spop';
-  const agentAddress = 'path' in o.agent ? `unix@${o.agent.path}` : `${o.agent.host}:${o.agent.port}`;
-  const spoeConf = join(o.dir, 'spoe.conf');
-  const found = (v: string) => `if { var(${v}) -m found }`;
-  const afterResponse = [
-    `X-IP-Score %[var(sess.iprep.ip_score)] ${found('sess.iprep.ip_score')}`,
-    `X-IP-Family %[var(txn.iprep.ip_family)] ${found('txn.iprep.ip_family')}`,
-    `X-IP-Seen %[var(txn.iprep.ip_seen)] ${found('txn.iprep.ip_seen')}`,
-    `X-SPOE-Error %[var(txn.iprep.error)] ${found('txn.iprep.error')}`,
-    `X-SPOE-Process-Time %[var(txn.iprep.pt)] ${found('txn.iprep.pt')}`,
-    `X-Agent-Error %[var(txn.iprep.agent_error)] ${found('txn.iprep.agent_error')}`,
-    `X-Group %[var(txn.iprep.group_seen)] ${found('txn.iprep.group_seen')}`,
-    `X-Types %[var(txn.iprep.types)] ${found('txn.iprep.types')}`,
-    `X-Echo-S %[var(txn.iprep.s)] ${found('txn.iprep.s')}`,
-    `X-Echo-Neg %[var(txn.iprep.neg)] ${found('txn.iprep.neg')}`,
-    `X-Echo-Big %[var(txn.iprep.big)] ${found('txn.iprep.big')}`,
-    `X-Echo-B %[var(txn.iprep.b)] ${found('txn.iprep.b')}`,
-    `X-Echo-Bin %[var(txn.iprep.bin),hex] ${found('txn.iprep.bin')}`,
-    `X-Echo-V4 %[var(txn.iprep.v4)] ${found('txn.iprep.v4')}`,
-    `X-Echo-V6 %[var(txn.iprep.v6)] ${found('txn.iprep.v6')}`,
-    `X-Echo-Body %[var(txn.iprep.body),hex] if { var(txn.iprep.body),length lt 1024 }`,
-    `X-Echo-Body-Length %[var(txn.iprep.body),length] ${found('txn.iprep.body')}`,
-    `X-Echo-H %[var(txn.iprep.h)] ${found('txn.iprep.h')}`,
-    // Type-sensitive checks: integer comparisons, a boolean match, IP/network matches.
-    `X-Check-Neg ok if { var(txn.iprep.neg) -m int eq -5 }`,
-    `X-Check-Big ok if { var(txn.iprep.big) -m int eq 5000000000 }`,
-    `X-Check-B ok if { var(txn.iprep.b) -m bool }`,
-    `X-Check-V4 ok if { var(txn.iprep.v4) -m ip 192.0.2.0/24 }`,
-    `X-Check-V6 ok if { var(txn.iprep.v6) -m ip ::1 }`,
-    `X-Check-Score ok if { var(sess.iprep.ip_score) -m int eq 5 } || { var(sess.iprep.ip_score) -m int eq 100 }`,
-  ].map((h) => `    http-after-response set-header ${h}`);
-
-  const cfg = [
-    'global',
-    '    log stdout format raw local0 info',
-    `    stats socket ${o.statsSocket} level admin${o.exposeFd ? ' expose-fd listeners' : ''}`,
-    ...(o.nbthread ? [`    nbthread ${o.nbthread}`] : []),
-    '',
-    'defaults',
-    '    mode http',
-    '    timeout connect 2s',
-    '    timeout client 30s',
-    '    timeout server 30s',
-    '    # soft-stop: answer the next request on an idle keep-alive connection with "Connection: close" instead of',
-    '    # closing it under a client that may be sending (no request lost during reloads)',
-    '    option idle-close-on-response',
-    '',
-    'frontend fe',
-    `    bind 127.0.0.1:${o.port}`,
-    ...(o.port6 ? [`    bind [::1]:${o.port6}`] : []),
-    ...(o.portMapped ? [`    bind [::ffff:127.0.0.1]:${o.portMapped} v4v6`] : []),
-    '    option http-buffer-request',
-    `    filter spoe engine agent config ${spoeConf}`,
-    '    tcp-request content set-src req.hdr(x-forwarded-for) if { req.hdr(x-forwarded-for) -m found }',
-    '    http-request deny deny_status 403 if { var(sess.iprep.ip_score) -m int ge 100 }',
-    '    http-request send-spoe-group agent grp if { path_beg /group }',
-    '    http-request set-header X-IP-Score %[var(sess.iprep.ip_score)] if { var(sess.iprep.ip_score) -m found }',
-    ...afterResponse,
-    '    default_backend be',
-    '',
-    'backend be',
-    `    server s1 ${o.backend.host}:${o.backend.port}`,
-    '',
-    'backend agents',
-    `    mode ${spop ? 'spop' : 'tcp'}`,
-    '    balance roundrobin',
-    '    timeout connect 2s',
-    '    timeout server 1m',
-    ...(o.healthCheck ? ['    option spop-check'] : []),
-    `    server a1 ${agentAddress}${o.healthCheck ? ' check inter 200ms rise 1 fall 1' : ''}`,
-    '',
-  ].join('\n');
-
-  const echoArgs = ['rid=req.hdr(x-request-id)', 's=str(hello)', 'neg=int(-5)', 'big=int(5000000000)', 'b=bool(1)', 'bin=bin(48454c4c4f)', 'v4=ipv4(192.0.2.7)', 'v6=ipv6(::1)', 'body=req.body', 'h=req.hdr(x-absent)'];
-  const echoCheckArgs = ['rid=req.hdr(x-request-id)', ...ECHO_VARS.map((v) => `${v}=var(txn.iprep.${v})`)];
-  const spoe = [
-    '[agent]',
-    'spoe-agent agent',
-    '    messages check-client-ip audit echo echo-check boom slow',
-    '    groups grp',
-    '    option var-prefix iprep',
-    '    option set-on-error error',
-    '    option set-process-time pt',
-    `    timeout processing ${o.timeoutProcessing ?? '2s'}`,
-    ...(spop ? [] : ['    timeout hello 2s', '    timeout idle 30s']),
-    `    ${o.pipelining === false ? 'no ' : ''}option pipelining`,
-    ...(!spop && o.async !== undefined ? [`    ${o.async ? '' : 'no '}option async`] : []),
-    '    use-backend agents',
-    '    log global',
-    '',
-    'spoe-message check-client-ip',
-    '    args ip=src rid=req.hdr(x-request-id)',
-    '    event on-frontend-http-request unless { path_beg /nospoe }',
-    '',
-    'spoe-message audit',
-    '    args rid=req.hdr(x-request-id) path=path',
-    '    event on-frontend-http-request unless { path_beg /nospoe }',
-    '',
-    'spoe-message echo',
-    `    args ${echoArgs.join(' ')}`,
-    '    event on-frontend-http-request if { path_beg /echo }',
-    '',
-    'spoe-message echo-check',
-    `    args ${echoCheckArgs.join(' ')}`,
-    '    event on-backend-http-request if { path_beg /echo }',
-    '',
-    'spoe-message boom',
-    '    args rid=req.hdr(x-request-id)',
-    '    event on-frontend-http-request if { path_beg /boom }',
-    '',
-    'spoe-message slow',
-    '    args rid=req.hdr(x-request-id)',
-    '    event on-frontend-http-request if { path_beg /slow }',
-    '',
-    'spoe-group grp',
-    '    messages group-msg',
-    '',
-    'spoe-message group-msg',
-    '    args rid=req.hdr(x-request-id) path=path',
-    '',
-  ].join('\n');
-  return { 'haproxy.cfg': cfg, 'spoe.conf': spoe };
+  return {
+    STATS_SOCKET: o.statsSocket,
+    STATS_SOCKET_EXPOSE_FD: o.exposeFd ? ' expose-fd listeners' : '',
+    GLOBAL_TUNING: o.nbthread ? [`nbthread ${o.nbthread}`] : [],
+    PORT: o.port,
+    EXTRA_BINDS: [...(o.port6 ? [`bind [::1]:${o.port6}`] : []), ...(o.portMapped ? [`bind [::ffff:127.0.0.1]:${o.portMapped} v4v6`] : [])],
+    SPOE_CONF: join(o.dir, 'spoe.conf'),
+    BACKEND_ADDR: `${o.backend.host}:${o.backend.port}`,
+    AGENTS_MODE: spop ? 'spop' : 'tcp',
+    AGENT_CHECK: o.healthCheck ? ['option spop-check'] : [],
+    AGENT_ADDR: 'path' in o.agent ? `unix@${o.agent.path}` : `${o.agent.host}:${o.agent.port}`,
+    AGENT_SERVER_CHECK: o.healthCheck ? ' check inter 200ms rise 1 fall 1' : '',
+    TIMEOUT_PROCESSING: o.timeoutProcessing ?? '2s',
+    // 2.x only: the SPOE applets' own timeouts, and option async.
+    APPLET_OPTIONS: spop ? [] : ['timeout hello 2s', 'timeout idle 30s', ...(o.async !== undefined ? [`${o.async ? '' : 'no '}option async`] : [])],
+    PIPELINING: `${o.pipelining === false ? 'no ' : ''}option pipelining`,
+  };
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -417,7 +299,7 @@ export function buildHaproxyFiles(o: HaproxyConfigOptions): { 'haproxy.cfg': str
 // ------------------------------------------------------------------------------------------------------------------
 
 /** Options of {@link startStack}: the configuration switches, plus how to run things. */
-export interface StackOptions extends Pick<HaproxyConfigOptions, 'agentsMode' | 'pipelining' | 'async' | 'healthCheck' | 'exposeFd' | 'timeoutProcessing' | 'nbthread'> {
+export interface StackOptions extends HaproxyConfigOptions {
   /** The agent on a Unix socket (`server a1 unix@…`) instead of TCP. */
   readonly unixAgent?: boolean;
   /** Also bind [::1] (when the host has IPv6 loopback) and an IPv4-mapped IPv6 socket. Default true. */
@@ -430,8 +312,6 @@ export interface StackOptions extends Pick<HaproxyConfigOptions, 'agentsMode' | 
 
 /** A running agent, HTTP backend and HAProxy wired together; {@link Stack.close} stops all three. */
 export interface Stack {
-  readonly binary: HaproxyBinary;
-  readonly dir: string;
   readonly agent: RunningAgent;
   readonly backend: HttpBackend;
   readonly haproxy: HaproxyProcess;
@@ -442,9 +322,9 @@ export interface Stack {
   readonly portMapped: number | undefined;
   /** GET (or POST with a body) through HAProxy on 127.0.0.1; adds X-Request-Id: rid. */
   request(path: string, rid: string, extra?: { headers?: Record<string, string>; body?: string; host?: string; port?: number }): Promise<HttpResponse>;
-  /** Stops the agent (app.close()) and starts a new one on the same endpoint, with the same recorder. */
-  restartAgent(): Promise<void>;
+  /** Stops the agent (app.close()). */
   stopAgent(): Promise<void>;
+  /** Starts a new agent on the same endpoint, with the same recorder. */
   startAgent(): Promise<void>;
   close(): Promise<void>;
 }
@@ -457,8 +337,8 @@ export function newRid(prefix = 'r'): string {
 }
 
 /**
- * Starts the agent (TCP on 127.0.0.1, or a Unix socket), the HTTP backend and HAProxy with {@link buildHaproxyFiles},
- * on free ports and in a new temporary directory. Whatever started is stopped again if a later step fails.
+ * Starts the agent (TCP on 127.0.0.1, or a Unix socket), the HTTP backend and HAProxy configured by the templates, on
+ * free ports and in a new temporary directory. Whatever started is stopped again if a later step fails.
  */
 export async function startStack(binary: HaproxyBinary, options: StackOptions = {}): Promise<Stack> {
   const dir = makeTempDir();
@@ -477,7 +357,7 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
   const startAgentAgain = async (): Promise<void> => {
     if (agentRunning) return;
     const endpoint = agent?.endpoint;
-    agent = await startAgent({ listen: endpoint && 'port' in endpoint ? { port: endpoint.port } : agentListen, recorder, async: options.agentAsync });
+    agent = await startHaproxyAgent(endpoint && 'port' in endpoint ? { port: endpoint.port } : agentListen, recorder, options.agentAsync);
     agentRunning = true;
   };
   const close = async (): Promise<void> => {
@@ -493,7 +373,7 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
     if (errors.length > 0) throw errors[0];
   };
   try {
-    agent = await startAgent({ listen: agentListen, recorder, async: options.agentAsync });
+    agent = await startHaproxyAgent(agentListen, recorder, options.agentAsync);
     agentRunning = true;
     backend = await startHttpBackend();
     const extraBinds = options.extraBinds ?? true;
@@ -504,13 +384,13 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
     // Ports are free when picked, but another process may take one before HAProxy binds it: then pick again.
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
-      port6 = extraBinds && (await hasIpv6Loopback()) ? await freePort() : undefined;
+      port6 = extraBinds && hasIpv6Loopback() ? await freePort() : undefined;
       portMapped = extraBinds ? await freePort() : undefined;
-      const files = buildHaproxyFiles({ version: binary.version, dir, agent: agent.endpoint, backend, port, port6, portMapped, statsSocket, ...options });
+      const vars = haproxyVars({ version: binary.version, dir, agent: agent.endpoint, backend, port, port6, portMapped, statsSocket, ...options });
       try {
         // Readiness through the stats socket only (HAProxy binds every listener before it serves it): no probe
         // connection to the frontend, so HAProxy's counters count the tests' requests only.
-        haproxy = await HaproxyProcess.start({ binary, dir, files, statsSocket, masterWorker: options.masterWorker });
+        haproxy = await HaproxyProcess.start({ binary, dir, files: TEMPLATES, vars, statsSocket, masterWorker: options.masterWorker });
         break;
       } catch (error) {
         if (attempt >= 3 || !/cannot bind|Address already in use/i.test((error as Error).message)) throw error;
@@ -518,8 +398,6 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
     }
     const h = haproxy;
     return {
-      binary,
-      dir,
       get agent() {
         return agent as RunningAgent;
       },
@@ -531,10 +409,6 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
       portMapped,
       request: (path, rid, extra = {}) =>
         httpRequest({ host: extra.host ?? '127.0.0.1', port: extra.port ?? port, path, headers: { 'x-request-id': rid, ...(extra.headers ?? {}) }, body: extra.body }),
-      restartAgent: async () => {
-        await stopAgent();
-        await startAgentAgain();
-      },
       stopAgent,
       startAgent: startAgentAgain,
       close,

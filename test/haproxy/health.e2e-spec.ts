@@ -4,7 +4,10 @@
  * check). The server must be UP while the agent runs, DOWN once it is closed, and UP again — with requests scored
  * again — when a new agent listens on the same port.
  */
-import { cleanupAll, describeEachHaproxy, HaproxyBinary, isSpopMux, serverStatus, showServersState, showStat, waitFor, waitForServerStatus } from '../support/haproxy';
+import { cleanupAll } from '../support/cleanup';
+import { serverStatus, showServersState, showStat, waitForServerStatus } from '../support/haproxy-admin';
+import { describeEachHaproxy, HaproxyBinary, isSpopMux } from '../support/haproxy-binaries';
+import { waitFor } from '../support/wait';
 import { newRid, Stack, startStack } from './agent-app';
 
 afterAll(() => cleanupAll());

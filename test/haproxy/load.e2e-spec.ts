@@ -4,7 +4,12 @@
  * pipelining / async combination the version supports. Every run must have zero failed requests, zero SPOE log lines
  * with a non-zero status, zero hits of HAProxy's set-on-error variable and zero agent error variables.
  */
-import { cleanupAll, describeEachHaproxy, HaproxyBinary, HttpResponse, isSpopMux, LoadResult, runLoad, SpoeLogEvent, waitFor } from '../support/haproxy';
+import { cleanupAll } from '../support/cleanup';
+import { describeEachHaproxy, HaproxyBinary, isSpopMux } from '../support/haproxy-binaries';
+import { SpoeLogEvent } from '../support/haproxy-spoe-log';
+import { HttpResponse } from '../support/http';
+import { LoadResult, runLoad } from '../support/load';
+import { waitFor } from '../support/wait';
 import { newRid, Stack, StackOptions, startStack, streamsEnded } from './agent-app';
 
 afterAll(() => cleanupAll());

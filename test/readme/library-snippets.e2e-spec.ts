@@ -3,10 +3,10 @@
 import { Logger } from '@nestjs/common';
 import { SetVar, SpoeDataType, SpoeIp, SpoeServer } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { AddressInfo } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../support/agent';
+import { freePort } from '../support/ports';
 import { HandlersController } from './handlers';
 import { server } from './options';
 import { main } from './quick-start';
@@ -14,10 +14,7 @@ import { main } from './quick-start';
 describe('README: quick start (test/readme/quick-start.ts)', () => {
   it('main() serves check-client-ip on the given port', async () => {
     Logger.overrideLogger(false);
-    const probe = new SpoeServer({ host: '127.0.0.1', port: 0 });
-    await new Promise<void>((resolve, reject) => probe.listen((error) => (error ? reject(error) : resolve())));
-    const port = (probe.address as AddressInfo).port;
-    await probe.close();
+    const port = await freePort(['127.0.0.1']);
     const app = await main(port);
     const client = await SpoeClient.connect({ port });
     try {

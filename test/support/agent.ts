@@ -1,13 +1,17 @@
-import { INestMicroservice, ModuleMetadata, Type } from '@nestjs/common';
+/**
+ * The one way tests start an SPOE agent in process: a Nest microservice with a SpoeServer as its transport, on a free
+ * loopback port (or the Unix socket of `path`). The example application (src/) has its own starter, as its users run
+ * it: test/example/support/example.ts.
+ */
+import { DynamicModule, INestMicroservice, LogLevel, Module, ModuleMetadata, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Module } from '@nestjs/common';
 import { SpoeModule, SpoeServer, SpoeServerOptions } from 'nestjs-spoe';
 import { AddressInfo } from 'node:net';
 
-/** A Nest microservice running the SPOE transport on a free loopback port. */
+/** A Nest microservice running the SPOE transport. */
 export interface TestAgent {
-  readonly app: INestMicroservice;
   readonly server: SpoeServer;
+  /** The TCP port it listens on (0 on a Unix socket). */
   readonly port: number;
   close(): Promise<void>;
 }
@@ -19,20 +23,36 @@ export interface TestAgent {
 export type HandlerPipeline = 'nestjs-spoe' | 'nest';
 export const PIPELINES: readonly HandlerPipeline[] = ['nestjs-spoe', 'nest'];
 
-/** Starts a microservice with the given controllers/providers (or module) and transport options. */
-export async function startAgent(
-  metadata: ModuleMetadata | Type<unknown>,
-  options: SpoeServerOptions = {},
-  configure?: (app: INestMicroservice) => void,
-  pipeline: HandlerPipeline = 'nestjs-spoe',
-): Promise<TestAgent> {
-  const module = typeof metadata === 'function' ? metadata : moduleOf(pipeline === 'nestjs-spoe' ? { ...metadata, imports: [...(metadata.imports ?? []), SpoeModule] } : metadata);
-  const server = new SpoeServer({ host: '127.0.0.1', port: 0, ...options });
-  const app = await NestFactory.createMicroservice(module, { strategy: server, logger: false });
-  configure?.(app);
-  await app.listen();
+/** How {@link startAgent} builds the app, beyond the transport's own options. */
+export interface StartAgentOptions {
+  /**
+   * The pipeline when the app is given as metadata (default nestjs-spoe: SpoeModule is imported). A module is used as
+   * it is.
+   */
+  readonly pipeline?: HandlerPipeline;
+  /** Runs once the app is created, before it listens: global enhancers, hooks, listeners on the server… */
+  readonly configure?: (app: INestMicroservice, server: SpoeServer) => unknown;
+}
+
+/**
+ * Starts a microservice from controllers/providers (or a module) on a SpoeServer with `serverOptions` (default:
+ * 127.0.0.1, a free port). Nest's logs are off unless SPOE_E2E_LOG=1. A start that fails closes what it opened.
+ */
+export async function startAgent(app: ModuleMetadata | Type<unknown> | DynamicModule, serverOptions: SpoeServerOptions = {}, options: StartAgentOptions = {}): Promise<TestAgent> {
+  const pipeline = options.pipeline ?? 'nestjs-spoe';
+  const module = typeof app === 'function' || 'module' in app ? app : moduleOf(pipeline === 'nestjs-spoe' ? { ...app, imports: [...(app.imports ?? []), SpoeModule] } : app);
+  const server = new SpoeServer({ host: '127.0.0.1', port: 0, ...serverOptions });
+  const logger: LogLevel[] | false = process.env.SPOE_E2E_LOG === '1' ? ['error', 'warn', 'log'] : false;
+  const microservice = await NestFactory.createMicroservice(module, { strategy: server, logger });
+  try {
+    await options.configure?.(microservice, server);
+    await microservice.listen();
+  } catch (error) {
+    await microservice.close().catch(() => undefined);
+    throw error;
+  }
   const address = server.address;
-  return { app, server, port: typeof address === 'object' && address ? (address as AddressInfo).port : 0, close: () => app.close() };
+  return { server, port: typeof address === 'object' && address ? (address as AddressInfo).port : 0, close: () => microservice.close() };
 }
 
 function moduleOf(metadata: ModuleMetadata): Type<unknown> {

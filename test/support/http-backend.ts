@@ -25,8 +25,9 @@ export interface HttpBackend {
   close(): Promise<void>;
 }
 
-/** Starts the backend on a free port of `host`. */
-export async function startHttpBackend(host = '127.0.0.1'): Promise<HttpBackend> {
+/** Starts the backend on a free port of 127.0.0.1. */
+export async function startHttpBackend(): Promise<HttpBackend> {
+  const host = '127.0.0.1';
   let requestCount = 0;
   const server: Server = createServer((req, res) => {
     let bodyLength = 0;

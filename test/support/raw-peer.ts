@@ -31,16 +31,16 @@ export class RawPeer {
     );
   }
 
-  static connect(target: { port?: number; path?: string }): Promise<RawPeer> {
+  static connect(target: { port: number }): Promise<RawPeer> {
     return new Promise((resolve, reject) => {
-      const socket = target.path ? connect(target.path) : connect(target.port!, '127.0.0.1');
+      const socket = connect(target.port, '127.0.0.1');
       socket.once('connect', () => resolve(new RawPeer(socket)));
       socket.once('error', reject);
     });
   }
 
   /** Connects and completes a HELLO (HAProxy 3.1+ style unless overridden). */
-  static async hello(target: { port?: number; path?: string }, hello: Partial<HaproxyHello> = {}): Promise<{ peer: RawPeer; agentHello: AgentHello }> {
+  static async hello(target: { port: number }, hello: Partial<HaproxyHello> = {}): Promise<{ peer: RawPeer; agentHello: AgentHello }> {
     const peer = await RawPeer.connect(target);
     peer.send(encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 16380, capabilities: ['pipelining'], healthcheck: false, engineId: 'raw-peer', ...hello }));
     const frame = await peer.nextFrame();
@@ -83,10 +83,6 @@ export class RawPeer {
   /** Frames received and not yet consumed. */
   get pendingFrames(): readonly Frame[] {
     return this.frames;
-  }
-
-  get isClosed(): boolean {
-    return this.ended;
   }
 
   destroy(): void {

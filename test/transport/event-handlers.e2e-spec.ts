@@ -5,7 +5,7 @@ import { EventPattern, MessagePattern, Payload } from '@nestjs/microservices';
 import { SetVar } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { PIPELINES, startAgent, TestAgent } from '../support/agent';
-import { waitFor } from '../support/haproxy';
+import { waitFor } from '../support/wait';
 
 const calls: string[] = [];
 
@@ -46,7 +46,7 @@ describe.each(PIPELINES)('@EventPattern handlers (%s pipeline)', (pipeline) => {
   let client: SpoeClient;
   beforeAll(async () => {
     Logger.overrideLogger(false);
-    agent = await startAgent({ controllers: [EventsFirst, MessageAfter] }, {}, undefined, pipeline);
+    agent = await startAgent({ controllers: [EventsFirst, MessageAfter] }, {}, { pipeline });
     client = await SpoeClient.connect({ port: agent.port });
   });
   afterAll(async () => {

@@ -1,16 +1,16 @@
 import { Controller, Logger } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { SetVar, SpoeServer, SpoeStatus, SpopStatus } from 'nestjs-spoe';
+import { SetVar, SpoeStatus, SpopStatus } from 'nestjs-spoe';
 import { decodeAck, encodeAck, encodeNotify, FrameType } from 'nestjs-spoe/protocol';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { createServer, Server as NetServer, Socket } from 'node:net';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { RawPeer } from '../support/raw-peer';
 import { startAgent, TestAgent } from '../support/agent';
+import { makeTempDir } from '../support/cleanup';
+import { waitFor } from '../support/wait';
 import { Module } from '@nestjs/common';
 
 const waiting = new Map<string, () => void>();
@@ -33,14 +33,6 @@ class BlockingController {
 
 const release = (key: string): void => waiting.get(key)!();
 
-async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
 beforeEach(() => {
   waiting.clear();
   started = 0;
@@ -62,10 +54,10 @@ describe('back-pressure', () => {
       expect(agent.server.stats.inFlight).toBe(2);
       release('a');
       await acks[0];
-      await until(() => started === 3);
+      await waitFor('a third handler to start', () => started === 3);
       release('b');
       release('c');
-      await until(() => started === 4);
+      await waitFor('the fourth handler to start', () => started === 4);
       release('d');
       expect((await Promise.all(acks)).map((a) => a[0].value)).toEqual(['a', 'b', 'c', 'd']);
     } finally {
@@ -82,9 +74,9 @@ describe('graceful close', () => {
     agent.server.status.subscribe((s) => statuses.push(s));
     const { peer } = await RawPeer.hello({ port: agent.port });
     peer.send(encodeNotify(16380, 1, 1, [{ name: 'block', args: [['key', 'in-flight']] }]));
-    await until(() => started === 1);
+    await waitFor('the handler to start', () => started === 1);
     const closing = agent.close();
-    await until(() => statuses.includes(SpoeStatus.Draining));
+    await waitFor('the server to start draining', () => statuses.includes(SpoeStatus.Draining));
     release('in-flight');
     const ack = await peer.nextFrame();
     expect(ack.type).toBe(FrameType.Ack);
@@ -99,7 +91,7 @@ describe('graceful close', () => {
     const agent = await startAgent({ controllers: [BlockingController] }, { drainTimeoutMs: 100 });
     const { peer } = await RawPeer.hello({ port: agent.port });
     peer.send(encodeNotify(16380, 1, 1, [{ name: 'block', args: [['key', 'stuck']] }]));
-    await until(() => started === 1);
+    await waitFor('the handler to start', () => started === 1);
     // The handler never answers: close() returns because the drain deadline answers it.
     await agent.close();
     expect((await peer.nextFrame()).type).toBe(FrameType.Ack);
@@ -121,17 +113,15 @@ describe('listening', () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as { port: number }).port;
-    const app = await NestFactory.createMicroservice(AppModule, { strategy: new SpoeServer({ host: '127.0.0.1', port }), logger: false });
     try {
-      await expect(app.listen()).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      await expect(startAgent(AppModule, { port })).rejects.toMatchObject({ code: 'EADDRINUSE' });
     } finally {
       blocker.close();
-      await app.close();
     }
   });
 
   it('serves HAProxy on a Unix socket', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'spoe-')), 'agent.sock');
+    const path = join(makeTempDir('spoe-'), 'agent.sock');
     const agent = await startAgent({ controllers: [BlockingController] }, { path });
     const client = await SpoeClient.connect({ path });
     try {
@@ -158,7 +148,7 @@ describe('listening', () => {
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       const ack = client.notify('block', { key: 'k' });
-      await until(() => started === 1);
+      await waitFor('the handler to start', () => started === 1);
       expect(agent.server.stats).toEqual({ listening: true, connections: 1, inFlight: 1 });
       release('k');
       await ack;
@@ -269,7 +259,7 @@ describe('maxPendingWriteBytes: the ACK bytes an agent holds unsent when it stop
 
 describe('Unix socket files', () => {
   it('a stale socket file left by a dead agent is replaced; a live one is reported as in use', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'spoe-')), 'agent.sock');
+    const path = join(makeTempDir('spoe-'), 'agent.sock');
     // A process that listens on the path and is killed: the file stays behind.
     const crashed = spawn(process.execPath, ['-e', "require('net').createServer().listen(process.argv[1], () => console.log('up'))", path]);
     await new Promise((resolve) => crashed.stdout.once('data', resolve));

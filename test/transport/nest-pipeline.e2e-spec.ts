@@ -289,8 +289,7 @@ describe.each(PIPELINES)('the Nest pipeline around SPOE handlers (%s pipeline)',
     agent = await startAgent(
       { controllers: [PipelineController, RequestScopedController], providers: [PerRequestCounter] },
       { errorVariable: { scope: VarScope.Transaction, name: 'error' } },
-      undefined,
-      pipeline,
+      { pipeline },
     );
     client = await SpoeClient.connect({ port: agent.port });
   });
@@ -440,11 +439,14 @@ describe.each(PIPELINES)('global enhancers of a microservice (%s pipeline)', (pi
   }
 
   it('apply to every handler, in the order Nest applies them', async () => {
-    const agent = await startAgent({ controllers: [GlobalController] }, {}, (app) => {
-      app.useGlobalPipes(new ToStringPipe());
-      app.useGlobalInterceptors(new ScoreBoostInterceptor());
-      app.useGlobalFilters(new ErrorToActionsFilter());
-    }, pipeline);
+    const agent = await startAgent({ controllers: [GlobalController] }, {}, {
+      configure: (app) => {
+        app.useGlobalPipes(new ToStringPipe());
+        app.useGlobalInterceptors(new ScoreBoostInterceptor());
+        app.useGlobalFilters(new ErrorToActionsFilter());
+      },
+      pipeline,
+    });
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       expect(agent.server.pipelineOf('global')).toBe(pipeline);
@@ -472,18 +474,19 @@ describe.each(PIPELINES)('enhancers registered too late (%s pipeline)', (pipelin
   class LateModule {}
 
   it('a global pipe added after the handlers were registered is not applied, as Nest does not apply it', async () => {
-    const server = new SpoeServer({ host: '127.0.0.1', port: 0 });
-    const app = await NestFactory.createMicroservice(LateModule, { strategy: server, logger: false });
-    await app.init();
-    app.useGlobalPipes(new ToStringPipe());
-    await app.listen();
-    const client = await SpoeClient.connect({ port: (server.address as AddressInfo).port });
+    const agent = await startAgent(LateModule, {}, {
+      configure: async (app) => {
+        await app.init();
+        app.useGlobalPipes(new ToStringPipe());
+      },
+    });
+    const client = await SpoeClient.connect({ port: agent.port });
     try {
-      expect(server.pipelineOf('late')).toBe(pipeline);
+      expect(agent.server.pipelineOf('late')).toBe(pipeline);
       expect(summary(await client.notify('late', { ip: SpoeIp.parse('192.0.2.9') }))).toEqual([['seen', '192.0.2.9']]);
     } finally {
       await client.close();
-      await app.close();
+      await agent.close();
     }
   });
 });
@@ -491,12 +494,13 @@ describe.each(PIPELINES)('enhancers registered too late (%s pipeline)', (pipelin
 describe('global pre-request hooks', () => {
   it('wrap each handler (such handlers keep Nest\'s pipeline)', async () => {
     const hookCalls: string[] = [];
-    const agent = await startAgent({ controllers: [PipelineController], providers: [PerRequestCounter] }, {}, (app) =>
-      app.registerPreRequestHook((context, next) => {
-        hookCalls.push(context.switchToRpc().getContext<SpoeContext>().getMessageName());
-        return next().pipe(tap(() => hookCalls.push('after')));
-      }),
-    );
+    const agent = await startAgent({ controllers: [PipelineController], providers: [PerRequestCounter] }, {}, {
+      configure: (app) =>
+        app.registerPreRequestHook((context, next) => {
+          hookCalls.push(context.switchToRpc().getContext<SpoeContext>().getMessageName());
+          return next().pipe(tap(() => hookCalls.push('after')));
+        }),
+    });
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       expect(agent.server.pipelineOf('intercepted')).toBe('nest');
@@ -603,23 +607,24 @@ describe('processing hooks (tracing integrations)', () => {
         return SetVar.txn('traced', true);
       }
     }
-    const server = new SpoeServer({ host: '127.0.0.1', port: 0 });
-    server.setOnProcessingStartHook((_, context, done) => {
-      calls.push(`start ${(context as SpoeContext).getMessageName()}`);
-      return done();
-    });
-    server.setOnProcessingEndHook(() => calls.push('end'));
     @Module({ controllers: [HookedController] })
     class HookedModule {}
-    const app = await NestFactory.createMicroservice(HookedModule, { strategy: server, logger: false });
-    await app.listen();
-    const client = await SpoeClient.connect({ port: (server.address as AddressInfo).port });
+    const agent = await startAgent(HookedModule, {}, {
+      configure: (_app, server) => {
+        server.setOnProcessingStartHook((_, context, done) => {
+          calls.push(`start ${(context as SpoeContext).getMessageName()}`);
+          return done();
+        });
+        server.setOnProcessingEndHook(() => calls.push('end'));
+      },
+    });
+    const client = await SpoeClient.connect({ port: agent.port });
     try {
       expect(await client.notify('traced')).toHaveLength(1);
       expect(calls).toEqual(['start traced', 'handler', 'end']);
     } finally {
       await client.close();
-      await app.close();
+      await agent.close();
     }
   });
 });

@@ -4,6 +4,7 @@ import { ActionType, SetVar, SpoeContext, SpoeDataType, SpoeIp, TypedData, Unset
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { from, Observable, of } from 'rxjs';
 import { startAgent, TestAgent } from '../support/agent';
+import { waitFor } from '../support/wait';
 
 /** Lets a test decide when a handler finishes. */
 class Gate {
@@ -135,7 +136,7 @@ describe('NOTIFY → handlers → ACK', () => {
       { name: 'wait', args: { key: 'x' } },
       { name: 'wait', args: { key: 'y' } },
     ]);
-    await until(() => running.has('x') && running.has('y'));
+    await waitFor('both handlers of the NOTIFY to start', () => running.has('x') && running.has('y'));
     gate('y').open();
     gate('x').open();
     expect((await ack).map((a) => a.name)).toEqual(['done_x', 'done_y']);
@@ -145,7 +146,7 @@ describe('NOTIFY → handlers → ACK', () => {
     const order: string[] = [];
     const slow = client.notify('wait', { key: 'slow' }).then(() => order.push('slow'));
     const fast = client.notify('wait', { key: 'fast' }).then(() => order.push('fast'));
-    await until(() => running.has('slow') && running.has('fast'));
+    await waitFor('both handlers to start', () => running.has('slow') && running.has('fast'));
     gate('fast').open();
     await fast;
     gate('slow').open();
@@ -158,14 +159,14 @@ describe('NOTIFY → handlers → ACK', () => {
     expect(actions.map((a) => a.name)).toEqual(['score']);
     expect(events).toEqual(['start alice']);
     gate('audit').open();
-    await until(() => events.length === 2);
+    await waitFor('the event handler to end', () => events.length === 2);
   });
 
   it('a failing @EventPattern handler is logged and the ACK still goes out', async () => {
     const error = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
     try {
       expect(await client.notifyMessages([{ name: 'audit-fails' }, { name: 'one-action' }])).toHaveLength(1);
-      await until(() => error.mock.calls.some(([m]) => String(m).includes('event handler failed')));
+      await waitFor('the event handler failure to be logged', () => error.mock.calls.some(([m]) => String(m).includes('event handler failed')));
     } finally {
       error.mockRestore();
     }
@@ -212,11 +213,3 @@ describe('NOTIFY → handlers → ACK', () => {
     expect(arg.value).toBe('f\uFFFD\uFFFDo');
   });
 });
-
-async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}

@@ -1,7 +1,7 @@
 /**
- * Helpers of the example agent's e2e tests: the agent in process (src/agent.ts) or as the built child process
- * (dist/main.js), a real redis-server per test file, the build, and HAProxy configuration templates. HAProxy itself,
- * ports and waiting come from the shared harness (test/support/haproxy.ts).
+ * Helpers of the example agent's e2e tests: the agent in process (src/agent.ts, as src/main.ts starts it) or as the
+ * built child process (dist/main.js), its admin API, a real redis-server per test file, the build, and deploy/haproxy's
+ * configuration files. HAProxy itself, ports and waiting come from test/support.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
@@ -9,23 +9,17 @@ import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Agent, startAgent } from '../../../src/agent';
 import { AGENT_ENV } from '../../../src/config/agent.config';
-import { freePort, makeTempDir, waitFor } from '../../support/haproxy';
+import { makeTempDir, trackForCleanup } from '../../support/cleanup';
+import { freePort } from '../../support/ports';
+import { commandPrerequisite, Prerequisite } from '../../support/prerequisites';
+import { waitFor } from '../../support/wait';
 
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
 
-const live = new Set<ChildProcess>();
-let exitHandler = false;
-
-/** Kills what is still running at process exit (a crashed test file), synchronously. */
-function track(child: ChildProcess): void {
-  if (!exitHandler) {
-    exitHandler = true;
-    process.on('exit', () => {
-      for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    });
-  }
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+/** Kills the child at process exit if it still runs then (a crashed test file), synchronously. */
+function killAtExit(child: ChildProcess): void {
+  const untrack = trackForCleanup({ kill: () => child.kill('SIGKILL') });
+  child.once('exit', untrack);
 }
 
 /** The environment of an agent: ours without any agent variable, then `overrides`. */
@@ -39,14 +33,15 @@ function agentEnv(overrides: Record<string, string>): NodeJS.ProcessEnv {
 // The agent in this process
 // ------------------------------------------------------------------------------------------------------------------
 
-/** An agent started in the test process, on free loopback ports. */
-export interface TestAgent extends Agent {
+/** The example agent started in the test process, on free loopback ports. */
+export interface ExampleAgent extends Agent {
   /** The SPOE TCP port (0 when listening on a Unix socket). */
   readonly spoePort: number;
   close(): Promise<void>;
 }
 
-export async function startTestAgent(env: Record<string, string> = {}): Promise<TestAgent> {
+/** Starts the example agent in this process with `env` over quiet defaults (free loopback ports, no grace period). */
+export async function startExampleAgent(env: Record<string, string> = {}): Promise<ExampleAgent> {
   const agent = await startAgent({
     env: agentEnv({ SPOE_HOST: '127.0.0.1', SPOE_PORT: '0', HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'error', SHUTDOWN_GRACE_MS: '0', ...env }),
   });
@@ -139,7 +134,7 @@ export class AgentProcess {
       env: agentEnv({ SPOE_HOST: '127.0.0.1', SPOE_PORT: '0', HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ...env }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    track(child);
+    killAtExit(child);
     const agent = new AgentProcess(child);
     if (waitReady) {
       const supervisor = env.SPOE_WORKERS !== undefined && env.SPOE_WORKERS !== '1';
@@ -248,16 +243,9 @@ function readProc(path: string): string | undefined {
 // redis-server
 // ------------------------------------------------------------------------------------------------------------------
 
-/** Whether `redis-server` can run here; without it the Redis suites skip (and fail under CI=true). */
-export function redisAvailable(): boolean {
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    if (process.env.CI === 'true') throw new Error('CI=true but redis-server is not installed: scripts/test.sh installs it (apt-get install redis-server)');
-    console.warn('[example e2e] redis-server is not installed: the Redis tests are skipped (apt-get install redis-server)');
-    return false;
-  }
+/** redis-server, for the Redis suites (scripts/test.sh installs it). */
+export function redisServer(): Prerequisite {
+  return commandPrerequisite('redis-server', ['redis-server', '--version'], 'apt-get install redis-server');
 }
 
 /** A private redis-server on a free loopback port: no persistence, its own directory. */
@@ -284,7 +272,7 @@ export class RedisServer {
   async restart(): Promise<void> {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--protected-mode', 'no'];
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    track(child);
+    killAtExit(child);
     this.child = child;
     this.output = '';
     child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
@@ -324,22 +312,13 @@ function ping(port: number): Promise<boolean> {
 }
 
 // ------------------------------------------------------------------------------------------------------------------
-// HAProxy configuration templates
+// deploy/haproxy
 // ------------------------------------------------------------------------------------------------------------------
 
-/** A file of deploy/haproxy. */
+/**
+ * A file of deploy/haproxy: a template for HaproxyProcess, whose `"${NAME-default}"` environment references it
+ * resolves (test/support/haproxy-config.ts).
+ */
 export function deployFile(name: string): string {
   return readFileSync(join(REPO_ROOT, 'deploy', 'haproxy', name), 'utf8');
-}
-
-/**
- * Resolves the `"${NAME-default}"` environment references of a configuration the way HAProxy does, with `vars` (or
- * the default): the harness starts HAProxy with the test's environment, so the values are written into the file.
- */
-export function renderConfig(text: string, vars: Readonly<Record<string, string>>): string {
-  return text.replace(/"\$\{([A-Z_][A-Z0-9_]*)(?:-([^}]*))?\}"/g, (_, name: string, fallback: string | undefined) => {
-    const value = vars[name] ?? fallback;
-    if (value === undefined) throw new Error(`no value for \${${name}}`);
-    return `"${value}"`;
-  });
 }
