@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
   { ignores: ['**/dist/**', 'node_modules/**', 'coverage/**'] },
@@ -21,11 +22,22 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js', '**/*.mjs'],
-    languageOptions: { globals: { module: 'writable', require: 'readonly', process: 'readonly', console: 'readonly', Buffer: 'readonly' } },
+    languageOptions: {
+      globals: {
+        module: 'writable',
+        require: 'readonly',
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+      },
+    },
   },
   {
-    // The ceiling agent of the benchmark is a plain CommonJS script on purpose (no build, no TypeScript, no project code).
+    // The ceiling agent of the benchmark is a plain CommonJS script on purpose (no build, no TypeScript, no project
+    // code).
     files: ['bench/agents/*.js'],
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
+  // Formatting is Prettier's (npm run format; checked by npm run lint): no ESLint rule argues with it.
+  prettier,
 );

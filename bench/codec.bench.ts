@@ -42,7 +42,9 @@ const notify = (frameId: number): Buffer =>
     },
   ]);
 
-/** What the socket would deliver: FRAMES_PER_CHUNK NOTIFY frames back to back (socket buffers are not ours to count). */
+/**
+ * What the socket would deliver: FRAMES_PER_CHUNK NOTIFY frames back to back (socket buffers are not ours to count).
+ */
 const chunk = Buffer.concat(Array.from({ length: FRAMES_PER_CHUNK }, (_, i) => notify(i + 1)));
 const frameSize = chunk.length / FRAMES_PER_CHUNK;
 
@@ -164,12 +166,16 @@ async function main(): Promise<void> {
 
   const row = (name: string, ns: { best: number; median: number }, bytes: number): string =>
     `${name.padEnd(11)}${ns.best.toFixed(0).padStart(6)} ns/frame (median ${ns.median.toFixed(0).padStart(5)})${bytes.toFixed(0).padStart(7)} B/frame`;
-  console.log(`node ${process.version}, NOTIFY of ${frameSize} bytes, best and median of ${ROUNDS} rounds of ${MEASURED_FRAMES} frames`);
+  console.log(
+    `node ${process.version}, NOTIFY of ${frameSize} bytes, best and median of ${ROUNDS} rounds of ${MEASURED_FRAMES} frames`,
+  );
   console.log(row('decode', decode, decodeBytes));
   console.log(row('decode-all', decodeAll, decodeAllBytes));
   console.log(row('encode', encode, encodeBytes));
   console.log(row('total', total, totalBytes));
-  console.log(`target: total ≤ 1000 ns/frame: ${total.best <= 1000 ? 'met' : 'NOT met'} (sink ${sinkBytes} bytes, checksum ${checksum & 0xffff})`);
+  console.log(
+    `target: total ≤ 1000 ns/frame: ${total.best <= 1000 ? 'met' : 'NOT met'} (sink ${sinkBytes} bytes, checksum ${checksum & 0xffff})`,
+  );
 }
 
 void main();

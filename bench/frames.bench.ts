@@ -112,7 +112,12 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
 async function measure(agent: AgentSpec, config: Configuration, round: number): Promise<Measurement> {
   const running = await agent.start();
   try {
-    const load = await measureLoad(running.pid, { port: running.port, ...config, threads: GENERATOR_THREADS, cpu: CPU.generator }, WARMUP_MS, DURATION_MS);
+    const load = await measureLoad(
+      running.pid,
+      { port: running.port, ...config, threads: GENERATOR_THREADS, cpu: CPU.generator },
+      WARMUP_MS,
+      DURATION_MS,
+    );
     const generatorLimited = load.generator.cpuPercent >= GENERATOR_LIMIT_PERCENT * load.generator.threads;
     return { round, agent: agent.name, ...config, ...load, generatorLimited };
   } finally {
@@ -125,7 +130,10 @@ async function measure(agent: AgentSpec, config: Configuration, round: number): 
 function summarize(agents: readonly string[], measurements: readonly Measurement[]): Summary[] {
   const summaries: Summary[] = [];
   for (const config of CONFIGURATIONS) {
-    const of = (agent: string): Measurement[] => measurements.filter((m) => m.agent === agent && m.connections === config.connections && m.inflight === config.inflight);
+    const of = (agent: string): Measurement[] =>
+      measurements.filter(
+        (m) => m.agent === agent && m.connections === config.connections && m.inflight === config.inflight,
+      );
     const ceiling = of('ceiling');
     const ceilingFps = median(ceiling.map((m) => m.generator.framesPerSecond));
     const ceilingP99 = median(ceiling.map((m) => m.generator.p99Us));
@@ -147,7 +155,19 @@ function summarize(agents: readonly string[], measurements: readonly Measurement
 }
 
 function table(summaries: readonly Summary[]): string {
-  const header = ['agent', 'frames/s', '× ceiling', 'p50 µs', 'p99 µs', 'p99.9 µs', 'p99 × ceiling', 'agent µs/frame', 'agent cores', 'other cores', 'gen CPU %'];
+  const header = [
+    'agent',
+    'frames/s',
+    '× ceiling',
+    'p50 µs',
+    'p99 µs',
+    'p99.9 µs',
+    'p99 × ceiling',
+    'agent µs/frame',
+    'agent cores',
+    'other cores',
+    'gen CPU %',
+  ];
   const rows = summaries.map((s) => [
     s.agent,
     int(s.framesPerSecond),
@@ -159,13 +179,16 @@ function table(summaries: readonly Summary[]): string {
     fixed(2)(s.agentCpuUsPerFrame),
     fixed(2)(s.agentCores),
     fixed(2)(s.otherCores),
-    fixed(0)(s.generatorCpuPercent) + (s.generatorLimitedRounds > 0 ? ` GEN-LIMITED(${s.generatorLimitedRounds}/${s.rounds})` : ''),
+    fixed(0)(s.generatorCpuPercent) +
+      (s.generatorLimitedRounds > 0 ? ` GEN-LIMITED(${s.generatorLimitedRounds}/${s.rounds})` : ''),
   ]);
   return textTable(header, rows);
 }
 
 function report(summaries: readonly Summary[]): void {
-  console.log(`\nmedians over ${ROUNDS} round(s); ${DURATION_MS} ms measured after ${WARMUP_MS} ms of warm-up; generator threads: ${GENERATOR_THREADS}`);
+  console.log(
+    `\nmedians over ${ROUNDS} round(s); ${DURATION_MS} ms measured after ${WARMUP_MS} ms of warm-up; generator threads: ${GENERATOR_THREADS}`,
+  );
   for (const config of CONFIGURATIONS) {
     const rows = summaries.filter((s) => s.connections === config.connections && s.inflight === config.inflight);
     console.log(`\n${config.connections} connection(s) × ${config.inflight} NOTIFY in flight\n${table(rows)}`);
@@ -196,7 +219,9 @@ async function main(): Promise<void> {
   const agents = agentSpecs(baseline);
   const names = agents.map((a) => a.name);
   const facts = { ...machineFacts(), compiler: compilerVersion() };
-  console.log(`frame benchmark: agents ${names.join(', ')}; ${ROUNDS} round(s) of ${DURATION_MS} ms; ${facts.cpuCount} × ${facts.cpuModel}, Node ${facts.node}`);
+  console.log(
+    `frame benchmark: agents ${names.join(', ')}; ${ROUNDS} round(s) of ${DURATION_MS} ms; ${facts.cpuCount} × ${facts.cpuModel}, Node ${facts.node}`,
+  );
   const nameWidth = Math.max(8, ...names.map((n) => n.length));
   const measurements: Measurement[] = [];
   for (let round = 1; round <= ROUNDS; round++) {

@@ -34,7 +34,13 @@ import { CPU, pinningNote, pinRunning } from './support/cpus';
 import { envInt, envList } from './support/env';
 import { machineFacts, MachineFacts, withLoadAtEnd } from './support/machine';
 import { freePort } from './support/ports';
-import { machineBusySeconds, rememberDescendants, runBench, stopProcessTree, treeCpuSeconds } from './support/processes';
+import {
+  machineBusySeconds,
+  rememberDescendants,
+  runBench,
+  stopProcessTree,
+  treeCpuSeconds,
+} from './support/processes';
 import { fixed, int, signed, textTable } from './support/report';
 import { writeResults } from './support/results';
 import { median } from './support/stats';
@@ -147,9 +153,15 @@ const failures: Failure[] = [];
 function provisionHaproxy(version: string): Haproxy {
   let path: string;
   try {
-    path = execFileSync('bash', [PROVISION_SCRIPT, '--print-path', version], { encoding: 'utf8', timeout: 15 * 60_000, stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    path = execFileSync('bash', [PROVISION_SCRIPT, '--print-path', version], {
+      encoding: 'utf8',
+      timeout: 15 * 60_000,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).trim();
   } catch (error) {
-    throw new Error(`HAProxy ${version} could not be provisioned by scripts/provision-haproxy.sh (see above)`, { cause: error });
+    throw new Error(`HAProxy ${version} could not be provisioned by scripts/provision-haproxy.sh (see above)`, {
+      cause: error,
+    });
   }
   const detected = detectHaproxyVersion(path);
   if (detected.version !== version) throw new Error(`${path} is HAProxy ${detected.fullVersion}, not ${version}`);
@@ -167,7 +179,10 @@ interface Stack {
 }
 
 async function startAgent(name: AgentName): Promise<BenchAgent> {
-  const agent = name === 'ceiling' ? await startCeiling({ cpu: CPU.besideHaproxy }) : await startExample({ cpu: CPU.besideHaproxy });
+  const agent =
+    name === 'ceiling'
+      ? await startCeiling({ cpu: CPU.besideHaproxy })
+      : await startExample({ cpu: CPU.besideHaproxy });
   return { ...agent, name };
 }
 
@@ -181,7 +196,12 @@ async function startStack(binary: Haproxy, agentName: AgentName): Promise<Stack>
     const waitForTcp = [spoePort, plainPort].map((port) => ({ host: '127.0.0.1', port }));
     haproxy = await HaproxyProcess.start({ binary, dir, files, waitForTcp });
     pinRunning(haproxy.pid, CPU.haproxy);
-    const stack = { agent, haproxy, dir, urls: { spoe: `http://127.0.0.1:${spoePort}/`, 'no-spoe': `http://127.0.0.1:${plainPort}/` } };
+    const stack = {
+      agent,
+      haproxy,
+      dir,
+      urls: { spoe: `http://127.0.0.1:${spoePort}/`, 'no-spoe': `http://127.0.0.1:${plainPort}/` },
+    };
     warnAboutConfig(binary, haproxy);
     await verifyScoring(stack);
     rememberDescendants(agent.child);
@@ -192,7 +212,11 @@ async function startStack(binary: Haproxy, agentName: AgentName): Promise<Stack>
   }
 }
 
-async function stopStack(stack: { readonly agent: BenchAgent; readonly haproxy?: HaproxyProcess; readonly dir: string }): Promise<void> {
+async function stopStack(stack: {
+  readonly agent: BenchAgent;
+  readonly haproxy?: HaproxyProcess;
+  readonly dir: string;
+}): Promise<void> {
   await stack.haproxy?.stop();
   removeTempDir(stack.dir);
   await stopProcessTree(stack.agent.child);
@@ -218,7 +242,9 @@ async function verifyScoring(stack: Stack): Promise<void> {
         const response = await httpRequest({ host: hostname, port: Number(port), timeoutMs: 2000 });
         const header = response.headers[SCORE_HEADER];
         if (response.status === 200 && typeof header === 'string' && /^\d+$/.test(header)) return header;
-        throw new Error(`status ${response.status}${response.status === NO_SCORE_STATUS ? ' (no score: the agent did not answer)' : ''}, ${SCORE_HEADER}: ${String(header)}`);
+        throw new Error(
+          `status ${response.status}${response.status === NO_SCORE_STATUS ? ' (no score: the agent did not answer)' : ''}, ${SCORE_HEADER}: ${String(header)}`,
+        );
       },
       READY_TIMEOUT_MS,
       100,
@@ -226,11 +252,16 @@ async function verifyScoring(stack: Stack): Promise<void> {
   } catch (error) {
     throw new Error(`${(error as Error).message}\n--- HAProxy output ---\n${stack.haproxy.output()}`, { cause: error });
   }
-  if (Number(score) >= 100) throw new Error(`the ${stack.agent.name} agent blocks 127.0.0.1 (ip_score ${score}): every request would be denied`);
+  if (Number(score) >= 100)
+    throw new Error(
+      `the ${stack.agent.name} agent blocks 127.0.0.1 (ip_score ${score}): every request would be denied`,
+    );
   const plain = new URL(stack.urls['no-spoe']);
   const response = await httpRequest({ host: plain.hostname, port: Number(plain.port), timeoutMs: 2000 });
   if (response.status !== 200 || response.headers[SCORE_HEADER] !== undefined) {
-    throw new Error(`the frontend without SPOE answered status ${response.status}, ${SCORE_HEADER}: ${String(response.headers[SCORE_HEADER])}`);
+    throw new Error(
+      `the frontend without SPOE answered status ${response.status}, ${SCORE_HEADER}: ${String(response.headers[SCORE_HEADER])}`,
+    );
   }
 }
 
@@ -243,8 +274,18 @@ function checkErrors(run: string, wrk: WrkResult): void {
 /** One wrk run, with the CPU HAProxy and the agent (whole process tree) used meanwhile. */
 async function measure(binary: Haproxy, stack: Stack, frontend: Frontend, round: number): Promise<Measurement> {
   const [haproxyPid, agentPid] = [stack.haproxy.pid, stack.agent.pid];
-  const [haproxyBefore, agentBefore, busyBefore] = [treeCpuSeconds(haproxyPid), treeCpuSeconds(agentPid), machineBusySeconds()];
-  const wrk = await runWrk({ url: stack.urls[frontend], connections: CONNECTIONS, threads: WRK_THREADS, durationS: DURATION_S, cpu: CPU.besideHaproxy });
+  const [haproxyBefore, agentBefore, busyBefore] = [
+    treeCpuSeconds(haproxyPid),
+    treeCpuSeconds(agentPid),
+    machineBusySeconds(),
+  ];
+  const wrk = await runWrk({
+    url: stack.urls[frontend],
+    connections: CONNECTIONS,
+    threads: WRK_THREADS,
+    durationS: DURATION_S,
+    cpu: CPU.besideHaproxy,
+  });
   const seconds = wrk.durationUs / 1e6;
   const m: Measurement = {
     version: binary.version,
@@ -264,14 +305,21 @@ async function measure(binary: Haproxy, stack: Stack, frontend: Frontend, round:
 /** A warm-up run on the SPOE frontend: JIT and the connections to the agent warm before anything counts. */
 async function warmUp(binary: Haproxy, stack: Stack): Promise<void> {
   if (WARMUP_S === 0) return;
-  const warmup = await runWrk({ url: stack.urls.spoe, connections: CONNECTIONS, threads: WRK_THREADS, durationS: WARMUP_S, cpu: CPU.besideHaproxy });
+  const warmup = await runWrk({
+    url: stack.urls.spoe,
+    connections: CONNECTIONS,
+    threads: WRK_THREADS,
+    durationS: WARMUP_S,
+    cpu: CPU.besideHaproxy,
+  });
   checkErrors(`HAProxy ${binary.fullVersion}, ${stack.agent.name} agent, warm-up`, warmup);
 }
 
 /**
  * Every agent gets its own agent process and HAProxy process, all started before the first round and kept until the
  * last (idle, they cost nothing). Each round then runs, per agent, no-SPOE then SPOE; the agents take turns first
- * (ceiling, example, then example, ceiling…). Both the SPOE/no-SPOE pairs and the example/ceiling comparison are made of
+ * (ceiling, example, then example, ceiling…). Both the SPOE/no-SPOE pairs and the example/ceiling comparison are made
+ * of
  * runs close in time, so that the load of other jobs on the shared machine drifts into all of them alike.
  */
 async function measureVersion(binary: Haproxy): Promise<Measurement[]> {
@@ -332,7 +380,10 @@ function summarize(version: string, agent: AgentName, frontend: Frontend, all: r
     haproxyUsPerRequest: med(perRequest((m) => m.haproxyCpuSeconds)),
     agentUsPerRequest: med(perRequest((m) => m.agentCpuSeconds)),
     wrkUsPerRequest: med(perRequest((m) => m.wrk.cpuSeconds)),
-    otherCores: Math.max(0, med((m) => (m.machineCores * m.seconds - m.haproxyCpuSeconds - m.agentCpuSeconds - m.wrk.cpuSeconds) / m.seconds)),
+    otherCores: Math.max(
+      0,
+      med((m) => (m.machineCores * m.seconds - m.haproxyCpuSeconds - m.agentCpuSeconds - m.wrk.cpuSeconds) / m.seconds),
+    ),
     ...base,
     saturated: saturated(base),
   };
@@ -349,9 +400,15 @@ function spoeCost(without: Summary, withSpoe: Summary): SpoeCost {
 }
 
 function compare(version: string, summaries: readonly Summary[], costs: readonly SpoeCost[]): Comparison | undefined {
-  const withSpoe = (agent: AgentName) => summaries.find((s) => s.version === version && s.agent === agent && s.frontend === 'spoe');
+  const withSpoe = (agent: AgentName) =>
+    summaries.find((s) => s.version === version && s.agent === agent && s.frontend === 'spoe');
   const cost = (agent: AgentName) => costs.find((c) => c.version === version && c.agent === agent);
-  const [example, ceiling, exampleCost, ceilingCost] = [withSpoe('example'), withSpoe('ceiling'), cost('example'), cost('ceiling')];
+  const [example, ceiling, exampleCost, ceilingCost] = [
+    withSpoe('example'),
+    withSpoe('ceiling'),
+    cost('example'),
+    cost('ceiling'),
+  ];
   if (!example || !ceiling || !exampleCost || !ceilingCost) return undefined;
   const rpsVsCeiling = example.requestsPerSecond / ceiling.requestsPerSecond;
   // An added p99 of zero or less is noise (the no-SPOE run had the worse tail): no meaningful ratio then.
@@ -369,7 +426,23 @@ function compare(version: string, summaries: readonly Summary[], costs: readonly
 // ------------------------------------------------------------------------------------------------------- report
 
 function frontendTable(summaries: readonly Summary[]): string {
-  const header = ['agent', 'frontend', 'req/s', 'p50 µs', 'p90 µs', 'p99 µs', 'p99.9 µs', 'haproxy µs/req', 'haproxy cores', 'agent µs/req', 'agent cores', 'wrk µs/req', 'wrk cores', 'other cores', 'saturated'];
+  const header = [
+    'agent',
+    'frontend',
+    'req/s',
+    'p50 µs',
+    'p90 µs',
+    'p99 µs',
+    'p99.9 µs',
+    'haproxy µs/req',
+    'haproxy cores',
+    'agent µs/req',
+    'agent cores',
+    'wrk µs/req',
+    'wrk cores',
+    'other cores',
+    'saturated',
+  ];
   const rows = summaries.map((s) => [
     s.agent,
     s.frontend === 'spoe' ? 'SPOE' : 'no SPOE',
@@ -396,17 +469,29 @@ function costTable(costs: readonly SpoeCost[]): string {
 }
 
 function comparisonLine(c: Comparison): string {
-  const p99 = c.addedP99Target === 'n/a' ? 'not measurable: an added p99 ≤ 0, noise won' : `target ≤ ${TARGET_ADDED_P99_VS_CEILING}: ${c.addedP99Target}`;
+  const p99 =
+    c.addedP99Target === 'n/a'
+      ? 'not measurable: an added p99 ≤ 0, noise won'
+      : `target ≤ ${TARGET_ADDED_P99_VS_CEILING}: ${c.addedP99Target}`;
   return (
     `example vs ceiling, with SPOE: req/s ${fixed(2)(c.rpsVsCeiling)}× (target ≥ ${TARGET_RPS_VS_CEILING}: ${c.rpsTarget}); ` +
     `added p99 ${fixed(2)(c.addedP99VsCeiling)}× (${p99})`
   );
 }
 
-function report(binaries: readonly Haproxy[], summaries: readonly Summary[], costs: readonly SpoeCost[], comparisons: readonly Comparison[]): void {
-  console.log(`\nmedians over ${ROUNDS} round(s) of ${DURATION_S} s per frontend, after ${WARMUP_S} s of warm-up; ${CONNECTIONS} keep-alive connections, wrk ${WRK_THREADS} thread(s)`);
+function report(
+  binaries: readonly Haproxy[],
+  summaries: readonly Summary[],
+  costs: readonly SpoeCost[],
+  comparisons: readonly Comparison[],
+): void {
+  console.log(
+    `\nmedians over ${ROUNDS} round(s) of ${DURATION_S} s per frontend, after ${WARMUP_S} s of warm-up; ${CONNECTIONS} keep-alive connections, wrk ${WRK_THREADS} thread(s)`,
+  );
   for (const binary of binaries) {
-    console.log(`\n${binary.versionLine} (nbthread ${HAPROXY_THREADS})\n${frontendTable(summaries.filter((s) => s.version === binary.version))}`);
+    console.log(
+      `\n${binary.versionLine} (nbthread ${HAPROXY_THREADS})\n${frontendTable(summaries.filter((s) => s.version === binary.version))}`,
+    );
     console.log(`\n${costTable(costs.filter((c) => c.version === binary.version))}`);
     const comparison = comparisons.find((c) => c.version === binary.version);
     if (comparison) console.log(`\n${comparisonLine(comparison)}`);
@@ -439,7 +524,11 @@ function progress(binary: Haproxy, m: Measurement): string {
 /** bench/results/haproxy.json. */
 export interface HaproxyResults {
   readonly machine: MachineFacts & { readonly wrk: string; readonly loadAverageAtEnd: number[] };
-  readonly haproxy: ReadonlyArray<{ readonly version: string; readonly fullVersion: string; readonly versionLine: string }>;
+  readonly haproxy: ReadonlyArray<{
+    readonly version: string;
+    readonly fullVersion: string;
+    readonly versionLine: string;
+  }>;
   readonly settings: {
     readonly rounds: number;
     readonly durationS: number;
@@ -465,28 +554,55 @@ async function main(): Promise<void> {
   const binaries = VERSIONS.map(provisionHaproxy);
   buildProject();
   const facts = { ...machineFacts(), wrk: wrkVersion() };
-  console.log(`HAProxy benchmark: ${binaries.map((b) => b.fullVersion).join(', ')}; agents ${AGENTS.join(', ')}; ${facts.cpuCount} × ${facts.cpuModel}, Node ${facts.node}; ${facts.wrk}`);
+  console.log(
+    `HAProxy benchmark: ${binaries.map((b) => b.fullVersion).join(', ')}; agents ${AGENTS.join(', ')}; ${facts.cpuCount} × ${facts.cpuModel}, Node ${facts.node}; ${facts.wrk}`,
+  );
   const measurements: Measurement[] = [];
   for (const binary of binaries) {
     measurements.push(...(await measureVersion(binary)));
   }
-  const summaries = binaries.flatMap((b) => AGENTS.flatMap((agent) => FRONTENDS.map((frontend) => summarize(b.version, agent, frontend, measurements))));
+  const summaries = binaries.flatMap((b) =>
+    AGENTS.flatMap((agent) => FRONTENDS.map((frontend) => summarize(b.version, agent, frontend, measurements))),
+  );
   const costs = binaries.flatMap((b) =>
     AGENTS.map((agent) => {
-      const of = (frontend: Frontend) => summaries.find((s) => s.version === b.version && s.agent === agent && s.frontend === frontend)!;
+      const of = (frontend: Frontend) =>
+        summaries.find((s) => s.version === b.version && s.agent === agent && s.frontend === frontend)!;
       return spoeCost(of('no-spoe'), of('spoe'));
     }),
   );
-  const comparisons = binaries.map((b) => compare(b.version, summaries, costs)).filter((c): c is Comparison => c !== undefined);
+  const comparisons = binaries
+    .map((b) => compare(b.version, summaries, costs))
+    .filter((c): c is Comparison => c !== undefined);
   report(binaries, summaries, costs, comparisons);
 
-  const settings = { rounds: ROUNDS, durationS: DURATION_S, warmupS: WARMUP_S, connections: CONNECTIONS, wrkThreads: WRK_THREADS, haproxyThreads: HAPROXY_THREADS, versions: VERSIONS, pinning: pinningNote(`HAProxy on CPU ${CPU.haproxy}, agent and wrk on CPU ${CPU.besideHaproxy}`) };
+  const settings = {
+    rounds: ROUNDS,
+    durationS: DURATION_S,
+    warmupS: WARMUP_S,
+    connections: CONNECTIONS,
+    wrkThreads: WRK_THREADS,
+    haproxyThreads: HAPROXY_THREADS,
+    versions: VERSIONS,
+    pinning: pinningNote(`HAProxy on CPU ${CPU.haproxy}, agent and wrk on CPU ${CPU.besideHaproxy}`),
+  };
   const haproxy = binaries.map(({ version, fullVersion, versionLine }) => ({ version, fullVersion, versionLine }));
-  const results: HaproxyResults = { machine: withLoadAtEnd(facts), haproxy, settings, summary: summaries, spoeCost: costs, comparison: comparisons, failures, measurements };
+  const results: HaproxyResults = {
+    machine: withLoadAtEnd(facts),
+    haproxy,
+    settings,
+    summary: summaries,
+    spoeCost: costs,
+    comparison: comparisons,
+    failures,
+    measurements,
+  };
   console.log(`\nraw and aggregated results: ${writeResults('haproxy', results)}`);
 
   if (failures.length > 0) {
-    throw new Error(`${failures.length} run(s) had errors, so their numbers do not measure successful requests:\n  ${failures.map((f) => `${f.run}: ${f.errors}`).join('\n  ')}`);
+    throw new Error(
+      `${failures.length} run(s) had errors, so their numbers do not measure successful requests:\n  ${failures.map((f) => `${f.run}: ${f.errors}`).join('\n  ')}`,
+    );
   }
 }
 

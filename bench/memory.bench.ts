@@ -18,7 +18,8 @@
  * Environment:
  *   BENCH_IDLE_CONNECTIONS (1000, 0 skips), BENCH_IDLE_ROUNDS (3), BENCH_IDLE_BATCH (100), BENCH_IDLE_SETTLE_MS (2000),
  *   BENCH_IDLE_WARMUP_CONNECTIONS (50)
- *   BENCH_SOAK_S (120, 0 skips), BENCH_SOAK_WARMUP_S (20, at most a third of the soak), BENCH_SOAK_GC_EVERY_S (0: post-GC
+ *   BENCH_SOAK_S (120, 0 skips), BENCH_SOAK_WARMUP_S (20, at most a third of the soak), BENCH_SOAK_GC_EVERY_S (0:
+ * post-GC
  *   samples at the end of the warm-up and at the end only), BENCH_SOAK_CONNECTIONS (4), BENCH_SOAK_INFLIGHT (16)
  *   BENCH_CEILING_SOAK_S (30, 0 skips)
  *   BENCH_TRACE_GC=1 (agents run with --trace-gc, the trace goes to bench/results/memory-trace-gc-<run>.log)
@@ -102,8 +103,12 @@ export interface IdleResult {
 async function idleScenario(): Promise<IdleResult> {
   const rounds: IdleRound[] = [];
   for (let round = 1; round <= IDLE.rounds; round++) {
-    console.log(`\nidle ${round}/${IDLE.rounds}: example agent, ${IDLE.connections} connections in batches of ${IDLE.batch}`);
-    rounds.push(await withAgent(startProbedExample(startOptions(`idle-${round}`)), (agent) => runIdleRound(agent, IDLE, log)));
+    console.log(
+      `\nidle ${round}/${IDLE.rounds}: example agent, ${IDLE.connections} connections in batches of ${IDLE.batch}`,
+    );
+    rounds.push(
+      await withAgent(startProbedExample(startOptions(`idle-${round}`)), (agent) => runIdleRound(agent, IDLE, log)),
+    );
   }
   return {
     settings: IDLE,
@@ -127,8 +132,11 @@ function perConnectionLine(label: string, per: PerConnection): string {
 
 function reportIdle(idle: IdleResult): string[] {
   const { connections: n, rounds } = idle.settings;
-  const list = (pick: (r: IdleRound) => number, format: (n: number) => string): string => idle.rounds.map((r) => format(pick(r))).join(', ');
-  const heapBack = idle.rounds.every((r) => r.residualAfterClose.heapUsed <= Math.max(0, r.open.heapUsed - r.baseline.heapUsed) * RESIDUAL_HEAP_SHARE);
+  const list = (pick: (r: IdleRound) => number, format: (n: number) => string): string =>
+    idle.rounds.map((r) => format(pick(r))).join(', ');
+  const heapBack = idle.rounds.every(
+    (r) => r.residualAfterClose.heapUsed <= Math.max(0, r.open.heapUsed - r.baseline.heapUsed) * RESIDUAL_HEAP_SHARE,
+  );
   const fresh = idle.rounds.map((r) => r.freshNotify);
   const worstRss = Math.max(...idle.rounds.map((r) => r.perConnection.rss));
   return [
@@ -142,8 +150,13 @@ function reportIdle(idle: IdleResult): string[] {
     `  process: baseline ${list((r) => r.baseline.rss, MB)} RSS; open ${list((r) => r.open.rss, MB)}; closed ${list((r) => r.closed.rss, MB)}`,
     `  after closing, left over the baseline: RSS ${list((r) => r.residualAfterClose.rss, MB)}; heap ${list((r) => r.residualAfterClose.heapUsed, kB)}` +
       ` of the ${list((r) => r.open.heapUsed - r.baseline.heapUsed, kB)} the connections took: heap back near baseline: ${verdict(heapBack)}`,
-    `  opening took ${list((r) => r.openMs, (v) => `${v.toFixed(0)} ms`)} (slowest batch of ${idle.settings.batch}: ${list((r) => r.slowestBatchMs, (v) => `${v.toFixed(0)} ms`)});` +
-      ` closed by the agent meanwhile: ${list((r) => r.closedByAgent, String)}`,
+    `  opening took ${list(
+      (r) => r.openMs,
+      (v) => `${v.toFixed(0)} ms`,
+    )} (slowest batch of ${idle.settings.batch}: ${list(
+      (r) => r.slowestBatchMs,
+      (v) => `${v.toFixed(0)} ms`,
+    )});` + ` closed by the agent meanwhile: ${list((r) => r.closedByAgent, String)}`,
     `  NOTIFY on a fresh connection with ${n} open: ${fresh.every((f) => f.ok) ? 'answered' : 'FAILED'} in ${fresh.map((f) => ms(f.latencyMs)).join(', ')} (${fresh.map((f) => f.detail).join('; ')})`,
   ];
 }
@@ -161,10 +174,14 @@ function gcLines(label: string, gc: GcSummary): string[] {
       ` (forced by the bench, excluded: ${gc.forcedExcluded})`,
   ];
   for (const [kind, k] of Object.entries(gc.byKind)) {
-    lines.push(`    ${kind.padEnd(20)} ${String(k.count).padStart(6)}  total ${ms(k.totalMs).padStart(11)}  max ${ms(k.maxMs).padStart(9)}  p99 ${ms(k.p99Ms).padStart(9)}  over ${GC_PAUSE_LIMIT_MS} ms: ${k.overLimit}`);
+    lines.push(
+      `    ${kind.padEnd(20)} ${String(k.count).padStart(6)}  total ${ms(k.totalMs).padStart(11)}  max ${ms(k.maxMs).padStart(9)}  p99 ${ms(k.p99Ms).padStart(9)}  over ${GC_PAUSE_LIMIT_MS} ms: ${k.overLimit}`,
+    );
   }
   if (gc.overLimit > 0) {
-    const longest = gc.longest.filter((e) => e.durationMs > GC_PAUSE_LIMIT_MS).map((e) => `${e.kind} ${ms(e.durationMs)} at ${e.t.toFixed(1)} s`);
+    const longest = gc.longest
+      .filter((e) => e.durationMs > GC_PAUSE_LIMIT_MS)
+      .map((e) => `${e.kind} ${ms(e.durationMs)} at ${e.t.toFixed(1)} s`);
     lines.push(`    longest: ${longest.join('; ')}`);
   }
   return lines;
@@ -193,7 +210,11 @@ function reportSoak(soak: SoakResult): string[] {
 export interface MemoryResults {
   readonly machine: MachineFacts & { readonly loadAverageAtEnd: number[] };
   readonly agentNodeFlags: readonly string[];
-  readonly targets: { readonly idleBytesPerConnection: number; readonly driftPercent: number; readonly gcPauseMs: number };
+  readonly targets: {
+    readonly idleBytesPerConnection: number;
+    readonly driftPercent: number;
+    readonly gcPauseMs: number;
+  };
   readonly summary: {
     readonly idle:
       | {
@@ -204,7 +225,9 @@ export interface MemoryResults {
           readonly freshNotify: readonly IdleRound['freshNotify'][];
         }
       | undefined;
-    readonly soaks: ReadonlyArray<SoakSummary & { readonly agent: string; readonly durationS: number; readonly warmupS: number }>;
+    readonly soaks: ReadonlyArray<
+      SoakSummary & { readonly agent: string; readonly durationS: number; readonly warmupS: number }
+    >;
   };
   readonly idle: IdleResult | undefined;
   readonly soaks: readonly SoakResult[];
@@ -220,17 +243,27 @@ async function main(): Promise<void> {
   const facts = machineFacts();
   mkdirSync(RESULTS_DIR, { recursive: true });
   const flags = AGENT_NODE_FLAGS.length > 0 ? `; agent flags: ${AGENT_NODE_FLAGS.join(' ')}` : '';
-  console.log(`memory benchmark: ${facts.cpuCount} × ${facts.cpuModel}, Node ${facts.node}, load average ${facts.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}${flags}`);
+  console.log(
+    `memory benchmark: ${facts.cpuCount} × ${facts.cpuModel}, Node ${facts.node}, load average ${facts.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}${flags}`,
+  );
 
   const idle = IDLE.connections > 0 ? await idleScenario() : undefined;
   const soaks: SoakResult[] = [];
   if (SOAK_S > 0) {
     console.log(`\nsoak: example agent, ${SOAK_S} s`);
-    soaks.push(await withAgent(startProbedExample(startOptions('soak-example')), (agent) => runSoak(agent, soakSettings(SOAK_S), log)));
+    soaks.push(
+      await withAgent(startProbedExample(startOptions('soak-example')), (agent) =>
+        runSoak(agent, soakSettings(SOAK_S), log),
+      ),
+    );
   }
   if (CEILING_SOAK_S > 0) {
     console.log(`\nsoak: ceiling agent (reference), ${CEILING_SOAK_S} s`);
-    soaks.push(await withAgent(startProbedCeiling(startOptions('soak-ceiling')), (agent) => runSoak(agent, soakSettings(CEILING_SOAK_S), log)));
+    soaks.push(
+      await withAgent(startProbedCeiling(startOptions('soak-ceiling')), (agent) =>
+        runSoak(agent, soakSettings(CEILING_SOAK_S), log),
+      ),
+    );
   }
 
   const lines = [...(idle ? reportIdle(idle) : []), ...soaks.flatMap(reportSoak)];
@@ -243,15 +276,35 @@ async function main(): Promise<void> {
       residualAfterCloseEachRound: idle.rounds.map((r) => r.residualAfterClose),
       freshNotify: idle.rounds.map((r) => r.freshNotify),
     },
-    soaks: soaks.map((s) => ({ agent: s.agent, durationS: s.settings.durationS, warmupS: s.effectiveWarmupS, ...s.summary })),
+    soaks: soaks.map((s) => ({
+      agent: s.agent,
+      durationS: s.settings.durationS,
+      warmupS: s.effectiveWarmupS,
+      ...s.summary,
+    })),
   };
-  const targets = { idleBytesPerConnection: IDLE_LIMIT_BYTES, driftPercent: DRIFT_TOLERANCE_PERCENT, gcPauseMs: GC_PAUSE_LIMIT_MS };
-  const output: MemoryResults = { machine: withLoadAtEnd(facts), agentNodeFlags: AGENT_NODE_FLAGS, targets, summary, idle, soaks };
-  console.log(`\nraw samples and summary: ${writeResults('memory', output)}${TRACE_GC ? `; GC traces: ${join(RESULTS_DIR, 'memory-trace-gc-*.log')}` : ''}`);
+  const targets = {
+    idleBytesPerConnection: IDLE_LIMIT_BYTES,
+    driftPercent: DRIFT_TOLERANCE_PERCENT,
+    gcPauseMs: GC_PAUSE_LIMIT_MS,
+  };
+  const output: MemoryResults = {
+    machine: withLoadAtEnd(facts),
+    agentNodeFlags: AGENT_NODE_FLAGS,
+    targets,
+    summary,
+    idle,
+    soaks,
+  };
+  console.log(
+    `\nraw samples and summary: ${writeResults('memory', output)}${TRACE_GC ? `; GC traces: ${join(RESULTS_DIR, 'memory-trace-gc-*.log')}` : ''}`,
+  );
   // Targets are reported, not enforced (numbers vary with the machine); an agent that stops serving is a failure.
   const broken = idle?.rounds.filter((r) => !r.freshNotify.ok || r.closedByAgent > 0).length ?? 0;
   if (broken > 0) {
-    console.error(`bench:memory: in ${broken} idle round(s) the agent did not answer a fresh NOTIFY or closed idle connections`);
+    console.error(
+      `bench:memory: in ${broken} idle round(s) the agent did not answer a fresh NOTIFY or closed idle connections`,
+    );
     process.exitCode = 1;
   }
 }

@@ -26,7 +26,8 @@ const RECORDED_ENV = /^(BENCH_\w+|CC|NESTJS_SPOE_CACHE)$/;
 
 function steps(): StepName[] {
   const unknown = SELECTED.filter((name) => !(STEPS as readonly string[]).includes(name));
-  if (unknown.length > 0) throw new Error(`BENCH_STEPS: unknown bench(es) ${unknown.join(', ')} (known: ${STEPS.join(', ')})`);
+  if (unknown.length > 0)
+    throw new Error(`BENCH_STEPS: unknown bench(es) ${unknown.join(', ')} (known: ${STEPS.join(', ')})`);
   return STEPS.filter((name) => SELECTED.includes(name));
 }
 
@@ -49,7 +50,13 @@ function runStep(name: StepName, env: NodeJS.ProcessEnv): Promise<{ record: Step
   const script = join('bench', `${name}.bench.ts`);
   const started = Date.now();
   console.log(`\n=== npm run bench:${name} (${new Date().toISOString()})\n`);
-  const child = track(spawn(process.execPath, ['-r', '@swc-node/register', script], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] }));
+  const child = track(
+    spawn(process.execPath, ['-r', '@swc-node/register', script], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
   let stdout = '';
   child.stdout!.on('data', (chunk: Buffer) => {
     process.stdout.write(chunk);
@@ -59,7 +66,8 @@ function runStep(name: StepName, env: NodeJS.ProcessEnv): Promise<{ record: Step
     child.once('error', (error) => console.error(`bench: ${name} could not start: ${error.message}`));
     child.once('close', (exitCode, signal) => {
       const record = { name, script, exitCode, signal, seconds: (Date.now() - started) / 1000 };
-      if (exitCode !== 0) console.error(`\nbench: bench:${name} FAILED (${signal ?? `exit code ${exitCode}`}); going on with the others`);
+      if (exitCode !== 0)
+        console.error(`\nbench: bench:${name} FAILED (${signal ?? `exit code ${exitCode}`}); going on with the others`);
       resolve({ record, stdout });
     });
   });
@@ -76,14 +84,22 @@ async function main(): Promise<void> {
   for (const name of selected) {
     const { record, stdout } = await runStep(name, childEnv);
     records.push(record);
-    if (name === 'codec' && record.exitCode === 0) writeResults('codec', parseCodecOutput(stdout, new Date(Date.now() - record.seconds * 1000).toISOString()));
+    if (name === 'codec' && record.exitCode === 0)
+      writeResults('codec', parseCodecOutput(stdout, new Date(Date.now() - record.seconds * 1000).toISOString()));
   }
-  const run: RunRecord = { command: commandLine(env), env, startedAt, finishedAt: new Date().toISOString(), steps: records };
+  const run: RunRecord = {
+    command: commandLine(env),
+    env,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    steps: records,
+  };
   writeResults('run', run);
   const { markdown, chart } = await generateReport();
   console.log(`\n=== report: ${markdown}${chart ? `, ${chart}` : ''}`);
   const failed = records.filter((r) => r.exitCode !== 0);
-  if (failed.length > 0) throw new Error(`${failed.length} bench(es) failed: ${failed.map((r) => r.name).join(', ')} (the report says so)`);
+  if (failed.length > 0)
+    throw new Error(`${failed.length} bench(es) failed: ${failed.map((r) => r.name).join(', ')} (the report says so)`);
 }
 
 runBench('bench', main);

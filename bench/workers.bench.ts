@@ -34,7 +34,8 @@ const INFLIGHT = envInt('BENCH_WORKERS_INFLIGHT', 8, 1);
 const HEAVY_US = envInt('BENCH_HEAVY_US', 50, 1);
 const WORKER_COUNTS = envList('BENCH_WORKER_COUNTS', ['1', '2']).map((text) => {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_WORKER_COUNTS: ${JSON.stringify(text)} is not an integer ≥ 1`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`BENCH_WORKER_COUNTS: ${JSON.stringify(text)} is not an integer ≥ 1`);
   return n;
 });
 /** The issue's target: 2 workers ≥ 1.6× one. */
@@ -85,7 +86,12 @@ async function calibrate(): Promise<{ iterations: number; us: number }> {
 async function measure(workers: number, iterations: number, round: number): Promise<Measurement> {
   const agent: HeavyAgent = await startHeavy({ workers, targetUs: HEAVY_US, iterations });
   try {
-    const load = await measureLoad(agent.pid, { port: agent.port, connections: CONNECTIONS, inflight: INFLIGHT }, WARMUP_MS, DURATION_MS);
+    const load = await measureLoad(
+      agent.pid,
+      { port: agent.port, connections: CONNECTIONS, inflight: INFLIGHT },
+      WARMUP_MS,
+      DURATION_MS,
+    );
     return { round, workers, ...load, workUs: agent.calibratedUs };
   } finally {
     await stopProcessTree(agent.child);
@@ -93,13 +99,27 @@ async function measure(workers: number, iterations: number, round: number): Prom
 }
 
 function summarize(measurements: readonly Measurement[]): Summary[] {
-  const summaries = WORKER_COUNTS.map((workers) => ({ workers, ...summarizeLoad(measurements.filter((m) => m.workers === workers)) }));
+  const summaries = WORKER_COUNTS.map((workers) => ({
+    workers,
+    ...summarizeLoad(measurements.filter((m) => m.workers === workers)),
+  }));
   const one = summaries.find((s) => s.workers === 1)?.framesPerSecond ?? NaN;
   return summaries.map((s) => ({ ...s, framesPerSecondVsOne: s.framesPerSecond / one }));
 }
 
 function table(summaries: readonly Summary[]): string {
-  const header = ['workers', 'frames/s', '× 1 worker', 'p50 µs', 'p99 µs', 'p99.9 µs', 'agent µs/frame', 'agent cores', 'other cores', 'gen CPU %'];
+  const header = [
+    'workers',
+    'frames/s',
+    '× 1 worker',
+    'p50 µs',
+    'p99 µs',
+    'p99.9 µs',
+    'agent µs/frame',
+    'agent cores',
+    'other cores',
+    'gen CPU %',
+  ];
   const rows = summaries.map((s) => [
     String(s.workers),
     int(s.framesPerSecond),
@@ -149,7 +169,9 @@ async function main(): Promise<void> {
   }
   const summaries = summarize(measurements);
   const ratio = ratioOf(summaries);
-  console.log(`\nmedians over ${ROUNDS} round(s); ${DURATION_MS} ms measured after ${WARMUP_MS} ms of warm-up\n${table(summaries)}`);
+  console.log(
+    `\nmedians over ${ROUNDS} round(s); ${DURATION_MS} ms measured after ${WARMUP_MS} ms of warm-up\n${table(summaries)}`,
+  );
   console.log(
     `\n2 workers / 1 worker: ${fixed(2)(ratio.twoVsOne)}× (target ≥ ${TARGET_RATIO}: ${ratio.met ? 'met' : 'MISSED'}) on ${os.cpus().length} core(s)` +
       `\nagent µs/frame: CPU of the supervisor and its workers per frame (the handler's ≈${HEAVY_US} µs and the transport's share); agent cores: how many cores they kept busy.` +
@@ -157,7 +179,15 @@ async function main(): Promise<void> {
   );
   const results: WorkersResults = {
     machine: withLoadAtEnd(facts),
-    settings: { rounds: ROUNDS, durationMs: DURATION_MS, warmupMs: WARMUP_MS, connections: CONNECTIONS, inflight: INFLIGHT, workerCounts: WORKER_COUNTS, targetUs: HEAVY_US },
+    settings: {
+      rounds: ROUNDS,
+      durationMs: DURATION_MS,
+      warmupMs: WARMUP_MS,
+      connections: CONNECTIONS,
+      inflight: INFLIGHT,
+      workerCounts: WORKER_COUNTS,
+      targetUs: HEAVY_US,
+    },
     calibration,
     summary: summaries,
     ratio,

@@ -27,7 +27,8 @@ let stopping: Promise<void> | undefined;
 
 async function main(): Promise<void> {
   const agentEntry = join(ROOT, 'dist', 'main.js');
-  if (!existsSync(agentEntry)) throw new Error('dist/main.js is missing: run `npm start` (it builds first) or `npm run build`');
+  if (!existsSync(agentEntry))
+    throw new Error('dist/main.js is missing: run `npm start` (it builds first) or `npm run build`');
   const haproxyBin = process.env.HAPROXY_BIN || provisionHaproxy('3.2');
 
   const ports = {
@@ -54,7 +55,10 @@ async function main(): Promise<void> {
     BACKEND_ADDR: `${HOST}:${backendPort}`,
     SPOE_CONF: join(ROOT, 'deploy', 'haproxy', 'spoe.conf'),
   });
-  await waitUntil('HAProxy to score requests', async () => (await httpGet(ports.haproxy, '/')).headers['x-ip-score'] === '0');
+  await waitUntil(
+    'HAProxy to score requests',
+    async () => (await httpGet(ports.haproxy, '/')).headers['x-ip-score'] === '0',
+  );
 
   const admin = `localhost:${ports.http}`;
   const web = `localhost:${ports.haproxy}`;
@@ -80,7 +84,9 @@ export function tryCommands(web: string, admin: string): Array<[command: string,
     [`curl -i ${web}/`, '200, X-IP-Score: 0'],
     [`curl -i -H 'X-Forwarded-For: 10.1.2.3' ${web}/`, '403: 10.0.0.0/8 is on the blocklist'],
     [`curl -s ${admin}/blocklist`, 'the blocklist'],
-    [`curl -s -X POST ${admin}/blocklist -H 'content-type: application/json' -d '{"cidr":"127.0.0.1/32","ttlSeconds":300}'`],
+    [
+      `curl -s -X POST ${admin}/blocklist -H 'content-type: application/json' -d '{"cidr":"127.0.0.1/32","ttlSeconds":300}'`,
+    ],
     [`curl -i ${web}/`, '403 now: 127.0.0.1 is blocked (for 5 minutes)'],
     [`curl -i -X DELETE '${admin}/blocklist?cidr=127.0.0.1/32'`, '204: unblocked'],
     [`curl -s ${admin}/health/ready`, 'readiness, with the SPOE health-check HELLO'],
@@ -126,7 +132,8 @@ async function startBackend(): Promise<Server> {
 function start(name: string, command: string, args: string[], env: Record<string, string>): Child {
   const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const prefix = `[${name}] `;
-  for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream! }).on('line', (line) => print(prefix + line));
+  for (const stream of [child.stdout, child.stderr])
+    createInterface({ input: stream! }).on('line', (line) => print(prefix + line));
   const exited = new Promise<number | null>((done) => {
     child.once('error', (error) => {
       print(`${prefix}could not start: ${error.message}`);
@@ -164,7 +171,10 @@ function stop(exitCode: number): Promise<void> {
   })());
 }
 
-function httpGet(port: number, path: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined> }> {
+function httpGet(
+  port: number,
+  path: string,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined> }> {
   return new Promise((done, fail) => {
     const req = get({ host: HOST, port, path, agent: false, timeout: 2000 }, (res) => {
       res.resume();
@@ -194,7 +204,8 @@ if (require.main === module) {
   process.on('SIGTERM', () => void stop(0));
   // Last resort when the demo itself dies: leave nothing running.
   process.on('exit', () => {
-    for (const child of children) if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
+    for (const child of children)
+      if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
   });
   main().catch((error: Error) => {
     print(`demo failed: ${error.message}`);

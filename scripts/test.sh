@@ -39,8 +39,8 @@ fi
 step "type check"
 npx tsc -p tsconfig.json --noEmit
 
-step "lint"
-npx eslint .
+step "lint (ESLint, and Prettier's format check: npm run format fixes it)"
+npm run --silent lint
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT

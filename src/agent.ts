@@ -41,7 +41,9 @@ export async function startAgent(options: AppOptions = {}): Promise<Agent> {
     await app.startAllMicroservices();
     await app.listen(config.http.port, config.http.host);
     const httpUrl = urlOf(app.getHttpServer().address() as AddressInfo);
-    log.log(`ready: SPOE on ${formatAddress(spoe.address)}, HTTP on ${httpUrl}, blocklist ${config.redisUrl ? 'in Redis' : 'in memory'}`);
+    log.log(
+      `ready: SPOE on ${formatAddress(spoe.address)}, HTTP on ${httpUrl}, blocklist ${config.redisUrl ? 'in Redis' : 'in memory'}`,
+    );
 
     const lifecycle = app.get(Lifecycle);
     return {
@@ -64,5 +66,3 @@ function urlOf(address: AddressInfo): string {
   const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
   return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
 }
-
-

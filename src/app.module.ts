@@ -40,7 +40,11 @@ export class AppModule {
       module: AppModule,
       imports: [
         // From the environment alone (no .env file), checked by the function that main.ts ran before Nest started.
-        ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, validate: (processEnv) => validateAgentEnv(env ?? processEnv) }),
+        ConfigModule.forRoot({
+          isGlobal: true,
+          ignoreEnvFile: true,
+          validate: (processEnv) => validateAgentEnv(env ?? processEnv),
+        }),
         SpoeModule.forRootAsync({
           inject: [ConfigService],
           useFactory: (config: ConfigService<AgentSettings, true>) => config.get('agent', { infer: true }).spoe,
@@ -50,7 +54,11 @@ export class AppModule {
       controllers: [ReputationController, EchoController, BlocklistController, HealthController],
       providers: [
         ...(supervisor ? [{ provide: SupervisorLink, useValue: supervisor }] : []),
-        { provide: BlocklistStore, inject: [ConfigService, { token: SupervisorLink, optional: true }], useFactory: createStore },
+        {
+          provide: BlocklistStore,
+          inject: [ConfigService, { token: SupervisorLink, optional: true }],
+          useFactory: createStore,
+        },
         ReputationService,
         Lifecycle,
         BlocklistHealthIndicator,
@@ -60,7 +68,10 @@ export class AppModule {
   }
 }
 
-function createStore(config: ConfigService<AgentSettings, true>, supervisor: SupervisorLink | undefined): BlocklistStore {
+function createStore(
+  config: ConfigService<AgentSettings, true>,
+  supervisor: SupervisorLink | undefined,
+): BlocklistStore {
   const { redisUrl, defaultBlocklist } = config.get('agent', { infer: true });
   if (redisUrl !== undefined) return new RedisBlocklistStore(redisUrl, defaultBlocklist);
   return supervisor ? new ClusterBlocklistStore(supervisor) : new MemoryBlocklistStore(defaultBlocklist);

@@ -8,7 +8,10 @@ import { startAgent, TestAgent } from './support/agent';
 class ReputationController {
   @MessagePattern('check-client-ip')
   check(@Payload('ip') ip: SpoeIp, @Ctx() ctx: SpoeContext) {
-    return [SetVar.sess('ip_score', ip.toString().startsWith('10.') ? 100 : 0), SetVar.txn('msg', ctx.getMessageName())];
+    return [
+      SetVar.sess('ip_score', ip.toString().startsWith('10.') ? 100 : 0),
+      SetVar.txn('msg', ctx.getMessageName()),
+    ];
   }
 }
 

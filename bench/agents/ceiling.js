@@ -94,7 +94,11 @@ function kvFrame(type, items) {
   return frame;
 }
 
-const disconnectFrame = (status, message) => kvFrame(AGENT_DISCONNECT, [['status-code', T_UINT32, status], ['message', T_STRING, message]]);
+const disconnectFrame = (status, message) =>
+  kvFrame(AGENT_DISCONNECT, [
+    ['status-code', T_UINT32, status],
+    ['message', T_STRING, message],
+  ]);
 
 // The ACKs of one 'data' event; copied out for the write, so this buffer is reused by every event of every socket.
 const out = Buffer.allocUnsafe(256 * 1024);
@@ -163,7 +167,11 @@ function onConnection(socket) {
       }
       if (!/(^|,)\s*2\.\d+\s*(,|$)/.test(versions)) return close(disconnectFrame(8, 'unsupported version'));
       if (maxFrameSize < 256) return close(disconnectFrame(9, 'bad frame size'));
-      const hello = kvFrame(AGENT_HELLO, [['version', T_STRING, '2.0'], ['max-frame-size', T_UINT32, Math.min(MAX_FRAME_SIZE, maxFrameSize)], ['capabilities', T_STRING, 'pipelining']]);
+      const hello = kvFrame(AGENT_HELLO, [
+        ['version', T_STRING, '2.0'],
+        ['max-frame-size', T_UINT32, Math.min(MAX_FRAME_SIZE, maxFrameSize)],
+        ['capabilities', T_STRING, 'pipelining'],
+      ]);
       if (healthcheck) return close(hello);
       greeted = true;
       socket.write(hello);

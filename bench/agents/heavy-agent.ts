@@ -13,7 +13,8 @@ import { SupervisedApp, SupervisorLink } from '../../src/cluster/worker';
  * a handler that heavy, the transport is a small share of each frame and the question is only whether N processes
  * get N times the work done.
  *
- *   PORT=12345 HEAVY_WORKERS=2 HEAVY_TARGET_US=50 [HEAVY_ITERATIONS=n] node -r @swc-node/register bench/agents/heavy-agent.ts
+ *   PORT=12345 HEAVY_WORKERS=2 HEAVY_TARGET_US=50 [HEAVY_ITERATIONS=n] node -r @swc-node/register
+ * bench/agents/heavy-agent.ts
  *
  * The supervisor (primary) calibrates the work once, before forking, unless HEAVY_ITERATIONS gives it: a number of
  * iterations of a cheap integer hash that take HEAVY_TARGET_US on this machine. Every worker then does exactly that
@@ -35,7 +36,8 @@ function positiveInt(name: string, fallback: number): number {
   const text = process.env[name];
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be an integer ≥ 1, got ${JSON.stringify(text)}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new Error(`${name} must be an integer ≥ 1, got ${JSON.stringify(text)}`);
   return value;
 }
 
@@ -72,11 +74,14 @@ function timings(iterations: number, runs: number): number[] {
 /** The iterations that take `targetUs` here and now (the median of several timed runs, after JIT warm-up). */
 function calibrate(targetUs: number): number {
   timings(CALIBRATION_PROBE_ITERATIONS, 20); // optimised before it counts
-  const nsPerIteration = timings(CALIBRATION_PROBE_ITERATIONS, CALIBRATION_RUNS)[CALIBRATION_RUNS >> 1] / CALIBRATION_PROBE_ITERATIONS;
+  const nsPerIteration =
+    timings(CALIBRATION_PROBE_ITERATIONS, CALIBRATION_RUNS)[CALIBRATION_RUNS >> 1] / CALIBRATION_PROBE_ITERATIONS;
   return Math.max(1, Math.round((targetUs * 1000) / nsPerIteration));
 }
 
-/** The median µs of `iterations`, measured now (after JIT warm-up): what one message costs the handler at this moment. */
+/**
+ * The median µs of `iterations`, measured now (after JIT warm-up): what one message costs the handler at this moment.
+ */
 function medianUs(iterations: number): number {
   timings(iterations, CALIBRATION_RUNS);
   return timings(iterations, CALIBRATION_RUNS)[CALIBRATION_RUNS >> 1] / 1000;
@@ -127,7 +132,10 @@ async function announceWhenAllReady(supervisor: SupervisorLink, port: number): P
   console.error(`heavy agent: the supervisor did not report every worker ready within ${READY_TIMEOUT_MS} ms`);
 }
 
-/** In the supervisor (the primary, before it forks): the work per message, once, handed to the workers through their environment. */
+/**
+ * In the supervisor (the primary, before it forks): the work per message, once, handed to the workers through their
+ * environment.
+ */
 function prepareWork(): void {
   const iterations = process.env.HEAVY_ITERATIONS ? positiveInt('HEAVY_ITERATIONS', 1) : calibrate(TARGET_US);
   process.env.HEAVY_ITERATIONS = String(iterations);

@@ -1,5 +1,13 @@
 import 'reflect-metadata';
-import { CallHandler, Controller, ExecutionContext, Injectable, Module, NestInterceptor, PipeTransform } from '@nestjs/common';
+import {
+  CallHandler,
+  Controller,
+  ExecutionContext,
+  Injectable,
+  Module,
+  NestInterceptor,
+  PipeTransform,
+} from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { AddressInfo } from 'node:net';
@@ -59,7 +67,10 @@ class PipelineModule {}
 async function start(kind: string): Promise<number> {
   if (kind !== 'server' && kind !== 'pipeline') throw new Error(`unknown agent kind "${kind}" (server or pipeline)`);
   const server = new SpoeServer({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0) });
-  const app = await NestFactory.createMicroservice(kind === 'server' ? ServerModule : PipelineModule, { strategy: server, logger: ['error'] });
+  const app = await NestFactory.createMicroservice(kind === 'server' ? ServerModule : PipelineModule, {
+    strategy: server,
+    logger: ['error'],
+  });
   if (kind === 'pipeline') app.useGlobalInterceptors(new PassThroughInterceptor());
   await app.listen();
   return (server.address as AddressInfo).port;

@@ -28,7 +28,16 @@ interface WrkReport {
   readonly durationUs: number;
   readonly bytes: number;
   readonly errors: WrkErrors;
-  readonly latencyUs: { readonly min: number; readonly mean: number; readonly max: number; readonly p50: number; readonly p75: number; readonly p90: number; readonly p99: number; readonly p999: number };
+  readonly latencyUs: {
+    readonly min: number;
+    readonly mean: number;
+    readonly max: number;
+    readonly p50: number;
+    readonly p75: number;
+    readonly p90: number;
+    readonly p99: number;
+    readonly p999: number;
+  };
 }
 
 export interface WrkResult extends WrkReport {
@@ -58,10 +67,16 @@ function onPath(command: string): boolean {
 /** Installs wrk with apt-get when it is missing (progress on stderr); throws a clear message when it cannot. */
 export function ensureWrk(): void {
   if (onPath('wrk')) return;
-  if (!onPath('apt-get')) throw new Error('wrk is not installed and apt-get is not available: install wrk (https://github.com/wg/wrk) and put it on PATH');
+  if (!onPath('apt-get'))
+    throw new Error(
+      'wrk is not installed and apt-get is not available: install wrk (https://github.com/wg/wrk) and put it on PATH',
+    );
   console.error('bench:haproxy: wrk is missing, installing it: apt-get install -y wrk');
   const install = (): void => {
-    execFileSync('apt-get', ['install', '-y', 'wrk'], { stdio: ['ignore', 2, 2], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    execFileSync('apt-get', ['install', '-y', 'wrk'], {
+      stdio: ['ignore', 2, 2],
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
   };
   try {
     install();
@@ -71,7 +86,10 @@ export function ensureWrk(): void {
       execFileSync('apt-get', ['update'], { stdio: ['ignore', 2, 2] });
       install();
     } catch (error) {
-      throw new Error(`wrk is not installed and "apt-get install -y wrk" failed (see above; it needs root): install wrk and run again`, { cause: error });
+      throw new Error(
+        `wrk is not installed and "apt-get install -y wrk" failed (see above; it needs root): install wrk and run again`,
+        { cause: error },
+      );
     }
   }
   if (!onPath('wrk')) throw new Error('apt-get installed wrk, but wrk is still not on PATH');
@@ -80,7 +98,9 @@ export function ensureWrk(): void {
 /** `wrk -v`'s first line, e.g. "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer". */
 export function wrkVersion(): string {
   try {
-    return execFileSync('wrk', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
+    return execFileSync('wrk', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .split('\n')[0]
+      .trim();
   } catch (error) {
     // Some builds print the version and exit non-zero.
     const stdout = (error as { stdout?: string }).stdout;
@@ -90,14 +110,29 @@ export function wrkVersion(): string {
 
 /** Runs wrk once against `url`; rejects when it fails or prints no report (its errors are counted, not thrown). */
 export async function runWrk(run: WrkRun): Promise<WrkResult> {
-  const args = ['-t', String(run.threads), '-c', String(run.connections), '-d', `${run.durationS}s`, '--timeout', '2s', '-s', REPORT_SCRIPT, run.url];
+  const args = [
+    '-t',
+    String(run.threads),
+    '-c',
+    String(run.connections),
+    '-d',
+    `${run.durationS}s`,
+    '--timeout',
+    '2s',
+    '-s',
+    REPORT_SCRIPT,
+    run.url,
+  ];
   const cpuBefore = reapedChildrenCpuSeconds();
   // A hung wrk must not hang the bench.
   const { code, signal, stdout, stderr } = await runTool(...onCpu(run.cpu, 'wrk', args), (run.durationS + 15) * 1000);
   // wrk has been reaped: its CPU is now in our cutime/cstime.
   const cpuSeconds = reapedChildrenCpuSeconds() - cpuBefore;
   const line = /^BENCH-JSON (.*)$/m.exec(stdout);
-  if (code !== 0 || !line) throw new Error(`wrk ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${(stderr || stdout).trim() || 'no output'}`);
+  if (code !== 0 || !line)
+    throw new Error(
+      `wrk ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${(stderr || stdout).trim() || 'no output'}`,
+    );
   const report = JSON.parse(line[1]) as WrkReport;
   return { ...report, requestsPerSecond: report.requests / (report.durationUs / 1e6), cpuSeconds };
 }

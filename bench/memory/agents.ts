@@ -10,7 +10,9 @@ import { ProbeClient } from './probe-client';
 
 const PROBE = join(__dirname, 'probe.js');
 /** BENCH_NODE_FLAGS: extra Node/V8 flags for the agents, to try GC settings (e.g. --max-semi-space-size=32). */
-export const AGENT_NODE_FLAGS: readonly string[] = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((flag) => flag !== '');
+export const AGENT_NODE_FLAGS: readonly string[] = (process.env.BENCH_NODE_FLAGS ?? '')
+  .split(/\s+/)
+  .filter((flag) => flag !== '');
 
 /** An agent started with the probe preloaded, and how to reach both. */
 export interface ProbedAgent extends RunningAgent {
@@ -23,12 +25,20 @@ export interface StartOptions {
 }
 
 /** Node with the probe preloaded and global.gc() exposed, an IPC channel for the probe, stdout kept for --trace-gc. */
-async function startProbed(start: (options: AgentOptions) => Promise<RunningAgent>, options: StartOptions): Promise<ProbedAgent> {
+async function startProbed(
+  start: (options: AgentOptions) => Promise<RunningAgent>,
+  options: StartOptions,
+): Promise<ProbedAgent> {
   const trace = options.traceGcFile ? createWriteStream(options.traceGcFile, { flags: 'a' }) : undefined;
   const nodeArgs = ['--expose-gc', ...(trace ? ['--trace-gc'] : []), ...AGENT_NODE_FLAGS, '--require', PROBE];
   try {
     // Pinned as in bench:frames (see support/cpus.ts): the soak runs the generator at full load beside it.
-    const agent = await start({ nodeArgs, ipc: true, cpu: CPU.agent, ...(trace && { onStdout: (chunk: Buffer) => trace.write(chunk) }) });
+    const agent = await start({
+      nodeArgs,
+      ipc: true,
+      cpu: CPU.agent,
+      ...(trace && { onStdout: (chunk: Buffer) => trace.write(chunk) }),
+    });
     agent.child.once('exit', () => trace?.end());
     return { ...agent, probe: new ProbeClient(agent.child) };
   } catch (error) {

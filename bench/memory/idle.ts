@@ -88,11 +88,17 @@ async function inBatches<T>(items: readonly T[], batch: number, each: (item: T) 
 }
 
 /** Opens `count` connections, `batch` at a time; on any failure closes those already open and rethrows. */
-async function openConnections(port: number, count: number, batch: number): Promise<{ clients: SpoeClient[]; slowestBatchMs: number }> {
+async function openConnections(
+  port: number,
+  count: number,
+  batch: number,
+): Promise<{ clients: SpoeClient[]; slowestBatchMs: number }> {
   const clients: SpoeClient[] = [];
   const slots = Array.from({ length: count }, (_, i) => i);
   try {
-    const slowestBatchMs = await inBatches(slots, batch, async () => clients.push(await SpoeClient.connect(clientOptions(port))));
+    const slowestBatchMs = await inBatches(slots, batch, async () =>
+      clients.push(await SpoeClient.connect(clientOptions(port))),
+    );
     return { clients, slowestBatchMs };
   } catch (error) {
     for (const client of clients) client.destroy();
@@ -167,7 +173,9 @@ export async function runIdleRound(agent: ProbedAgent, settings: IdleSettings, l
   await closeAll(clients, batch);
   const closed = await measure(agent, settleMs);
   const perConn = perConnection(baseline, open, n);
-  log(`  baseline ${memoryText(baseline)}; ${n} open (in ${openMs.toFixed(0)} ms): ${memoryText(open)}, ${(perConn.rss / 1000).toFixed(2)} kB RSS each`);
+  log(
+    `  baseline ${memoryText(baseline)}; ${n} open (in ${openMs.toFixed(0)} ms): ${memoryText(open)}, ${(perConn.rss / 1000).toFixed(2)} kB RSS each`,
+  );
   log(
     `  fresh NOTIFY ${freshNotify.ok ? 'answered' : 'FAILED'} in ${freshNotify.latencyMs.toFixed(1)} ms; after one NOTIFY each: ${memoryText(afterOneNotifyEach)};` +
       ` all closed: ${memoryText(closed)}`,

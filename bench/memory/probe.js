@@ -11,7 +11,8 @@
  *
  * Request  { probe: 'stats', id, forceGc }   forceGc runs global.gc() twice first (needs --expose-gc): the second
  *                                            collection frees what the first one's weak callbacks released.
- * Answer   { probe: 'stats', id, at, memory: { rss, heapUsed, heapTotal, external, arrayBuffers }, gcEvents, gcExposed }
+ * Answer   { probe: 'stats', id, at, memory: { rss, heapUsed, heapTotal, external, arrayBuffers }, gcEvents, gcExposed
+ * }
  *          gcEvents: the GC events observed since the previous answer (each handed over once), forced ones tagged.
  *
  * A forced GC is tagged twice over, because the bench must not count it as a pause of the agent: V8 sets the

@@ -53,7 +53,9 @@ export interface SoakSummary {
    * a sawtooth (the young generation fills between scavenges, many times a second): the medians of two windows of
    * raw samples can differ by 20% with no leak at all; the post-GC heap is what a leak would move.
    */
-  readonly postGcHeap: { readonly first: number; readonly last: number; readonly driftPercent: number; readonly flat: boolean } | undefined;
+  readonly postGcHeap:
+    | { readonly first: number; readonly last: number; readonly driftPercent: number; readonly flat: boolean }
+    | undefined;
   /** GC pauses after the warm-up, forced ones excluded. */
   readonly gc: GcSummary;
   /** The same over the whole soak, warm-up included. */
@@ -79,7 +81,13 @@ export interface SoakResult {
 }
 
 function generate(port: number, settings: SoakSettings): Promise<GeneratorResult> {
-  return runGenerator({ port, connections: settings.connections, inflight: settings.inflight, durationMs: settings.durationS * 1000, cpu: CPU.generator });
+  return runGenerator({
+    port,
+    connections: settings.connections,
+    inflight: settings.inflight,
+    durationMs: settings.durationS * 1000,
+    cpu: CPU.generator,
+  });
 }
 
 /** When to take post-GC samples, in seconds since the origin. */
@@ -108,7 +116,9 @@ function progressLine(recorder: Recorder, t: number): string {
   const natural = recorder.gcEvents.filter((e) => !e.forced);
   const max = Math.max(0, ...natural.map((e) => e.durationMs));
   const over = natural.filter((e) => e.durationMs > GC_PAUSE_LIMIT_MS).length;
-  const memory = last ? `RSS ${(last.memory.rss / 1e6).toFixed(1)} MB, heap ${(last.memory.heapUsed / 1e6).toFixed(1)} MB` : 'no sample';
+  const memory = last
+    ? `RSS ${(last.memory.rss / 1e6).toFixed(1)} MB, heap ${(last.memory.heapUsed / 1e6).toFixed(1)} MB`
+    : 'no sample';
   return `  t=${t.toFixed(0)}s  ${memory}, ${natural.length} GC pauses so far (max ${max.toFixed(1)} ms, ${over} over ${GC_PAUSE_LIMIT_MS} ms)`;
 }
 
@@ -116,7 +126,11 @@ function progressLine(recorder: Recorder, t: number): string {
  * Full load from the C generator for the whole soak; meanwhile, one memory sample a second from the probe (no GC
  * forced) and a few post-GC samples. The agent's GC events come along with the samples.
  */
-export async function runSoak(agent: ProbedAgent, settings: SoakSettings, log: (line: string) => void): Promise<SoakResult> {
+export async function runSoak(
+  agent: ProbedAgent,
+  settings: SoakSettings,
+  log: (line: string) => void,
+): Promise<SoakResult> {
   const warmupS = Math.min(settings.warmupS, Math.floor(settings.durationS / 3));
   await agent.probe.stats(false); // GC events of the startup are not the soak's
   const origin = Date.now();
@@ -142,7 +156,12 @@ export async function runSoak(agent: ProbedAgent, settings: SoakSettings, log: (
     if (i % Math.max(1, Math.round(10 / settings.sampleS)) === 0) log(progressLine(recorder, t));
   }
   const result = await generator;
-  const cores = coreUse((Date.now() - origin) / 1000, treeCpuSeconds(agent.pid) - agentCpu, machineBusySeconds() - busy, result);
+  const cores = coreUse(
+    (Date.now() - origin) / 1000,
+    treeCpuSeconds(agent.pid) - agentCpu,
+    machineBusySeconds() - busy,
+    result,
+  );
   // GC events delivered since the last sample; the load is over, so this sample is not part of the series.
   recorder.add(await agent.probe.stats(false), false, false);
   return {
@@ -159,10 +178,21 @@ export async function runSoak(agent: ProbedAgent, settings: SoakSettings, log: (
 
 function coreUse(wallS: number, agentS: number, busyS: number, generator: GeneratorResult): CoreUse {
   const generatorS = generator.cpuUserS + generator.cpuSysS;
-  return { wallS, agentCores: agentS / wallS, generatorCores: generatorS / wallS, otherCores: Math.max(0, (busyS - agentS - generatorS) / wallS) };
+  return {
+    wallS,
+    agentCores: agentS / wallS,
+    generatorCores: generatorS / wallS,
+    otherCores: Math.max(0, (busyS - agentS - generatorS) / wallS),
+  };
 }
 
-function summarize(recorder: Recorder, generator: GeneratorResult, settings: SoakSettings, warmupS: number, cores: CoreUse): SoakSummary {
+function summarize(
+  recorder: Recorder,
+  generator: GeneratorResult,
+  settings: SoakSettings,
+  warmupS: number,
+  cores: CoreUse,
+): SoakSummary {
   const end = settings.durationS;
   const raw = recorder.samples.filter((s) => !s.forcedGc);
   const series = (pick: (m: MemoryUsage) => number): SeriesSummary =>
@@ -176,7 +206,10 @@ function summarize(recorder: Recorder, generator: GeneratorResult, settings: Soa
   const rss = series((m) => m.rss);
   const heapUsed = series((m) => m.heapUsed);
   const postGc = recorder.samples.filter((s) => s.forcedGc && s.t >= warmupS - settings.sampleS);
-  const postGcHeap = postGc.length >= 2 ? drift(postGc[0].memory.heapUsed, postGc.at(-1)!.memory.heapUsed, settings.tolerancePercent) : undefined;
+  const postGcHeap =
+    postGc.length >= 2
+      ? drift(postGc[0].memory.heapUsed, postGc.at(-1)!.memory.heapUsed, settings.tolerancePercent)
+      : undefined;
   const gc = summarizeGc(recorder.gcEvents, recorder.origin, warmupS, end);
   return {
     framesPerSecond: generator.framesPerSecond,

@@ -25,7 +25,13 @@ export interface SeriesSummary {
 }
 
 /** Summarizes samples taken from `from` to `to` (seconds): extremes, and drift between the first and last windows. */
-export function summarizeSeries(samples: readonly TimedValue[], from: number, to: number, windowS: number, tolerancePercent: number): SeriesSummary {
+export function summarizeSeries(
+  samples: readonly TimedValue[],
+  from: number,
+  to: number,
+  windowS: number,
+  tolerancePercent: number,
+): SeriesSummary {
   const kept = samples.filter((s) => s.t >= from && s.t <= to);
   const values = kept.map((s) => s.value);
   const firstMedian = median(kept.filter((s) => s.t < from + windowS).map((s) => s.value));
@@ -82,7 +88,9 @@ function kindSummary(durations: readonly number[]): GcKindSummary {
   };
 }
 
-/** GC pauses of the agent (not the forced ones) that started between `from` and `to` seconds after `origin` (epoch ms). */
+/**
+ * GC pauses of the agent (not the forced ones) that started between `from` and `to` seconds after `origin` (epoch ms).
+ */
 export function summarizeGc(events: readonly GcEvent[], origin: number, from: number, to: number): GcSummary {
   const inPeriod = events.filter((e) => (e.at - origin) / 1000 >= from && (e.at - origin) / 1000 <= to);
   const natural = inPeriod.filter((e) => !e.forced);
@@ -94,5 +102,10 @@ export function summarizeGc(events: readonly GcEvent[], origin: number, from: nu
     .sort((a, b) => b.durationMs - a.durationMs)
     .slice(0, 5)
     .map((e) => ({ t: (e.at - origin) / 1000, kind: gcKindName(e.kind), durationMs: e.durationMs }));
-  return { ...kindSummary(natural.map((e) => e.durationMs)), forcedExcluded: inPeriod.length - natural.length, byKind, longest };
+  return {
+    ...kindSummary(natural.map((e) => e.durationMs)),
+    forcedExcluded: inPeriod.length - natural.length,
+    byKind,
+    longest,
+  };
 }

@@ -32,8 +32,20 @@ function configurationName(s: Pick<Summary, 'connections' | 'inflight'>): string
 
 function bars(summaries: readonly Summary[]): Bar[] {
   return summaries.flatMap((s) => [
-    { configuration: configurationName(s), agent: s.agent, metric: FRAMES, value: s.framesPerSecond, label: compact(s.framesPerSecond) },
-    { configuration: configurationName(s), agent: s.agent, metric: CPU, value: s.agentCpuUsPerFrame, label: fixed(s.agentCpuUsPerFrame < 10 ? 2 : 1)(s.agentCpuUsPerFrame) },
+    {
+      configuration: configurationName(s),
+      agent: s.agent,
+      metric: FRAMES,
+      value: s.framesPerSecond,
+      label: compact(s.framesPerSecond),
+    },
+    {
+      configuration: configurationName(s),
+      agent: s.agent,
+      metric: CPU,
+      value: s.agentCpuUsPerFrame,
+      label: fixed(s.agentCpuUsPerFrame < 10 ? 2 : 1)(s.agentCpuUsPerFrame),
+    },
   ]);
 }
 
@@ -49,13 +61,20 @@ function compact(n: number): string {
  * Grouped bars: a column per configuration, a row per metric (frames/s; the agent's CPU per frame, the figure that
  * holds on a shared machine), a bar per agent. Each cell has its own y scale: 1×1 and 16×64 differ 100-fold.
  */
-export function framesChartSpec(summaries: readonly Summary[], agents: readonly string[], title: readonly string[]): VegaLite.TopLevelSpec {
+export function framesChartSpec(
+  summaries: readonly Summary[],
+  agents: readonly string[],
+  title: readonly string[],
+): VegaLite.TopLevelSpec {
   const configurations = [...new Set(summaries.map(configurationName))];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: {
       text: [...title],
-      subtitle: ['frames/s: higher is better', 'agent CPU µs per frame (the kernel’s accounting of the agent process): lower is better'],
+      subtitle: [
+        'frames/s: higher is better',
+        'agent CPU µs per frame (the kernel’s accounting of the agent process): lower is better',
+      ],
       anchor: 'start',
       fontSize: 14,
     },
@@ -63,15 +82,35 @@ export function framesChartSpec(summaries: readonly Summary[], agents: readonly 
     padding: 12,
     data: { values: bars(summaries) },
     facet: {
-      row: { field: 'metric', type: 'nominal', sort: [FRAMES, CPU], title: null, header: { labelAngle: -90, labelOrient: 'left', labelFontSize: 12, labelFontWeight: 'bold' } },
-      column: { field: 'configuration', type: 'nominal', sort: configurations, title: null, header: { labelFontSize: 12, labelFontWeight: 'bold' } },
+      row: {
+        field: 'metric',
+        type: 'nominal',
+        sort: [FRAMES, CPU],
+        title: null,
+        header: { labelAngle: -90, labelOrient: 'left', labelFontSize: 12, labelFontWeight: 'bold' },
+      },
+      column: {
+        field: 'configuration',
+        type: 'nominal',
+        sort: configurations,
+        title: null,
+        header: { labelFontSize: 12, labelFontWeight: 'bold' },
+      },
     },
     spec: {
       width: Math.max(150, agents.length * 34),
       height: 170,
       layer: [
-        { mark: { type: 'bar' }, encoding: { color: { field: 'agent', type: 'nominal', sort: [...agents], legend: null, scale: { scheme: 'tableau10' } } } },
-        { mark: { type: 'text', dy: -5, fontSize: 10, color: '#333' }, encoding: { text: { field: 'label', type: 'nominal' } } },
+        {
+          mark: { type: 'bar' },
+          encoding: {
+            color: { field: 'agent', type: 'nominal', sort: [...agents], legend: null, scale: { scheme: 'tableau10' } },
+          },
+        },
+        {
+          mark: { type: 'text', dy: -5, fontSize: 10, color: '#333' },
+          encoding: { text: { field: 'label', type: 'nominal' } },
+        },
       ],
       encoding: {
         x: { field: 'agent', type: 'nominal', sort: [...agents], title: null, axis: { labelAngle: -35 } },

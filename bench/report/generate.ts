@@ -11,7 +11,18 @@ import { ROOT } from '../support/agents';
 import { readResults, RESULTS_DIR } from '../support/results';
 import type { WorkersResults } from '../workers.bench';
 import { framesChartSpec, renderSvg } from './chart';
-import { codecSection, framesSection, haproxySection, machineSection, memorySection, readingSection, reproduceSection, runSection, targetsSection, workersSection } from './sections';
+import {
+  codecSection,
+  framesSection,
+  haproxySection,
+  machineSection,
+  memorySection,
+  readingSection,
+  reproduceSection,
+  runSection,
+  targetsSection,
+  workersSection,
+} from './sections';
 import { AllResults, targets } from './targets';
 import type { CodecResults, RunRecord } from './types';
 
@@ -29,10 +40,16 @@ function readAll(): AllResults {
   };
 }
 
-/** The chart, written next to the results it is drawn from; its path relative to BENCHMARKS.md, or undefined without frames results. */
+/**
+ * The chart, written next to the results it is drawn from; its path relative to BENCHMARKS.md, or undefined without
+ * frames results.
+ */
 async function writeChart(frames: FramesResults | undefined): Promise<string | undefined> {
   if (!frames) return undefined;
-  const title = [`SPOP agents against a C load generator, medians of ${frames.settings.rounds} round(s)`, `${frames.machine.cpuCount} × ${frames.machine.cpuModel}, Node ${frames.machine.node}`];
+  const title = [
+    `SPOP agents against a C load generator, medians of ${frames.settings.rounds} round(s)`,
+    `${frames.machine.cpuCount} × ${frames.machine.cpuModel}, Node ${frames.machine.node}`,
+  ];
   // Results written before frames.json listed its agents: their order of appearance.
   const agents = frames.agents ?? [...new Set(frames.summary.map((s) => s.agent))];
   writeFileSync(CHART_FILE, await renderSvg(framesChartSpec(frames.summary, agents, title)));

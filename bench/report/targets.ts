@@ -45,7 +45,11 @@ const pct = (n: number): string => `${n >= 0 ? '+' : ''}${fixed(1)(n)}%`;
  * round ran a third slower, ceiling included, with nothing else running). The ratio of two medians mixes rounds and
  * lets one slow round decide; the median of per-round ratios compares like with like.
  */
-function pairedRatios<M>(measurements: readonly M[], roundOf: (m: M) => number, value: (m: M, side: 'a' | 'b') => number | undefined): number[] {
+function pairedRatios<M>(
+  measurements: readonly M[],
+  roundOf: (m: M) => number,
+  value: (m: M, side: 'a' | 'b') => number | undefined,
+): number[] {
   const rounds = [...new Set(measurements.map(roundOf))].sort((x, y) => x - y);
   const ratios: number[] = [];
   for (const round of rounds) {
@@ -67,13 +71,23 @@ const perRound = (ratios: readonly number[]): string => `per round ${ratios.map(
 
 // ------------------------------------------------------------------------------------------------------- frames
 
-function framesRow(frames: FramesResults | undefined, connections: number, inflight: number): { example?: FramesSummary; ceiling?: FramesSummary } {
-  const find = (agent: string) => frames?.summary.find((s) => s.agent === agent && s.connections === connections && s.inflight === inflight);
+function framesRow(
+  frames: FramesResults | undefined,
+  connections: number,
+  inflight: number,
+): { example?: FramesSummary; ceiling?: FramesSummary } {
+  const find = (agent: string) =>
+    frames?.summary.find((s) => s.agent === agent && s.connections === connections && s.inflight === inflight);
   return { example: find('example'), ceiling: find('ceiling') };
 }
 
 /** Per round, example's `value` over the ceiling's, at one configuration. */
-function framesRatios(frames: FramesResults, connections: number, inflight: number, value: (m: FramesResults['measurements'][number]) => number): number[] {
+function framesRatios(
+  frames: FramesResults,
+  connections: number,
+  inflight: number,
+  value: (m: FramesResults['measurements'][number]) => number,
+): number[] {
   const here = frames.measurements.filter((m) => m.connections === connections && m.inflight === inflight);
   return pairedRatios(
     here,
@@ -101,7 +115,11 @@ function p99Target(frames: FramesResults | undefined, connections: number, infli
   if (!frames || !example || !ceiling) return NOT_MEASURED(target, 'bench:frames has no result for it');
   const ratios = framesRatios(frames, connections, inflight, (m) => m.generator.p99Us);
   const ratio = medianOf(ratios);
-  return { target, measured: `${times(ratio)} (${perRound(ratios)}; medians ${int(example.p99Us)} vs ${int(ceiling.p99Us)} µs)`, verdict: verdict(ratio <= limit) };
+  return {
+    target,
+    measured: `${times(ratio)} (${perRound(ratios)}; medians ${int(example.p99Us)} vs ${int(ceiling.p99Us)} µs)`,
+    verdict: verdict(ratio <= limit),
+  };
 }
 
 // ------------------------------------------------------------------------------------------------------- HAProxy
@@ -111,7 +129,11 @@ function haproxyTargets(haproxy: HaproxyResults | undefined): TargetRow[] {
   const rpsTarget = `Through HAProxy 3.4 with ${clients} clients: req/s with SPOE ≥ 0.95× the ceiling agent's`;
   const p99Target = `Through HAProxy 3.4: p99 added by SPOE ≤ 1.5× the ceiling agent's`;
   const runs = haproxy?.measurements.filter((m) => m.version === '3.4') ?? [];
-  if (!haproxy || runs.length === 0) return [NOT_MEASURED(rpsTarget, 'bench:haproxy has no HAProxy 3.4 result'), NOT_MEASURED(p99Target, 'bench:haproxy has no HAProxy 3.4 result')];
+  if (!haproxy || runs.length === 0)
+    return [
+      NOT_MEASURED(rpsTarget, 'bench:haproxy has no HAProxy 3.4 result'),
+      NOT_MEASURED(p99Target, 'bench:haproxy has no HAProxy 3.4 result'),
+    ];
   const agentOf = (side: 'a' | 'b'): string => (side === 'a' ? 'example' : 'ceiling');
   const rpsRatios = pairedRatios(
     runs,
@@ -120,7 +142,8 @@ function haproxyTargets(haproxy: HaproxyResults | undefined): TargetRow[] {
   );
   // The p99 an agent adds in a round: its SPOE run's p99 less the same round's run without SPOE.
   const added = (round: number, agent: string): number | undefined => {
-    const p99 = (frontend: string) => runs.find((m) => m.round === round && m.agent === agent && m.frontend === frontend)?.wrk.latencyUs.p99;
+    const p99 = (frontend: string) =>
+      runs.find((m) => m.round === round && m.agent === agent && m.frontend === frontend)?.wrk.latencyUs.p99;
     const [spoe, plain] = [p99('spoe'), p99('no-spoe')];
     return spoe === undefined || plain === undefined ? undefined : spoe - plain;
   };
@@ -129,7 +152,8 @@ function haproxyTargets(haproxy: HaproxyResults | undefined): TargetRow[] {
     (m) => m.round,
     (m, side) => (m.agent === agentOf(side) ? added(m.round, m.agent) : undefined),
   ).filter((r) => Number.isFinite(r));
-  const spoe = (agent: string) => haproxy.summary.find((s) => s.version === '3.4' && s.agent === agent && s.frontend === 'spoe');
+  const spoe = (agent: string) =>
+    haproxy.summary.find((s) => s.version === '3.4' && s.agent === agent && s.frontend === 'spoe');
   const cost = (agent: string) => haproxy.spoeCost.find((c) => c.version === '3.4' && c.agent === agent);
   const rpsRatio = medianOf(rpsRatios);
   const rps: TargetRow = {
@@ -142,12 +166,21 @@ function haproxyTargets(haproxy: HaproxyResults | undefined): TargetRow[] {
   const p99Ratio = medianOf(p99Ratios);
   const p99: TargetRow =
     p99Ratios.length === 0 || !(p99Ratio > 0)
-      ? { target: p99Target, measured: `not measurable (${medians}: an added p99 ≤ 0 is noise)`, verdict: 'not measured' }
-      : { target: p99Target, measured: `${times(p99Ratio)} (${perRound(p99Ratios)}; ${medians})`, verdict: verdict(p99Ratio <= 1.5) };
+      ? {
+          target: p99Target,
+          measured: `not measurable (${medians}: an added p99 ≤ 0 is noise)`,
+          verdict: 'not measured',
+        }
+      : {
+          target: p99Target,
+          measured: `${times(p99Ratio)} (${perRound(p99Ratios)}; ${medians})`,
+          verdict: verdict(p99Ratio <= 1.5),
+        };
   return [rps, p99];
 }
 
-// ------------------------------------------------------------------------------------------------------- workers, memory, codec
+// ------------------------------------------------------------------------------------------------------- workers,
+// memory, codec
 
 function workersTarget(workers: WorkersResults | undefined): TargetRow {
   const target = `2 workers ≥ 1.6× one worker (handler ≈${workers?.settings.targetUs ?? 50} µs/message, this 2-core machine)`;
@@ -169,19 +202,47 @@ function memoryTargets(memory: MemoryResults | undefined): TargetRow[] {
   const idle = memory?.summary.idle;
   const connections = memory?.idle?.settings.connections ?? 1000;
   const idleTarget = `${int(connections)} idle HAProxy connections ≤ 10 kB each (RSS)`;
-  rows.push(idle ? { target: idleTarget, measured: `${kB(idle.perConnection.rss)} each (heap ${kB(idle.perConnection.heapUsed)})`, verdict: verdict(idle.perConnection.rss <= 10_000) } : NOT_MEASURED(idleTarget, 'bench:memory has no idle result'));
+  rows.push(
+    idle
+      ? {
+          target: idleTarget,
+          measured: `${kB(idle.perConnection.rss)} each (heap ${kB(idle.perConnection.heapUsed)})`,
+          verdict: verdict(idle.perConnection.rss <= 10_000),
+        }
+      : NOT_MEASURED(idleTarget, 'bench:memory has no idle result'),
+  );
   const soak = memory?.summary.soaks.find((s) => s.agent === 'example');
-  const length = soak ? `${soak.durationS} s soak${soak.durationS < 120 ? ', shorter than the target’s 2 minutes' : ''}` : '';
+  const length = soak
+    ? `${soak.durationS} s soak${soak.durationS < 120 ? ', shorter than the target’s 2 minutes' : ''}`
+    : '';
   const rssTarget = 'Soak at full load: RSS flat (±10% after warm-up)';
   const heapTarget = 'Soak at full load: heap flat (±10% after warm-up, post-GC)';
   const gcTarget = 'Soak at full load: no GC pause over 10 ms';
-  if (!soak) return [...rows, ...[rssTarget, heapTarget, gcTarget].map((t) => NOT_MEASURED(t, 'bench:memory has no soak of the example agent'))];
-  rows.push({ target: rssTarget, measured: `${pct(soak.rss.driftPercent)} (${MB(soak.rss.firstMedian)} → ${MB(soak.rss.lastMedian)}; ${length})`, verdict: verdict(soak.rss.flat) });
+  if (!soak)
+    return [
+      ...rows,
+      ...[rssTarget, heapTarget, gcTarget].map((t) => NOT_MEASURED(t, 'bench:memory has no soak of the example agent')),
+    ];
+  rows.push({
+    target: rssTarget,
+    measured: `${pct(soak.rss.driftPercent)} (${MB(soak.rss.firstMedian)} → ${MB(soak.rss.lastMedian)}; ${length})`,
+    verdict: verdict(soak.rss.flat),
+  });
   const heap = soak.postGcHeap
-    ? { measured: `${pct(soak.postGcHeap.driftPercent)} (${MB(soak.postGcHeap.first)} → ${MB(soak.postGcHeap.last)} post-GC; ${length})`, flat: soak.postGcHeap.flat }
-    : { measured: `${pct(soak.heapUsed.driftPercent)} (raw samples: too short for two post-GC ones; ${length})`, flat: soak.heapUsed.flat };
+    ? {
+        measured: `${pct(soak.postGcHeap.driftPercent)} (${MB(soak.postGcHeap.first)} → ${MB(soak.postGcHeap.last)} post-GC; ${length})`,
+        flat: soak.postGcHeap.flat,
+      }
+    : {
+        measured: `${pct(soak.heapUsed.driftPercent)} (raw samples: too short for two post-GC ones; ${length})`,
+        flat: soak.heapUsed.flat,
+      };
   rows.push({ target: heapTarget, measured: heap.measured, verdict: verdict(heap.flat) });
-  rows.push({ target: gcTarget, measured: `longest ${fixed(2)(soak.gc.maxMs)} ms, ${soak.gc.overLimit} over 10 ms, of ${int(soak.gc.count)} pauses (${length})`, verdict: verdict(soak.noPauseOverLimit) });
+  rows.push({
+    target: gcTarget,
+    measured: `longest ${fixed(2)(soak.gc.maxMs)} ms, ${soak.gc.overLimit} over 10 ms, of ${int(soak.gc.count)} pauses (${length})`,
+    verdict: verdict(soak.noPauseOverLimit),
+  });
   return rows;
 }
 
@@ -189,7 +250,11 @@ function codecTarget(codec: CodecResults | undefined): TargetRow {
   const target = 'Codec: decode + encode ≤ 1 µs per frame in process (bench:codec’s own target)';
   const total = codec?.rows.find((r) => r.name === 'total');
   if (!total) return NOT_MEASURED(target, 'bench:codec has no result');
-  return { target, measured: `${int(total.bestNs)} ns (median ${int(total.medianNs)} ns), ${int(total.bytesPerFrame)} B allocated per frame`, verdict: verdict(total.bestNs <= 1000) };
+  return {
+    target,
+    measured: `${int(total.bestNs)} ns (median ${int(total.medianNs)} ns), ${int(total.bytesPerFrame)} B allocated per frame`,
+    verdict: verdict(total.bestNs <= 1000),
+  };
 }
 
 /** Every target, in the issue's order, then the codec's own. */

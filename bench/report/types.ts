@@ -47,7 +47,13 @@ export function parseCodecOutput(output: string, date: string): CodecResults {
   const rows: CodecRow[] = [];
   for (const line of output.split('\n')) {
     const match = ROW.exec(line.trim());
-    if (match) rows.push({ name: match[1], bestNs: Number(match[2]), medianNs: Number(match[3]), bytesPerFrame: Number(match[4]) });
+    if (match)
+      rows.push({
+        name: match[1],
+        bestNs: Number(match[2]),
+        medianNs: Number(match[3]),
+        bytesPerFrame: Number(match[4]),
+      });
   }
   return { date, node: process.version, rows, output };
 }

@@ -1,10 +1,12 @@
 /**
  * The agents the benchmarks measure, each in its own process on 127.0.0.1, started the same way by every bench:
  *
- *   ceiling    bench/agents/ceiling.js: plain Node, no framework, no library (what Node itself allows); prints `READY <port>`
+ *   ceiling    bench/agents/ceiling.js: plain Node, no framework, no library (what Node itself allows); prints `READY
+ * <port>`
  *   server     SpoeServer in a Nest microservice, the plainest handler          (bench/agents/nest-agents.ts server)
  *   pipeline   `server` plus one global interceptor and one pipe               (bench/agents/nest-agents.ts pipeline)
- *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO once up)
+ *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO
+ * once up)
  *   heavy      a ≈50 µs/message handler under src/'s worker supervisor         (bench/agents/heavy-agent.ts)
  *
  * Each answers check-client-ip with set-var sess.ip_score. A start resolves once the agent serves, and stops the
@@ -49,7 +51,9 @@ export function buildProject(): void {
   try {
     execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 2, 2] });
   } catch (error) {
-    throw new Error('npm run build failed (see above); BENCH_SKIP_BUILD=1 uses the dist/ already there', { cause: error });
+    throw new Error('npm run build failed (see above); BENCH_SKIP_BUILD=1 uses the dist/ already there', {
+      cause: error,
+    });
   }
 }
 
@@ -57,7 +61,8 @@ export function buildProject(): void {
 function envWithoutAgentSettings(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const key of Object.keys(env)) {
-    if (/^(SPOE_|HTTP_|HEAVY_)|^(REDIS_URL|BLOCKLIST|LOG_LEVEL|SHUTDOWN_GRACE_MS|HEALTH_TIMEOUT_MS|PORT)$/.test(key)) delete env[key];
+    if (/^(SPOE_|HTTP_|HEAVY_)|^(REDIS_URL|BLOCKLIST|LOG_LEVEL|SHUTDOWN_GRACE_MS|HEALTH_TIMEOUT_MS|PORT)$/.test(key))
+      delete env[key];
   }
   return env;
 }
@@ -68,7 +73,12 @@ function envWithoutAgentSettings(): NodeJS.ProcessEnv {
  */
 function spawnNode(args: readonly string[], options: AgentOptions, cwd = ROOT): ChildProcess {
   const env = { ...envWithoutAgentSettings(), ...options.env };
-  const stdio: Array<'ignore' | 'pipe' | 'inherit' | 'ipc'> = ['ignore', 'pipe', 'inherit', ...(options.ipc ? (['ipc'] as const) : [])];
+  const stdio: Array<'ignore' | 'pipe' | 'inherit' | 'ipc'> = [
+    'ignore',
+    'pipe',
+    'inherit',
+    ...(options.ipc ? (['ipc'] as const) : []),
+  ];
   const [command, commandArgs] = onCpu(options.cpu, process.execPath, [...(options.nodeArgs ?? []), ...args]);
   const child = track(spawn(command, commandArgs, { cwd, env, stdio }));
   child.stdout!.on('data', options.onStdout ?? (() => undefined));
@@ -122,13 +132,19 @@ async function readyPort(child: ChildProcess, name: string): Promise<number> {
 async function waitForHello(child: ChildProcess, port: number, name: string): Promise<number> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
-    if (exited(child)) throw new Error(`${name} agent exited during startup (${child.signalCode ?? `code ${child.exitCode}`}); was it built (npm run build)?`);
+    if (exited(child))
+      throw new Error(
+        `${name} agent exited during startup (${child.signalCode ?? `code ${child.exitCode}`}); was it built (npm run build)?`,
+      );
     try {
       await SpoeClient.healthCheck({ host: '127.0.0.1', port, timeoutMs: 500 });
       return port;
     } catch (error) {
       if (Date.now() > deadline) {
-        throw new Error(`${name} agent: no AGENT-HELLO on port ${port} within ${START_TIMEOUT_MS} ms (${(error as Error).message})`, { cause: error });
+        throw new Error(
+          `${name} agent: no AGENT-HELLO on port ${port} within ${START_TIMEOUT_MS} ms (${(error as Error).message})`,
+          { cause: error },
+        );
       }
     }
     await sleep(100);
@@ -149,11 +165,17 @@ export interface NestAgentOptions extends AgentOptions {
   readonly name?: string;
 }
 
-/** bench/agents/nest-agents.ts: `server` (SpoeServer, plainest handler) or `pipeline` (plus an interceptor and a pipe). */
+/**
+ * bench/agents/nest-agents.ts: `server` (SpoeServer, plainest handler) or `pipeline` (plus an interceptor and a pipe).
+ */
 export function startNestAgent(kind: 'server' | 'pipeline', options: NestAgentOptions = {}): Promise<RunningAgent> {
   const name = options.name ?? kind;
   const script = options.script ?? join(AGENTS_DIR, 'nest-agents.ts');
-  const child = spawnNode(['-r', '@swc-node/register', script, kind], { ...options, env: { ...options.env, PORT: '0' } }, options.root);
+  const child = spawnNode(
+    ['-r', '@swc-node/register', script, kind],
+    { ...options, env: { ...options.env, PORT: '0' } },
+    options.root,
+  );
   return serving(name, child, readyPort(child, name));
 }
 
@@ -205,7 +227,12 @@ export interface HeavyOptions extends AgentOptions {
  */
 export async function startHeavy(options: HeavyOptions): Promise<HeavyAgent> {
   const port = await freePort();
-  const env: NodeJS.ProcessEnv = { ...options.env, PORT: String(port), HEAVY_WORKERS: String(options.workers), HEAVY_TARGET_US: String(options.targetUs) };
+  const env: NodeJS.ProcessEnv = {
+    ...options.env,
+    PORT: String(port),
+    HEAVY_WORKERS: String(options.workers),
+    HEAVY_TARGET_US: String(options.targetUs),
+  };
   if (options.iterations !== undefined) env.HEAVY_ITERATIONS = String(options.iterations);
   const child = spawnNode(['-r', '@swc-node/register', join(AGENTS_DIR, 'heavy-agent.ts')], { ...options, env });
   const calibration = stdoutMatch(child, /CALIBRATED (\d+) iterations ([\d.]+) us/, 'heavy');

@@ -69,11 +69,17 @@ function linkNodeModules(dir: string): void {
   symlinkSync(join('..', 'libs', 'spoe'), join(target, 'nestjs-spoe'));
 }
 
-/** Builds the baseline's library and example agent (incremental: a reused worktree builds in seconds); the error, if any. */
+/**
+ * Builds the baseline's library and example agent (incremental: a reused worktree builds in seconds); the error, if
+ * any.
+ */
 function build(dir: string): string | undefined {
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   try {
-    execFileSync(process.execPath, [tsc, '-b', 'libs/spoe/tsconfig.lib.json', 'tsconfig.app.json'], { cwd: dir, stdio: ['ignore', 2, 2] });
+    execFileSync(process.execPath, [tsc, '-b', 'libs/spoe/tsconfig.lib.json', 'tsconfig.app.json'], {
+      cwd: dir,
+      stdio: ['ignore', 2, 2],
+    });
     return undefined;
   } catch (error) {
     return `its build (tsc -b libs/spoe/tsconfig.lib.json tsconfig.app.json) failed: ${(error as Error).message.split('\n')[0]}`;
@@ -91,7 +97,11 @@ async function tryStart(agent: BaselineAgent): Promise<string | undefined> {
   }
 }
 
-async function usable(agent: BaselineAgent, precondition: string | undefined, skipped: string[]): Promise<BaselineAgent | undefined> {
+async function usable(
+  agent: BaselineAgent,
+  precondition: string | undefined,
+  skipped: string[],
+): Promise<BaselineAgent | undefined> {
   const problem = precondition ?? (await tryStart(agent));
   if (problem === undefined) return agent;
   skipped.push(`${agent.name}: ${problem}`);
@@ -117,8 +127,19 @@ export async function prepareBaseline(ref: string | undefined): Promise<Baseline
   copyFileSync(join(ROOT, 'bench', 'agents', 'nest-agents.ts'), script);
 
   const skipped: string[] = [];
-  const server = await usable({ name: `server@${ref}`, start: () => startNestAgent('server', { script, root: dir, name: `server@${ref}`, cpu: CPU.agent }) }, undefined, skipped);
+  const server = await usable(
+    {
+      name: `server@${ref}`,
+      start: () => startNestAgent('server', { script, root: dir, name: `server@${ref}`, cpu: CPU.agent }),
+    },
+    undefined,
+    skipped,
+  );
   const noDist = existsSync(join(dir, 'dist', 'main.js')) ? undefined : 'no dist/main.js after the build';
-  const example = await usable({ name: `example@${ref}`, start: () => startExample({ root: dir, name: `example@${ref}`, cpu: CPU.agent }) }, buildError ?? noDist, skipped);
+  const example = await usable(
+    { name: `example@${ref}`, start: () => startExample({ root: dir, name: `example@${ref}`, cpu: CPU.agent }) },
+    buildError ?? noDist,
+    skipped,
+  );
   return { ref, commit, dir, server, example, skipped };
 }

@@ -59,7 +59,9 @@ export function buildGenerator(): void {
     execFileSync(cc, ['-O2', '-pthread', '-o', GENERATOR, SOURCE], { stdio: ['ignore', 'inherit', 'inherit'] });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error(`no C compiler: "${cc}" was not found. Install one (e.g. apt-get install gcc) or set CC.`, { cause: error });
+      throw new Error(`no C compiler: "${cc}" was not found. Install one (e.g. apt-get install gcc) or set CC.`, {
+        cause: error,
+      });
     }
     throw new Error(`compiling bench/spop-load.c with "${cc}" failed (see above)`, { cause: error });
   }
@@ -76,8 +78,26 @@ export function compilerVersion(): string {
 
 /** One invocation, no warm-up of its own (a warm-up is a separate invocation, outside the agent's CPU window). */
 export async function runGenerator(run: GeneratorRun): Promise<GeneratorResult> {
-  const args = ['--host', '127.0.0.1', '--port', String(run.port), '--connections', String(run.connections), '--inflight', String(run.inflight)];
-  args.push('--duration-ms', String(run.durationMs), '--warmup-ms', '0', '--threads', String(run.threads ?? 1), '--expect-var', run.expectVar ?? 'ip_score');
+  const args = [
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(run.port),
+    '--connections',
+    String(run.connections),
+    '--inflight',
+    String(run.inflight),
+  ];
+  args.push(
+    '--duration-ms',
+    String(run.durationMs),
+    '--warmup-ms',
+    '0',
+    '--threads',
+    String(run.threads ?? 1),
+    '--expect-var',
+    run.expectVar ?? 'ip_score',
+  );
   const { code, signal, stdout, stderr } = await runTool(...onCpu(run.cpu, GENERATOR, args), run.durationMs + SLACK_MS);
   if (code !== 0) throw new Error(`spop-load failed (${signal ?? `exit ${code}`}): ${stderr.trim() || 'no message'}`);
   return JSON.parse(stdout) as GeneratorResult;

@@ -35,7 +35,12 @@ export interface LoadSummary {
  * whole machine sampled around it. The warm-up is separate so that the CPU window is the measured invocation only
  * (plus its connect and drain, a few ms out of seconds, when the agent is idle).
  */
-export async function measureLoad(agentPid: number, run: Omit<GeneratorRun, 'durationMs'>, warmupMs: number, durationMs: number): Promise<LoadMeasure> {
+export async function measureLoad(
+  agentPid: number,
+  run: Omit<GeneratorRun, 'durationMs'>,
+  warmupMs: number,
+  durationMs: number,
+): Promise<LoadMeasure> {
   if (warmupMs > 0) await runGenerator({ ...run, durationMs: warmupMs });
   const [before, busyBefore] = [treeCpuSeconds(agentPid), machineBusySeconds()];
   const generator = await runGenerator({ ...run, durationMs });

@@ -10,7 +10,10 @@ const STOP_TIMEOUT_MS = 5_000;
 
 /** Every process this run started and has not seen exit. */
 const children = new Set<ChildProcess>();
-/** Descendants seen of the tracked processes (a supervisor's workers), killed too: a crash of their parent must not orphan them. */
+/**
+ * Descendants seen of the tracked processes (a supervisor's workers), killed too: a crash of their parent must not
+ * orphan them.
+ */
 const descendants = new Set<number>();
 
 export function track(child: ChildProcess): ChildProcess {
@@ -49,7 +52,10 @@ export function rememberDescendants(child: ChildProcess): void {
   for (const pid of processTree(child.pid)) if (pid !== child.pid) descendants.add(pid);
 }
 
-/** SIGTERM (the process's own graceful path), then SIGKILL if it lingers; its descendants still alive afterwards are killed too. */
+/**
+ * SIGTERM (the process's own graceful path), then SIGKILL if it lingers; its descendants still alive afterwards are
+ * killed too.
+ */
 export async function stopProcessTree(child: ChildProcess): Promise<void> {
   rememberDescendants(child);
   const tree = child.pid === undefined ? [] : processTree(child.pid).filter((pid) => pid !== child.pid);
@@ -61,7 +67,10 @@ export async function stopProcessTree(child: ChildProcess): Promise<void> {
   for (const pid of tree) if (isAlive(pid)) killPid(pid, 'SIGKILL');
 }
 
-/** Synchronous (for 'exit' handlers): SIGKILL to every tracked process, its descendants alive now and every descendant seen. */
+/**
+ * Synchronous (for 'exit' handlers): SIGKILL to every tracked process, its descendants alive now and every descendant
+ * seen.
+ */
 function killAllChildren(): void {
   const stats = children.size > 0 ? allStats() : new Map<number, ProcStat>();
   for (const child of children) {
@@ -132,7 +141,8 @@ export function runTool(command: string, args: readonly string[], timeoutMs: num
   });
 }
 
-// ------------------------------------------------------------------------------------------------------- CPU accounting
+// ------------------------------------------------------------------------------------------------------- CPU
+// accounting
 
 interface ProcStat {
   readonly state: string;
@@ -192,7 +202,10 @@ function processTree(root: number, stats = allStats()): number[] {
 export function treeCpuSeconds(root: number): number {
   const stats = allStats();
   if (!stats.has(root)) return NaN;
-  const ticks = processTree(root, stats).reduce((sum, pid) => sum + stats.get(pid)!.ownTicks + stats.get(pid)!.reapedTicks, 0);
+  const ticks = processTree(root, stats).reduce(
+    (sum, pid) => sum + stats.get(pid)!.ownTicks + stats.get(pid)!.reapedTicks,
+    0,
+  );
   return ticks / CLOCK_TICKS_PER_SECOND;
 }
 
@@ -210,6 +223,11 @@ export function reapedChildrenCpuSeconds(): number {
  * other jobs used meanwhile — how shared, so how noisy, the machine was.
  */
 export function machineBusySeconds(): number {
-  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'latin1').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'latin1')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
   return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_SECOND;
 }

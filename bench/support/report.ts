@@ -12,15 +12,25 @@ export const fixed =
 /** +12 / -3 (grouped integers): what something adds. */
 export const signed = (n: number): string => (n >= 0 ? `+${int(n)}` : int(n));
 
-/** A console table: columns padded to their widest cell, the first `leftColumns` left-aligned (names), the others right-aligned (numbers). */
+/**
+ * A console table: columns padded to their widest cell, the first `leftColumns` left-aligned (names), the others
+ * right-aligned (numbers).
+ */
 export function textTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>, leftColumns = 1): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (cells: readonly string[]): string =>
+    cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
-/** A Markdown (GFM) table, the first `leftColumns` left-aligned, the others right-aligned. Pipes in cells are escaped. */
-export function markdownTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>, leftColumns = 1): string {
+/**
+ * A Markdown (GFM) table, the first `leftColumns` left-aligned, the others right-aligned. Pipes in cells are escaped.
+ */
+export function markdownTable(
+  header: readonly string[],
+  rows: ReadonlyArray<readonly string[]>,
+  leftColumns = 1,
+): string {
   const line = (cells: readonly string[]): string => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
   const align = header.map((_, i) => (i < leftColumns ? '---' : '---:'));
   return [line(header), `|${align.map((a) => ` ${a} `).join('|')}|`, ...rows.map(line)].join('\n');

@@ -8,7 +8,9 @@ function resultsPath(name: string): string {
   return join(RESULTS_DIR, `${name}.json`);
 }
 
-/** Writes bench/results/<name>.json (pretty, newline-terminated: diffs between runs stay readable); returns its path. */
+/**
+ * Writes bench/results/<name>.json (pretty, newline-terminated: diffs between runs stay readable); returns its path.
+ */
 export function writeResults(name: string, data: unknown): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const path = resultsPath(name);

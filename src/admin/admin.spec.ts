@@ -7,7 +7,10 @@ import { ParseCidrPipe } from './parse-cidr.pipe';
 /** The POST body through the admin controller's ValidationPipe: the DTO, or the 400's messages. */
 async function body(value: unknown): Promise<NewBlocklistEntryDto | string[]> {
   try {
-    return await new ValidationPipe(ADMIN_VALIDATION).transform(value, { type: 'body', metatype: NewBlocklistEntryDto });
+    return await new ValidationPipe(ADMIN_VALIDATION).transform(value, {
+      type: 'body',
+      metatype: NewBlocklistEntryDto,
+    });
   } catch (error) {
     if (!(error instanceof BadRequestException)) throw error;
     return (error.getResponse() as { message: string[] }).message;
@@ -16,8 +19,14 @@ async function body(value: unknown): Promise<NewBlocklistEntryDto | string[]> {
 
 describe('POST /blocklist body (NewBlocklistEntryDto through ValidationPipe)', () => {
   it('accepts a CIDR or an address, with an optional TTL and reason', async () => {
-    expect(await body({ cidr: '203.0.113.7' })).toEqual(Object.assign(new NewBlocklistEntryDto(), { cidr: Cidr.parse('203.0.113.7/32') }));
-    expect(await body({ cidr: ' 2001:db8::/32 ', ttlSeconds: 60, reason: 'scan' })).toMatchObject({ cidr: Cidr.parse('2001:db8::/32'), ttlSeconds: 60, reason: 'scan' });
+    expect(await body({ cidr: '203.0.113.7' })).toEqual(
+      Object.assign(new NewBlocklistEntryDto(), { cidr: Cidr.parse('203.0.113.7/32') }),
+    );
+    expect(await body({ cidr: ' 2001:db8::/32 ', ttlSeconds: 60, reason: 'scan' })).toMatchObject({
+      cidr: Cidr.parse('2001:db8::/32'),
+      ttlSeconds: 60,
+      reason: 'scan',
+    });
   });
 
   it.each([
@@ -38,16 +47,23 @@ describe('POST /blocklist body (NewBlocklistEntryDto through ValidationPipe)', (
 
   it('answers 400 for a reason longer than 200 characters', async () => {
     expect(await body({ cidr: '10.0.0.0/8', reason: 'x'.repeat(200) })).toMatchObject({ reason: 'x'.repeat(200) });
-    expect(await body({ cidr: '10.0.0.0/8', reason: 'x'.repeat(201) })).toEqual(['"reason" must be a string of at most 200 characters']);
+    expect(await body({ cidr: '10.0.0.0/8', reason: 'x'.repeat(201) })).toEqual([
+      '"reason" must be a string of at most 200 characters',
+    ]);
   });
 
   it('lists every field in error, one message each', async () => {
     expect(await body({ cidr: 'x', ttlSeconds: -1, reason: 1, extra: true })).toHaveLength(4);
   });
 
-  it.each([null, [{ cidr: '10.0.0.0/8' }], 'text'])('answers 400 for a body that is not an object: %j', async (value) => {
-    await expect(new ValidationPipe(ADMIN_VALIDATION).transform(value, { type: 'body', metatype: NewBlocklistEntryDto })).rejects.toThrow(BadRequestException);
-  });
+  it.each([null, [{ cidr: '10.0.0.0/8' }], 'text'])(
+    'answers 400 for a body that is not an object: %j',
+    async (value) => {
+      await expect(
+        new ValidationPipe(ADMIN_VALIDATION).transform(value, { type: 'body', metatype: NewBlocklistEntryDto }),
+      ).rejects.toThrow(BadRequestException);
+    },
+  );
 });
 
 describe('ParseCidrPipe', () => {

@@ -8,7 +8,13 @@ export class BlocklistUnavailableFilter implements ExceptionFilter<BlocklistUnav
   constructor(private readonly adapterHost: HttpAdapterHost) {}
 
   catch(error: BlocklistUnavailableError, host: ArgumentsHost): void {
-    const exception = new ServiceUnavailableException(`the blocklist store is unavailable: ${error.message}`, { cause: error });
-    this.adapterHost.httpAdapter.reply(host.switchToHttp().getResponse(), exception.getResponse(), exception.getStatus());
+    const exception = new ServiceUnavailableException(`the blocklist store is unavailable: ${error.message}`, {
+      cause: error,
+    });
+    this.adapterHost.httpAdapter.reply(
+      host.switchToHttp().getResponse(),
+      exception.getResponse(),
+      exception.getStatus(),
+    );
   }
 }

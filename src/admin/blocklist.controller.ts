@@ -1,4 +1,18 @@
-import { Body, Controller, Delete, Get, HttpCode, HttpStatus, NotFoundException, Post, Query, UseFilters, UsePipes, ValidationPipe, ValidationPipeOptions } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  HttpStatus,
+  NotFoundException,
+  Post,
+  Query,
+  UseFilters,
+  UsePipes,
+  ValidationPipe,
+  ValidationPipeOptions,
+} from '@nestjs/common';
 import { BlocklistStore } from '../reputation/blocklist.store';
 import { Cidr } from '../reputation/cidr';
 import { BlocklistEntryView, NewBlocklistEntryDto, toView } from './blocklist.dto';
@@ -6,7 +20,12 @@ import { BlocklistUnavailableFilter } from './blocklist-unavailable.filter';
 import { ParseCidrPipe } from './parse-cidr.pipe';
 
 /** How the admin API validates its input: the DTO's fields only, each with its first problem. */
-export const ADMIN_VALIDATION: ValidationPipeOptions = { transform: true, whitelist: true, forbidNonWhitelisted: true, stopAtFirstError: true };
+export const ADMIN_VALIDATION: ValidationPipeOptions = {
+  transform: true,
+  whitelist: true,
+  forbidNonWhitelisted: true,
+  stopAtFirstError: true,
+};
 
 /**
  * The admin API (HTTP). Changes are visible to the next NOTIFY when the call returns — with Redis, on every agent.

@@ -20,7 +20,9 @@ export class NewBlocklistEntryDto implements NewBlocklistEntry {
     validator: {
       validate: (value: unknown) => value instanceof Cidr,
       defaultMessage: (args) =>
-        args!.value instanceof Error ? `"cidr": ${args!.value.message}` : '"cidr" is required: an IP address or CIDR, e.g. "203.0.113.7" or "2001:db8::/32"',
+        args!.value instanceof Error
+          ? `"cidr": ${args!.value.message}`
+          : '"cidr" is required: an IP address or CIDR, e.g. "203.0.113.7" or "2001:db8::/32"',
     },
   })
   readonly cidr!: Cidr;

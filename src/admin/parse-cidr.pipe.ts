@@ -9,7 +9,8 @@ import { Cidr } from '../reputation/cidr';
 export class ParseCidrPipe implements PipeTransform<unknown, Cidr> {
   transform(value: unknown, metadata: ArgumentMetadata): Cidr {
     const name = metadata.data ?? 'cidr';
-    if (typeof value !== 'string') throw new BadRequestException(`${metadata.type} parameter "${name}" is required (an IP address or CIDR)`);
+    if (typeof value !== 'string')
+      throw new BadRequestException(`${metadata.type} parameter "${name}" is required (an IP address or CIDR)`);
     try {
       return Cidr.parse(value.trim());
     } catch (error) {

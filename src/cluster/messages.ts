@@ -13,7 +13,8 @@ export interface WireBlocklistEntry {
 }
 
 /** A change of the supervisor's blocklist, which every worker applies to its replica before the write returns. */
-export type BlocklistChange = { readonly op: 'set'; readonly entry: WireBlocklistEntry } | { readonly op: 'delete'; readonly cidr: string };
+export type BlocklistChange =
+  { readonly op: 'set'; readonly entry: WireBlocklistEntry } | { readonly op: 'delete'; readonly cidr: string };
 
 /** A worker as the supervisor sees it; `restarting`: its replacement waits for the crash-loop back-off. */
 export type WorkerState = 'starting' | 'ready' | 'stopping' | 'restarting';
@@ -23,7 +24,9 @@ export interface WorkerView {
   /** Null while the replacement waits for its back-off. */
   readonly pid: number | null;
   readonly state: WorkerState;
-  /** Until the replacement is ready: the worker it replaces and how that one ended ("signal SIGKILL", "exit code 1"). */
+  /**
+   * Until the replacement is ready: the worker it replaces and how that one ended ("signal SIGKILL", "exit code 1").
+   */
   readonly replacing?: { readonly pid: number; readonly exit: string };
 }
 
@@ -41,7 +44,12 @@ export type SupervisorRequest =
   | { readonly kind: 'workers' }
   /** From now on, send me every blocklist change; answer with the current entries. */
   | { readonly kind: 'blocklist-subscribe' }
-  | { readonly kind: 'blocklist-add'; readonly cidr: string; readonly reason: string | null; readonly ttlSeconds: number | null }
+  | {
+      readonly kind: 'blocklist-add';
+      readonly cidr: string;
+      readonly reason: string | null;
+      readonly ttlSeconds: number | null;
+    }
   | { readonly kind: 'blocklist-remove'; readonly cidr: string };
 
 /** The answer to each kind of {@link SupervisorRequest}. */
@@ -66,7 +74,12 @@ export type WorkerMessage =
 
 /** Supervisor → worker. */
 export type SupervisorMessage =
-  | { readonly type: 'answer'; readonly id: number; readonly ok: true; readonly value: SupervisorAnswers[keyof SupervisorAnswers] }
+  | {
+      readonly type: 'answer';
+      readonly id: number;
+      readonly ok: true;
+      readonly value: SupervisorAnswers[keyof SupervisorAnswers];
+    }
   | { readonly type: 'answer'; readonly id: number; readonly ok: false; readonly error: string }
   | { readonly type: 'blocklist-change'; readonly id: number; readonly change: BlocklistChange }
   /** Begin the graceful shutdown (the supervisor got `signal`). */
@@ -74,8 +87,19 @@ export type SupervisorMessage =
   /** Skip the rest of the grace period (the supervisor got a second signal). */
   | { readonly type: 'hurry'; readonly signal: string };
 
-const WORKER_MESSAGES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['ready', 'start-failed', 'stopping', 'request', 'applied']);
-const SUPERVISOR_MESSAGES: ReadonlySet<string> = new Set<SupervisorMessage['type']>(['answer', 'blocklist-change', 'stop', 'hurry']);
+const WORKER_MESSAGES: ReadonlySet<string> = new Set<WorkerMessage['type']>([
+  'ready',
+  'start-failed',
+  'stopping',
+  'request',
+  'applied',
+]);
+const SUPERVISOR_MESSAGES: ReadonlySet<string> = new Set<SupervisorMessage['type']>([
+  'answer',
+  'blocklist-change',
+  'stop',
+  'hurry',
+]);
 
 /** Whether an IPC message is one of ours from a worker (anything else on the channel is ignored). */
 export function isWorkerMessage(message: unknown): message is WorkerMessage {

@@ -4,7 +4,16 @@ import { AGENT_LIMITS } from '../config/agent.config';
 import { Cidr } from '../reputation/cidr';
 import { entryToWire } from '../reputation/cluster-blocklist.store';
 import { MemoryBlocklistStore } from '../reputation/memory-blocklist.store';
-import { BlocklistChange, isWorkerMessage, SupervisorAnswers, SupervisorMessage, SupervisorRequest, WorkerMessage, WorkersStatus, WorkerState } from './messages';
+import {
+  BlocklistChange,
+  isWorkerMessage,
+  SupervisorAnswers,
+  SupervisorMessage,
+  SupervisorRequest,
+  WorkerMessage,
+  WorkersStatus,
+  WorkerState,
+} from './messages';
 import { runWorker, SupervisedApp, SupervisorLink } from './worker';
 
 /** Options of {@link superviseWorkers}. */
@@ -41,7 +50,8 @@ const BACKOFF_MAX_MS = 30_000;
  * `blocklist`, holds the authoritative blocklist: a write returns once every worker has applied it.
  */
 export async function superviseWorkers(options: SuperviseOptions): Promise<void> {
-  if (!Number.isInteger(options.workers) || options.workers < 1) throw new RangeError(`workers must be an integer ≥ 1, got ${options.workers}`);
+  if (!Number.isInteger(options.workers) || options.workers < 1)
+    throw new RangeError(`workers must be an integer ≥ 1, got ${options.workers}`);
   if (cluster.isWorker) return runWorker(options.startWorker);
   new Supervisor(options).start();
 }
@@ -100,11 +110,19 @@ class Supervisor {
 
   private fork(slot: Slot): void {
     const worker = cluster.fork();
-    Object.assign(slot, { worker, state: 'starting', startedAt: Date.now(), startFailure: undefined, restartTimer: undefined });
+    Object.assign(slot, {
+      worker,
+      state: 'starting',
+      startedAt: Date.now(),
+      startFailure: undefined,
+      restartTimer: undefined,
+    });
     worker.on('message', (message: unknown) => {
       if (isWorkerMessage(message)) this.onMessage(slot, worker, message);
     });
-    worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => this.onExit(slot, worker, signal ? `signal ${signal}` : `exit code ${code}`, code === 0));
+    worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) =>
+      this.onExit(slot, worker, signal ? `signal ${signal}` : `exit code ${code}`, code === 0),
+    );
   }
 
   private onMessage(slot: Slot, worker: Worker, message: WorkerMessage): void {
@@ -119,7 +137,9 @@ class Supervisor {
         }
         if (!this.announced && this.slots.every((s) => s.state === 'ready')) {
           this.announced = true;
-          this.log.log(`${this.slots.length} workers ready: pids ${this.slots.map((s) => s.worker!.process.pid).join(', ')}`);
+          this.log.log(
+            `${this.slots.length} workers ready: pids ${this.slots.map((s) => s.worker!.process.pid).join(', ')}`,
+          );
         }
         return;
       case 'start-failed':
@@ -163,7 +183,9 @@ class Supervisor {
     slot.quickDeaths = uptime < QUICK_DEATH_MS ? slot.quickDeaths + 1 : 0;
     const delay = slot.quickDeaths > 0 ? Math.min(BACKOFF_MS * 2 ** (slot.quickDeaths - 1), BACKOFF_MAX_MS) : 0;
     slot.replacing = { pid, exit };
-    const what = wasStarting ? `could not start (${slot.startFailure ?? exit})` : `${clean ? 'exited' : 'died'} (${exit})`;
+    const what = wasStarting
+      ? `could not start (${slot.startFailure ?? exit})`
+      : `${clean ? 'exited' : 'died'} (${exit})`;
     const when = delay > 0 ? ` in ${delay / 1000} s (it ran for ${(uptime / 1000).toFixed(1)} s)` : '';
     this.log.warn(`worker ${pid} ${what}; starting a replacement${when}`);
     if (delay === 0) this.fork(slot);
@@ -202,7 +224,11 @@ class Supervisor {
       expected: this.slots.length,
       ready: this.slots.filter((s) => s.state === 'ready').length,
       stopping: this.stopping !== undefined,
-      workers: this.slots.map((s) => ({ pid: s.worker?.process.pid ?? null, state: s.state, ...(s.replacing && { replacing: s.replacing }) })),
+      workers: this.slots.map((s) => ({
+        pid: s.worker?.process.pid ?? null,
+        state: s.state,
+        ...(s.replacing && { replacing: s.replacing }),
+      })),
     };
   }
 
@@ -213,7 +239,10 @@ class Supervisor {
     );
   }
 
-  private async handle(worker: Worker, request: SupervisorRequest): Promise<SupervisorAnswers[keyof SupervisorAnswers]> {
+  private async handle(
+    worker: Worker,
+    request: SupervisorRequest,
+  ): Promise<SupervisorAnswers[keyof SupervisorAnswers]> {
     if (request.kind === 'workers') return this.status();
     const blocklist = this.blocklist;
     if (!blocklist) throw new Error('this supervisor holds no blocklist');
@@ -248,7 +277,9 @@ class Supervisor {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         const late = [...waiting].map((w) => w.process.pid).join(', ');
-        this.log.warn(`blocklist change ${id}: worker(s) ${late} did not acknowledge it within ${AGENT_LIMITS.propagationTimeoutMs} ms`);
+        this.log.warn(
+          `blocklist change ${id}: worker(s) ${late} did not acknowledge it within ${AGENT_LIMITS.propagationTimeoutMs} ms`,
+        );
         done();
       }, AGENT_LIMITS.propagationTimeoutMs);
       const done = (): void => {

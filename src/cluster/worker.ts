@@ -1,5 +1,12 @@
 import { Logger } from '@nestjs/common';
-import { BlocklistChange, isSupervisorMessage, SupervisorAnswers, SupervisorMessage, SupervisorRequest, WorkerMessage } from './messages';
+import {
+  BlocklistChange,
+  isSupervisorMessage,
+  SupervisorAnswers,
+  SupervisorMessage,
+  SupervisorRequest,
+  WorkerMessage,
+} from './messages';
 
 /** What a worker runs: the app, with the same shutdown sequence as a single agent process. */
 export interface SupervisedApp {
@@ -62,7 +69,11 @@ export class SupervisorLink {
   private onMessage(message: SupervisorMessage): void {
     switch (message.type) {
       case 'answer':
-        this.settle(message.id, message.ok ? undefined : new Error(message.error), message.ok ? message.value : undefined);
+        this.settle(
+          message.id,
+          message.ok ? undefined : new Error(message.error),
+          message.ok ? message.value : undefined,
+        );
         return;
       case 'blocklist-change':
         this.blocklistListener?.(message.change);

@@ -18,7 +18,13 @@ const problemsOf = (env: NodeJS.ProcessEnv): readonly string[] => {
 describe('loadAgentConfig', () => {
   it('runs with an empty environment: SPOE on 0.0.0.0:12345, HTTP on 3000, in-memory blocklist of 10.0.0.0/8', () => {
     const config = loadAgentConfig({});
-    expect(config.spoe).toMatchObject({ host: '0.0.0.0', port: 12345, maxFrameSize: 16380, maxInFlightPerConnection: 64, handlerDeadlineMs: 1000 });
+    expect(config.spoe).toMatchObject({
+      host: '0.0.0.0',
+      port: 12345,
+      maxFrameSize: 16380,
+      maxInFlightPerConnection: 64,
+      handlerDeadlineMs: 1000,
+    });
     expect(config.spoe.path).toBeUndefined();
     expect(config.http).toEqual({ host: '0.0.0.0', port: 3000 });
     expect(config.redisUrl).toBeUndefined();
@@ -117,7 +123,9 @@ describe('loadAgentConfig', () => {
   it('lists every problem at once', () => {
     const problems = problemsOf({ SPOE_PORT: 'x', HTTP_PORT: 'y', LOG_LEVEL: 'loud', REDIS_URL: 'nope' });
     expect(problems).toHaveLength(4);
-    expect(() => loadAgentConfig({ SPOE_PORT: 'x', HTTP_PORT: 'y' })).toThrow(/^invalid configuration:\n {2}- SPOE_PORT .*\n {2}- HTTP_PORT /);
+    expect(() => loadAgentConfig({ SPOE_PORT: 'x', HTTP_PORT: 'y' })).toThrow(
+      /^invalid configuration:\n {2}- SPOE_PORT .*\n {2}- HTTP_PORT /,
+    );
   });
 
   it('never shows the Redis password in a message', () => {
@@ -136,7 +144,9 @@ describe('loadAgentConfig', () => {
 describe('AppModule configuration (ConfigModule with validateAgentEnv)', () => {
   it('gives ConfigService the validated config, and writes nothing into process.env', async () => {
     const before = { ...process.env };
-    const app = await Test.createTestingModule({ imports: [AppModule.forRoot({ env: { SPOE_PORT: '12346', HTTP_PORT: '8081', BLOCKLIST: '' } })] }).compile();
+    const app = await Test.createTestingModule({
+      imports: [AppModule.forRoot({ env: { SPOE_PORT: '12346', HTTP_PORT: '8081', BLOCKLIST: '' } })],
+    }).compile();
     const config = app.get<ConfigService<AgentSettings, true>>(ConfigService).get('agent', { infer: true });
     expect([config.spoe.port, config.http.port, config.defaultBlocklist]).toEqual([12346, 8081, []]);
     expect(process.env).toEqual(before);
@@ -144,10 +154,15 @@ describe('AppModule configuration (ConfigModule with validateAgentEnv)', () => {
   });
 
   it('refuses to build the app from an invalid environment, listing every problem', async () => {
-    const error: unknown = await Test.createTestingModule({ imports: [AppModule.forRoot({ env: { SPOE_PORT: 'x', LOG_LEVEL: 'loud' } })] })
+    const error: unknown = await Test.createTestingModule({
+      imports: [AppModule.forRoot({ env: { SPOE_PORT: 'x', LOG_LEVEL: 'loud' } })],
+    })
       .compile()
       .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(AgentConfigError);
-    expect((error as AgentConfigError).problems).toEqual([expect.stringMatching(/^SPOE_PORT must be an integer/), expect.stringMatching(/^LOG_LEVEL must be one of/)]);
+    expect((error as AgentConfigError).problems).toEqual([
+      expect.stringMatching(/^SPOE_PORT must be an integer/),
+      expect.stringMatching(/^LOG_LEVEL must be one of/),
+    ]);
   });
 });

@@ -1,7 +1,14 @@
 import type { LogLevel } from '@nestjs/common';
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsNotEmpty, IsOptional, IsString, ValidateBy, validateSync } from 'class-validator';
-import { MAX_TIMEOUT_MS, normalizeSpoeOptions, SPOE_DEFAULTS, SpoeOptionsError, SpoeServerOptions, VarScope } from 'nestjs-spoe';
+import {
+  MAX_TIMEOUT_MS,
+  normalizeSpoeOptions,
+  SPOE_DEFAULTS,
+  SpoeOptionsError,
+  SpoeServerOptions,
+  VarScope,
+} from 'nestjs-spoe';
 import { availableParallelism } from 'node:os';
 import { Cidr, parseCidrList } from '../reputation/cidr';
 import { integerFromText, IntegerText, IsIntegerIn, quote, Trimmed, TrimmedOrUnset } from './env.decorators';
@@ -13,21 +20,57 @@ import { integerFromText, IntegerText, IsIntegerIn, quote, Trimmed, TrimmedOrUns
 export const AGENT_ENV = {
   SPOE_HOST: { default: SPOE_DEFAULTS.host, doc: 'Address the SPOE transport listens on.' },
   SPOE_PORT: { default: String(SPOE_DEFAULTS.port), doc: 'TCP port of the SPOE transport (0 picks a free one).' },
-  SPOE_SOCKET: { default: undefined, doc: 'Unix socket path; when set, SPOE listens there instead of SPOE_HOST:SPOE_PORT.' },
-  SPOE_MAX_FRAME_SIZE: { default: String(SPOE_DEFAULTS.maxFrameSize), doc: "The agent's max-frame-size (the smaller of it and HAProxy's is used)." },
-  SPOE_MAX_IN_FLIGHT: { default: String(SPOE_DEFAULTS.maxInFlightPerConnection), doc: 'NOTIFY frames handled at once per HAProxy connection.' },
-  SPOE_HANDLER_DEADLINE_MS: { default: String(SPOE_DEFAULTS.handlerDeadlineMs), doc: 'Deadline of each message handler.' },
-  SPOE_HELLO_TIMEOUT_MS: { default: String(SPOE_DEFAULTS.helloTimeoutMs), doc: 'Connections that do not complete the HELLO within it are closed.' },
-  SPOE_IDLE_TIMEOUT_MS: { default: String(SPOE_DEFAULTS.idleTimeoutMs), doc: 'Idle connections are closed after it (0: never).' },
-  SPOE_DRAIN_TIMEOUT_MS: { default: String(SPOE_DEFAULTS.drainTimeoutMs), doc: 'On shutdown, how long in-flight NOTIFY may still finish.' },
+  SPOE_SOCKET: {
+    default: undefined,
+    doc: 'Unix socket path; when set, SPOE listens there instead of SPOE_HOST:SPOE_PORT.',
+  },
+  SPOE_MAX_FRAME_SIZE: {
+    default: String(SPOE_DEFAULTS.maxFrameSize),
+    doc: "The agent's max-frame-size (the smaller of it and HAProxy's is used).",
+  },
+  SPOE_MAX_IN_FLIGHT: {
+    default: String(SPOE_DEFAULTS.maxInFlightPerConnection),
+    doc: 'NOTIFY frames handled at once per HAProxy connection.',
+  },
+  SPOE_HANDLER_DEADLINE_MS: {
+    default: String(SPOE_DEFAULTS.handlerDeadlineMs),
+    doc: 'Deadline of each message handler.',
+  },
+  SPOE_HELLO_TIMEOUT_MS: {
+    default: String(SPOE_DEFAULTS.helloTimeoutMs),
+    doc: 'Connections that do not complete the HELLO within it are closed.',
+  },
+  SPOE_IDLE_TIMEOUT_MS: {
+    default: String(SPOE_DEFAULTS.idleTimeoutMs),
+    doc: 'Idle connections are closed after it (0: never).',
+  },
+  SPOE_DRAIN_TIMEOUT_MS: {
+    default: String(SPOE_DEFAULTS.drainTimeoutMs),
+    doc: 'On shutdown, how long in-flight NOTIFY may still finish.',
+  },
   HTTP_HOST: { default: '0.0.0.0', doc: 'Address of the HTTP side (health routes, admin API).' },
   HTTP_PORT: { default: '3000', doc: 'Port of the HTTP side (0 picks a free one).' },
-  REDIS_URL: { default: undefined, doc: 'redis:// or rediss:// URL: the blocklist is kept in Redis and shared by every agent. Unset: in memory.' },
+  REDIS_URL: {
+    default: undefined,
+    doc: 'redis:// or rediss:// URL: the blocklist is kept in Redis and shared by every agent. Unset: in memory.',
+  },
   LOG_LEVEL: { default: 'log', doc: 'fatal, error, warn, log, debug or verbose.' },
-  SHUTDOWN_GRACE_MS: { default: '5000', doc: 'After SIGTERM, readiness is 503 and SPOE keeps serving this long before draining.' },
-  BLOCKLIST: { default: '10.0.0.0/8', doc: 'Comma-separated IPs/CIDRs blocked when the store starts empty ("" for none).' },
-  HEALTH_TIMEOUT_MS: { default: '1000', doc: 'Bound on the SPOE health-check HELLO and the Redis PING of /health/ready.' },
-  SPOE_WORKERS: { default: '1', doc: 'Agent processes sharing the SPOE and HTTP ports: an integer, or auto (one per CPU). Above 1, a supervisor runs them.' },
+  SHUTDOWN_GRACE_MS: {
+    default: '5000',
+    doc: 'After SIGTERM, readiness is 503 and SPOE keeps serving this long before draining.',
+  },
+  BLOCKLIST: {
+    default: '10.0.0.0/8',
+    doc: 'Comma-separated IPs/CIDRs blocked when the store starts empty ("" for none).',
+  },
+  HEALTH_TIMEOUT_MS: {
+    default: '1000',
+    doc: 'Bound on the SPOE health-check HELLO and the Redis PING of /health/ready.',
+  },
+  SPOE_WORKERS: {
+    default: '1',
+    doc: 'Agent processes sharing the SPOE and HTTP ports: an integer, or auto (one per CPU). Above 1, a supervisor runs them.',
+  },
 } as const satisfies Record<string, { default: string | undefined; doc: string }>;
 
 export type AgentEnvName = keyof typeof AGENT_ENV;
@@ -101,14 +144,18 @@ class AgentEnvironment implements Record<AgentEnvName, unknown> {
   @ValidateBy({
     name: 'isRedisUrl',
     validator: {
-      validate: (value: unknown) => typeof value === 'string' && ['redis:', 'rediss:'].includes(urlProtocol(value) ?? ''),
-      defaultMessage: (args) => `REDIS_URL must be a redis:// or rediss:// URL, got ${quote(redactUrl(String(args!.value)))}`,
+      validate: (value: unknown) =>
+        typeof value === 'string' && ['redis:', 'rediss:'].includes(urlProtocol(value) ?? ''),
+      defaultMessage: (args) =>
+        `REDIS_URL must be a redis:// or rediss:// URL, got ${quote(redactUrl(String(args!.value)))}`,
     },
   })
   REDIS_URL!: string | undefined;
 
   @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
-  @IsIn(LOG_LEVELS, { message: ({ value }) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${quote(value)}` })
+  @IsIn(LOG_LEVELS, {
+    message: ({ value }) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${quote(value)}`,
+  })
   LOG_LEVEL!: LogLevel;
 
   @IntegerText(0, MAX_MS)
@@ -128,9 +175,14 @@ class AgentEnvironment implements Record<AgentEnvName, unknown> {
   @IntegerText(1, MAX_MS)
   HEALTH_TIMEOUT_MS!: number;
 
-  @Transform(({ value }: { value: unknown }) => (typeof value === 'string' && value.trim().toLowerCase() === 'auto' ? availableParallelism() : integerFromText(value)))
+  @Transform(({ value }: { value: unknown }) =>
+    typeof value === 'string' && value.trim().toLowerCase() === 'auto'
+      ? availableParallelism()
+      : integerFromText(value),
+  )
   @IsIntegerIn(1, AGENT_LIMITS.maxWorkers, {
-    message: ({ value }) => `SPOE_WORKERS must be "auto" or an integer in [1, ${AGENT_LIMITS.maxWorkers}], got ${quote(value)}`,
+    message: ({ value }) =>
+      `SPOE_WORKERS must be "auto" or an integer in [1, ${AGENT_LIMITS.maxWorkers}], got ${quote(value)}`,
   })
   SPOE_WORKERS!: number;
 }
@@ -178,7 +230,9 @@ export class AgentConfigError extends Error {
  * SPOE_WORKERS > 1 is not one.
  */
 export function validateAgentEnv(env: Readonly<Record<string, unknown>>): AgentSettings {
-  const variables = Object.fromEntries(Object.entries(AGENT_ENV).map(([name, spec]) => [name, env[name] ?? spec.default]));
+  const variables = Object.fromEntries(
+    Object.entries(AGENT_ENV).map(([name, spec]) => [name, env[name] ?? spec.default]),
+  );
   const environment = plainToInstance(AgentEnvironment, variables);
   const errors = validateSync(environment, { stopAtFirstError: true });
   const problems = errors.flatMap((error) => Object.values(error.constraints ?? {}));
@@ -197,8 +251,16 @@ export function validateAgentEnv(env: Readonly<Record<string, unknown>>): AgentS
   }
   const { spoe, http } = config;
   const ports = ['SPOE_HOST', 'SPOE_PORT', 'HTTP_HOST', 'HTTP_PORT'];
-  if (!ports.some((name) => invalid.has(name)) && spoe.path === undefined && http.port !== 0 && http.port === spoe.port && http.host === spoe.host) {
-    problems.push(`HTTP_PORT and SPOE_PORT are both ${http.port}: the HTTP side and the SPOE transport need their own ports`);
+  if (
+    !ports.some((name) => invalid.has(name)) &&
+    spoe.path === undefined &&
+    http.port !== 0 &&
+    http.port === spoe.port &&
+    http.host === spoe.host
+  ) {
+    problems.push(
+      `HTTP_PORT and SPOE_PORT are both ${http.port}: the HTTP side and the SPOE transport need their own ports`,
+    );
   }
 
   if (problems.length > 0) throw new AgentConfigError(problems);

@@ -30,7 +30,8 @@ export function IsIntegerIn(min: number, max: number, options?: ValidationOption
       name: 'isIntegerIn',
       constraints: [min, max],
       validator: {
-        validate: (value: unknown) => Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max,
+        validate: (value: unknown) =>
+          Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max,
         defaultMessage: (args) => `${args!.property} must be an integer in [${min}, ${max}], got ${quote(args!.value)}`,
       },
     },
@@ -40,7 +41,10 @@ export function IsIntegerIn(min: number, max: number, options?: ValidationOption
 
 /** A variable holding an integer in [min, max], written in decimal digits. */
 export function IntegerText(min: number, max: number): PropertyDecorator {
-  return applyDecorators(Transform(({ value }: { value: unknown }) => integerFromText(value)), IsIntegerIn(min, max));
+  return applyDecorators(
+    Transform(({ value }: { value: unknown }) => integerFromText(value)),
+    IsIntegerIn(min, max),
+  );
 }
 
 /** What was given, quoted, for a message. */

@@ -23,8 +23,11 @@ export class BlocklistHealthIndicator {
     if (!health.probe) return indicator.up(health.details);
     const probe = health.probe;
     const attempt = await indicator.attempt(() => probe()).withTimeout(timeoutMs);
-    // The attempt reports the probe's details (or why it failed) and its response time; the store's state goes with both.
+    // The attempt reports the probe's details (or why it failed) and its response time; the store's state goes with
+    // both.
     const { status, ...outcome } = attempt[health.key];
-    return status === 'up' ? indicator.up({ ...health.details, ...outcome }) : indicator.down({ ...health.details, ...outcome });
+    return status === 'up'
+      ? indicator.up({ ...health.details, ...outcome })
+      : indicator.down({ ...health.details, ...outcome });
   }
 }

@@ -55,6 +55,8 @@ export class Lifecycle implements BeforeApplicationShutdown {
   /** Terminus indicator: down from the moment shutdown began. */
   check<const Key extends string>(key: Key): HealthIndicatorResult<Key> {
     const indicator = this.healthIndicatorService.check(key);
-    return this.since ? indicator.down({ state: 'shutting-down', since: this.since.toISOString() }) : indicator.up({ state: 'serving' });
+    return this.since
+      ? indicator.down({ state: 'shutting-down', since: this.since.toISOString() })
+      : indicator.up({ state: 'serving' });
   }
 }

@@ -26,7 +26,8 @@ export class WorkersHealthIndicator {
     }
     const details = { expected: status.expected, ready: status.ready, processes: status.workers };
     if (status.stopping) return indicator.down({ ...details, message: 'the supervisor is shutting down' });
-    if (status.ready < status.expected) return indicator.down({ ...details, message: `${status.ready} of ${status.expected} workers ready` });
+    if (status.ready < status.expected)
+      return indicator.down({ ...details, message: `${status.ready} of ${status.expected} workers ready` });
     return indicator.up(details);
   }
 }

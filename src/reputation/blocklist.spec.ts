@@ -45,8 +45,15 @@ describe('MemoryBlocklistStore', () => {
   });
 
   it('lists entries by address, IPv4 first', async () => {
-    const store = new MemoryBlocklistStore(['2001:db8::/32', '10.0.0.0/8', '10.0.0.0/16', '9.0.0.0/8'].map((c) => Cidr.parse(c)));
-    expect((await store.list()).map((e) => e.cidr.toString())).toEqual(['9.0.0.0/8', '10.0.0.0/8', '10.0.0.0/16', '2001:db8::/32']);
+    const store = new MemoryBlocklistStore(
+      ['2001:db8::/32', '10.0.0.0/8', '10.0.0.0/16', '9.0.0.0/8'].map((c) => Cidr.parse(c)),
+    );
+    expect((await store.list()).map((e) => e.cidr.toString())).toEqual([
+      '9.0.0.0/8',
+      '10.0.0.0/8',
+      '10.0.0.0/16',
+      '2001:db8::/32',
+    ]);
   });
 });
 

@@ -89,7 +89,9 @@ describe('CidrMatcher', () => {
   it('matches IPv6 networks of every prefix length, boundaries included', () => {
     const matcher = build('2001:db8::/32', '2001:db8:ffff:ffff:ffff:ffff:ffff:fffe/127', '::1/128');
     expect(matcher.match(ip('2001:db8::'))).toBe('2001:db8::/32');
-    expect(matcher.match(ip('2001:db8:ffff:ffff:ffff:ffff:ffff:ffff'))).toBe('2001:db8:ffff:ffff:ffff:ffff:ffff:fffe/127');
+    expect(matcher.match(ip('2001:db8:ffff:ffff:ffff:ffff:ffff:ffff'))).toBe(
+      '2001:db8:ffff:ffff:ffff:ffff:ffff:fffe/127',
+    );
     expect(matcher.match(ip('2001:db9::'))).toBeUndefined();
     expect(matcher.match(ip('::1'))).toBe('::1/128');
     expect(matcher.match(ip('::2'))).toBeUndefined();
@@ -125,7 +127,9 @@ describe('CidrMatcher', () => {
       const masked = bytes.map((byte, i) => byte & (0xff << (8 - Math.min(8, Math.max(0, prefix - i * 8)))));
       return Cidr.parse(`${SpoeIp.fromBytes(masked).toString()}/${prefix}`);
     });
-    const address = fc.oneof(fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.uint8Array({ minLength: 16, maxLength: 16 })).map((b) => SpoeIp.fromBytes(b));
+    const address = fc
+      .oneof(fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.uint8Array({ minLength: 16, maxLength: 16 }))
+      .map((b) => SpoeIp.fromBytes(b));
     fc.assert(
       fc.property(fc.array(network, { maxLength: 20 }), fc.array(address, { maxLength: 20 }), (networks, addresses) => {
         const matcher = new CidrMatcher<Cidr>();

@@ -72,7 +72,9 @@ export class CidrMatcher<T> {
   }
 
   delete(cidr: Cidr): boolean {
-    return cidr.family === 4 ? this.v4.delete(cidr.prefix, v4Key(cidr.network, cidr.prefix)) : this.v6.delete(cidr.prefix, v6Key(cidr.network, cidr.prefix));
+    return cidr.family === 4
+      ? this.v4.delete(cidr.prefix, v4Key(cidr.network, cidr.prefix))
+      : this.v6.delete(cidr.prefix, v6Key(cidr.network, cidr.prefix));
   }
 
   /**
@@ -130,9 +132,12 @@ class PrefixTable<K, T> {
 }
 
 const V6_ALL = (1n << 128n) - 1n;
-const V6_MASKS: readonly bigint[] = Array.from({ length: 129 }, (_, prefix) => (prefix === 0 ? 0n : (V6_ALL << BigInt(128 - prefix)) & V6_ALL));
+const V6_MASKS: readonly bigint[] = Array.from({ length: 129 }, (_, prefix) =>
+  prefix === 0 ? 0n : (V6_ALL << BigInt(128 - prefix)) & V6_ALL,
+);
 
-const maskV4 = (key: number, prefix: number): number => (prefix === 0 ? 0 : (key & (0xffffffff << (32 - prefix))) >>> 0);
+const maskV4 = (key: number, prefix: number): number =>
+  prefix === 0 ? 0 : (key & (0xffffffff << (32 - prefix))) >>> 0;
 const maskV6 = (key: bigint, prefix: number): bigint => key & V6_MASKS[prefix];
 
 function v4Key(network: Uint8Array, prefix: number): number {
@@ -141,7 +146,8 @@ function v4Key(network: Uint8Array, prefix: number): number {
 
 function v6Key(bytes: Uint8Array, prefix: number): bigint {
   let key = 0n;
-  for (let i = 0; i < 16; i += 4) key = (key << 32n) | BigInt(((bytes[i] << 24) | (bytes[i + 1] << 16) | (bytes[i + 2] << 8) | bytes[i + 3]) >>> 0);
+  for (let i = 0; i < 16; i += 4)
+    key = (key << 32n) | BigInt(((bytes[i] << 24) | (bytes[i + 1] << 16) | (bytes[i + 2] << 8) | bytes[i + 3]) >>> 0);
   return key & V6_MASKS[prefix];
 }
 

@@ -37,7 +37,9 @@ describe('ClusterBlocklistStore', () => {
     await store.onModuleInit();
     expect(supervisor.requests).toEqual([{ kind: 'blocklist-subscribe' }]);
     expect(blocked(store, '10.1.2.3')).toBe(true);
-    expect((await store.list()).map((e) => [e.cidr.toString(), e.reason])).toEqual([['10.0.0.0/8', 'default blocklist']]);
+    expect((await store.list()).map((e) => [e.cidr.toString(), e.reason])).toEqual([
+      ['10.0.0.0/8', 'default blocklist'],
+    ]);
   });
 
   it('applies changes delivered before the snapshot is installed, after it', async () => {

@@ -3,7 +3,13 @@ import { SpoeIp } from 'nestjs-spoe';
 import { BlocklistChange, SupervisorAnswers, SupervisorRequest, WireBlocklistEntry } from '../cluster/messages';
 import { SupervisorLink } from '../cluster/worker';
 import { AGENT_LIMITS } from '../config/agent.config';
-import { BlocklistEntry, BlocklistStore, BlocklistUnavailableError, CompiledBlocklist, NewBlocklistEntry } from './blocklist.store';
+import {
+  BlocklistEntry,
+  BlocklistStore,
+  BlocklistUnavailableError,
+  CompiledBlocklist,
+  NewBlocklistEntry,
+} from './blocklist.store';
 import { Cidr } from './cidr';
 
 /**
@@ -23,7 +29,10 @@ export class ClusterBlocklistStore extends BlocklistStore implements OnModuleIni
     // Changes follow the snapshot on the IPC channel, but may be delivered before the snapshot's promise continues.
     let early: BlocklistChange[] | undefined = [];
     this.supervisor.onBlocklistChange((change) => (early ? early.push(change) : this.apply(change)));
-    const entries = await this.supervisor.request({ kind: 'blocklist-subscribe' }, AGENT_LIMITS.supervisorRequestTimeoutMs);
+    const entries = await this.supervisor.request(
+      { kind: 'blocklist-subscribe' },
+      AGENT_LIMITS.supervisorRequestTimeoutMs,
+    );
     this.blocklist = new CompiledBlocklist(entries.map(entryFromWire));
     for (const change of early) this.apply(change);
     early = undefined;
@@ -39,7 +48,12 @@ export class ClusterBlocklistStore extends BlocklistStore implements OnModuleIni
   }
 
   async add(input: NewBlocklistEntry): Promise<BlocklistEntry> {
-    const request = { kind: 'blocklist-add', cidr: input.cidr.toString(), reason: input.reason ?? null, ttlSeconds: input.ttlSeconds ?? null } as const;
+    const request = {
+      kind: 'blocklist-add',
+      cidr: input.cidr.toString(),
+      reason: input.reason ?? null,
+      ttlSeconds: input.ttlSeconds ?? null,
+    } as const;
     return entryFromWire(await this.write(request));
   }
 
@@ -63,9 +77,19 @@ export class ClusterBlocklistStore extends BlocklistStore implements OnModuleIni
 }
 
 export function entryToWire(entry: BlocklistEntry): WireBlocklistEntry {
-  return { cidr: entry.cidr.toString(), reason: entry.reason ?? null, addedAt: entry.addedAt, expiresAt: entry.expiresAt ?? null };
+  return {
+    cidr: entry.cidr.toString(),
+    reason: entry.reason ?? null,
+    addedAt: entry.addedAt,
+    expiresAt: entry.expiresAt ?? null,
+  };
 }
 
 export function entryFromWire(wire: WireBlocklistEntry): BlocklistEntry {
-  return { cidr: Cidr.parse(wire.cidr), reason: wire.reason ?? undefined, addedAt: wire.addedAt, expiresAt: wire.expiresAt ?? undefined };
+  return {
+    cidr: Cidr.parse(wire.cidr),
+    reason: wire.reason ?? undefined,
+    addedAt: wire.addedAt,
+    expiresAt: wire.expiresAt ?? undefined,
+  };
 }

@@ -9,7 +9,9 @@ export class MemoryBlocklistStore extends BlocklistStore {
   constructor(initial: readonly Cidr[] = []) {
     super();
     const now = Date.now();
-    this.blocklist = new CompiledBlocklist(initial.map((cidr) => makeEntry({ cidr, reason: 'default blocklist' }, now)));
+    this.blocklist = new CompiledBlocklist(
+      initial.map((cidr) => makeEntry({ cidr, reason: 'default blocklist' }, now)),
+    );
   }
 
   find(ip: SpoeIp): BlocklistEntry | undefined {

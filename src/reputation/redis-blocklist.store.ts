@@ -3,7 +3,15 @@ import { Redis, RedisKey, Result } from 'ioredis';
 import { SpoeIp } from 'nestjs-spoe';
 import { randomUUID } from 'node:crypto';
 import { AGENT_LIMITS, redactUrl } from '../config/agent.config';
-import { BlocklistEntry, BlocklistStore, BlocklistStoreHealth, BlocklistUnavailableError, CompiledBlocklist, makeEntry, NewBlocklistEntry } from './blocklist.store';
+import {
+  BlocklistEntry,
+  BlocklistStore,
+  BlocklistStoreHealth,
+  BlocklistUnavailableError,
+  CompiledBlocklist,
+  makeEntry,
+  NewBlocklistEntry,
+} from './blocklist.store';
 import { Cidr } from './cidr';
 
 const { redisCommandTimeoutMs, propagationTimeoutMs } = AGENT_LIMITS;
@@ -46,7 +54,9 @@ local version = redis.call('INCR', KEYS[3])
 return {live, version, redis.call('PUBLISH', ARGV[3], version)}
 `;
 
-/** KEYS: entries, version. ARGV: changed channel, then cidr and entry JSON pairs. Seeds only a blocklist never seeded. */
+/**
+ * KEYS: entries, version. ARGV: changed channel, then cidr and entry JSON pairs. Seeds only a blocklist never seeded.
+ */
 const SEED = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -58,9 +68,19 @@ return version
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     /** ADD: [version, subscribers that received the change]. */
-    blocklistAdd(entries: RedisKey, expiry: RedisKey, version: RedisKey, ...args: [cidr: string, json: string, now: number, expiresAt: number | '', channel: string]): Result<[number, number], Context>;
+    blocklistAdd(
+      entries: RedisKey,
+      expiry: RedisKey,
+      version: RedisKey,
+      ...args: [cidr: string, json: string, now: number, expiresAt: number | '', channel: string]
+    ): Result<[number, number], Context>;
     /** REMOVE: [1 when a live entry was removed, version (0: nothing removed), subscribers]. */
-    blocklistRemove(entries: RedisKey, expiry: RedisKey, version: RedisKey, ...args: [cidr: string, now: number, channel: string]): Result<[number, number, number], Context>;
+    blocklistRemove(
+      entries: RedisKey,
+      expiry: RedisKey,
+      version: RedisKey,
+      ...args: [cidr: string, now: number, channel: string]
+    ): Result<[number, number, number], Context>;
     /** SEED: the new version, or 0 when the blocklist was seeded before. */
     blocklistSeed(entries: RedisKey, version: RedisKey, channel: string, ...pairs: string[]): Result<number, Context>;
   }
@@ -118,7 +138,12 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     };
     const common = { lazyConnect: true, retryStrategy, connectionName: 'nestjs-spoe-agent' };
     // Without an offline queue a command fails at once while Redis is away, instead of hanging an admin request.
-    this.redis = new Redis(url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: redisCommandTimeoutMs });
+    this.redis = new Redis(url, {
+      ...common,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: redisCommandTimeoutMs,
+    });
     this.redis.defineCommand('blocklistAdd', { numberOfKeys: 3, lua: ADD });
     this.redis.defineCommand('blocklistRemove', { numberOfKeys: 3, lua: REMOVE });
     this.redis.defineCommand('blocklistSeed', { numberOfKeys: 2, lua: SEED });
@@ -142,7 +167,9 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
       throw new Error(`cannot use Redis at ${redactUrl(this.url)}: ${(error as Error).message}`, { cause: error });
     }
     this.started = true;
-    this.log.log(`blocklist in Redis at ${redactUrl(this.url)}: version ${this.version}, ${this.blocklist.size} entries`);
+    this.log.log(
+      `blocklist in Redis at ${redactUrl(this.url)}: version ${this.version}, ${this.blocklist.size} entries`,
+    );
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -162,9 +189,22 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   add(input: NewBlocklistEntry): Promise<BlocklistEntry> {
     return this.unavailableOnError(async () => {
       const entry = makeEntry(input);
-      const stored: StoredEntry = { ...(entry.reason !== undefined && { reason: entry.reason }), addedAt: entry.addedAt, expiresAt: entry.expiresAt ?? null };
+      const stored: StoredEntry = {
+        ...(entry.reason !== undefined && { reason: entry.reason }),
+        addedAt: entry.addedAt,
+        expiresAt: entry.expiresAt ?? null,
+      };
       const { entries, expiry, version: versionKey, changed } = this.keys;
-      const [version, subscribers] = await this.redis.blocklistAdd(entries, expiry, versionKey, entry.cidr.toString(), JSON.stringify(stored), entry.addedAt, entry.expiresAt ?? '', changed);
+      const [version, subscribers] = await this.redis.blocklistAdd(
+        entries,
+        expiry,
+        versionKey,
+        entry.cidr.toString(),
+        JSON.stringify(stored),
+        entry.addedAt,
+        entry.expiresAt ?? '',
+        changed,
+      );
       await this.propagated(version, subscribers);
       return entry;
     });
@@ -173,7 +213,14 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   remove(cidr: Cidr): Promise<boolean> {
     return this.unavailableOnError(async () => {
       const { entries, expiry, version: versionKey, changed } = this.keys;
-      const [live, version, subscribers] = await this.redis.blocklistRemove(entries, expiry, versionKey, cidr.toString(), Date.now(), changed);
+      const [live, version, subscribers] = await this.redis.blocklistRemove(
+        entries,
+        expiry,
+        versionKey,
+        cidr.toString(),
+        Date.now(),
+        changed,
+      );
       if (version > 0) await this.propagated(version, subscribers);
       return live === 1;
     });
@@ -181,7 +228,12 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
 
   /** Readiness: both connections ready, and a PING answered (within the health timeout). */
   override health(): BlocklistStoreHealth {
-    const details = { command: this.redis.status, subscriber: this.subscriber.status, version: this.version, entries: this.blocklist.size };
+    const details = {
+      command: this.redis.status,
+      subscriber: this.subscriber.status,
+      version: this.version,
+      entries: this.blocklist.size,
+    };
     const connected = this.redis.status === 'ready' && this.subscriber.status === 'ready';
     return {
       key: 'redis',
@@ -206,13 +258,18 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     try {
       return await operation();
     } catch (error) {
-      throw new BlocklistUnavailableError(`Redis at ${redactUrl(this.url)}: ${(error as Error).message}`, { cause: error });
+      throw new BlocklistUnavailableError(`Redis at ${redactUrl(this.url)}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 
   private async seed(): Promise<void> {
     const now = Date.now();
-    const pairs = this.defaults.flatMap((cidr) => [cidr.toString(), JSON.stringify({ reason: 'default blocklist', addedAt: now, expiresAt: null } satisfies StoredEntry)]);
+    const pairs = this.defaults.flatMap((cidr) => [
+      cidr.toString(),
+      JSON.stringify({ reason: 'default blocklist', addedAt: now, expiresAt: null } satisfies StoredEntry),
+    ]);
     const version = await this.redis.blocklistSeed(this.keys.entries, this.keys.version, this.keys.changed, ...pairs);
     if (version > 0) this.log.log(`seeded the shared blocklist with ${this.defaults.length} default entries`);
   }
@@ -236,7 +293,9 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     const { version, entries } = await this.snapshot();
     // Reloads run one at a time, so a smaller version means Redis lost its data (a restart without persistence).
     if (version < this.version) {
-      this.log.warn(`blocklist version went back from ${this.version} to ${version} (Redis lost its data): following Redis`);
+      this.log.warn(
+        `blocklist version went back from ${this.version} to ${version} (Redis lost its data): following Redis`,
+      );
       this.acknowledged.clear();
     }
     this.blocklist = new CompiledBlocklist(entries);
@@ -247,13 +306,21 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   private async snapshot(): Promise<{ version: number; entries: BlocklistEntry[] }> {
     const results = await this.redis.multi().get(this.keys.version).hgetall(this.keys.entries).exec();
     if (!results) throw new Error('the blocklist snapshot transaction was aborted');
-    const [[versionError, version], [entriesError, hash]] = results as [[Error | null, string | null], [Error | null, Record<string, string>]];
+    const [[versionError, version], [entriesError, hash]] = results as [
+      [Error | null, string | null],
+      [Error | null, Record<string, string>],
+    ];
     if (versionError ?? entriesError) throw versionError ?? entriesError;
     const entries: BlocklistEntry[] = [];
     for (const [cidr, json] of Object.entries(hash)) {
       try {
         const stored = JSON.parse(json) as StoredEntry;
-        entries.push({ cidr: Cidr.parse(cidr), reason: stored.reason, addedAt: stored.addedAt, expiresAt: stored.expiresAt ?? undefined });
+        entries.push({
+          cidr: Cidr.parse(cidr),
+          reason: stored.reason,
+          addedAt: stored.addedAt,
+          expiresAt: stored.expiresAt ?? undefined,
+        });
       } catch (error) {
         this.log.warn(`ignoring the blocklist entry ${JSON.stringify(cidr)} in Redis: ${(error as Error).message}`);
       }
@@ -267,7 +334,9 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     if (this.acknowledgedCount(version) >= subscribers) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        this.log.warn(`blocklist version ${version}: ${this.acknowledgedCount(version)} of ${subscribers} agents acknowledged it within ${propagationTimeoutMs} ms`);
+        this.log.warn(
+          `blocklist version ${version}: ${this.acknowledgedCount(version)} of ${subscribers} agents acknowledged it within ${propagationTimeoutMs} ms`,
+        );
         waiter.done();
       }, propagationTimeoutMs);
       const waiter: Waiter = {
@@ -291,7 +360,8 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
 
   private onMessage(channel: string, message: string): void {
     if (channel === this.keys.changed) {
-      if (Number(message) !== this.version) this.requestReload().catch((error: Error) => this.log.warn(`blocklist reload failed: ${error.message}`));
+      if (Number(message) !== this.version)
+        this.requestReload().catch((error: Error) => this.log.warn(`blocklist reload failed: ${error.message}`));
       return;
     }
     if (channel !== this.keys.applied) return;
@@ -316,6 +386,8 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   private onConnectionError(error: Error): void {
     if (!this.started || this.warnedDown) return;
     this.warnedDown = true;
-    this.log.warn(`Redis at ${redactUrl(this.url)} unavailable (${error.message}): serving blocklist version ${this.version} until it is back`);
+    this.log.warn(
+      `Redis at ${redactUrl(this.url)} unavailable (${error.message}): serving blocklist version ${this.version} until it is back`,
+    );
   }
 }

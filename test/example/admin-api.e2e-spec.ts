@@ -18,17 +18,32 @@ describe('example agent: admin API', () => {
   afterAll(() => agent?.close());
 
   it('lists, adds and removes entries', async () => {
-    const added = await api(agent.httpUrl, 'POST', '/blocklist', { cidr: ' 2001:DB8::/32 ', ttlSeconds: 60, reason: 'scan' });
+    const added = await api(agent.httpUrl, 'POST', '/blocklist', {
+      cidr: ' 2001:DB8::/32 ',
+      ttlSeconds: 60,
+      reason: 'scan',
+    });
     expect(added).toEqual({
       status: 201,
       body: { cidr: '2001:db8::/32', reason: 'scan', addedAt: expect.any(String), expiresAt: expect.any(String) },
     });
-    expect((await api<Array<{ cidr: string }>>(agent.httpUrl, 'GET', '/blocklist')).body.map((e) => e.cidr)).toEqual(['10.0.0.0/8', '2001:db8::/32']);
-    expect(await api(agent.httpUrl, 'DELETE', '/blocklist?cidr=2001:db8::/32')).toEqual({ status: 204, body: undefined });
+    expect((await api<Array<{ cidr: string }>>(agent.httpUrl, 'GET', '/blocklist')).body.map((e) => e.cidr)).toEqual([
+      '10.0.0.0/8',
+      '2001:db8::/32',
+    ]);
+    expect(await api(agent.httpUrl, 'DELETE', '/blocklist?cidr=2001:db8::/32')).toEqual({
+      status: 204,
+      body: undefined,
+    });
   });
 
   it('answers 400 with every problem of the body, one message per field', async () => {
-    const { status, body } = await api<HttpError>(agent.httpUrl, 'POST', '/blocklist', { cidr: '10.0.0.1/8', ttlSeconds: '60', reason: 5, ttl: 5 });
+    const { status, body } = await api<HttpError>(agent.httpUrl, 'POST', '/blocklist', {
+      cidr: '10.0.0.1/8',
+      ttlSeconds: '60',
+      reason: 5,
+      ttl: 5,
+    });
     expect(status).toBe(400);
     expect(body.message).toEqual([
       'property ttl should not exist',
@@ -40,10 +55,16 @@ describe('example agent: admin API', () => {
 
   it('answers 400 for a body that is not a JSON object', async () => {
     for (const text of ['[]', '"10.0.0.0/8"', '{']) {
-      const response = await fetch(`${agent.httpUrl}/blocklist`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: text });
+      const response = await fetch(`${agent.httpUrl}/blocklist`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: text,
+      });
       expect([text, response.status]).toEqual([text, 400]);
     }
-    expect((await api<HttpError>(agent.httpUrl, 'POST', '/blocklist')).body.message).toEqual([expect.stringMatching(/^"cidr" is required/)]);
+    expect((await api<HttpError>(agent.httpUrl, 'POST', '/blocklist')).body.message).toEqual([
+      expect.stringMatching(/^"cidr" is required/),
+    ]);
   });
 
   it('answers 400 for a DELETE without a valid cidr parameter, naming it', async () => {

@@ -101,7 +101,9 @@ describe('example agent process (dist/main.js)', () => {
       agent.child.kill('SIGINT');
       expect(await client.whenClosed()).toEqual({ status: 0, message: expect.any(String) });
       expect(await agent.exited).toEqual({ code: 0, signal: null });
-      expect(agent.output()).toMatch(/SIGTERM: readiness is now down[\s\S]*SIGINT again: skipping the rest of the grace period[\s\S]*SPOE agent closed/);
+      expect(agent.output()).toMatch(
+        /SIGTERM: readiness is now down[\s\S]*SIGINT again: skipping the rest of the grace period[\s\S]*SPOE agent closed/,
+      );
     });
 
     it('has closed its ports', async () => {

@@ -19,85 +19,112 @@ jest.setTimeout(90_000);
 
 const haproxy32 = haproxyVersion('3.2');
 
-describeIf(redisServer(), haproxy32.prerequisite)('example agent behind HAProxy (deploy/haproxy), two instances sharing Redis', () => {
-  let redis: RedisServer;
-  const agents: ExampleAgent[] = [];
-  let backend: HttpBackend;
-  let port: number;
-  let statsSocket: string;
+describeIf(redisServer(), haproxy32.prerequisite)(
+  'example agent behind HAProxy (deploy/haproxy), two instances sharing Redis',
+  () => {
+    let redis: RedisServer;
+    const agents: ExampleAgent[] = [];
+    let backend: HttpBackend;
+    let port: number;
+    let statsSocket: string;
 
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-    for (let i = 0; i < 2; i++) agents.push(await startExampleAgent({ REDIS_URL: redis.url }));
-    backend = await startHttpBackend();
-    port = await freePort(['127.0.0.1']);
-    const dir = makeTempDir();
-    statsSocket = join(dir, 'stats.sock');
-    const vars = {
-      HAPROXY_BIND: `127.0.0.1:${port}`,
-      AGENT_ADDR: `127.0.0.1:${agents[0].spoePort}`,
-      AGENT2_ADDR: `127.0.0.1:${agents[1].spoePort}`,
-      BACKEND_ADDR: `127.0.0.1:${backend.port}`,
-      SPOE_CONF: 'spoe.conf',
-      STATS_SOCKET: statsSocket,
+    beforeAll(async () => {
+      redis = await RedisServer.start();
+      for (let i = 0; i < 2; i++) agents.push(await startExampleAgent({ REDIS_URL: redis.url }));
+      backend = await startHttpBackend();
+      port = await freePort(['127.0.0.1']);
+      const dir = makeTempDir();
+      statsSocket = join(dir, 'stats.sock');
+      const vars = {
+        HAPROXY_BIND: `127.0.0.1:${port}`,
+        AGENT_ADDR: `127.0.0.1:${agents[0].spoePort}`,
+        AGENT2_ADDR: `127.0.0.1:${agents[1].spoePort}`,
+        BACKEND_ADDR: `127.0.0.1:${backend.port}`,
+        SPOE_CONF: 'spoe.conf',
+        STATS_SOCKET: statsSocket,
+      };
+      // The deployed configuration, plus a second agent server and a stats socket to see which agents answered.
+      const template = deployFile('haproxy.cfg')
+        .replace(
+          /^(\s*)server agent1 (.*)$/m,
+          (line, indent: string) => `${line}\n${indent}server agent2 \${AGENT2_ADDR} check`,
+        )
+        .replace(/^global\n/m, 'global\n    stats socket ${STATS_SOCKET} level admin\n');
+      expect(template).toContain('server agent2');
+      await HaproxyProcess.start({
+        binary: haproxy32.binary!,
+        dir,
+        files: { 'haproxy.cfg': template, 'spoe.conf': deployFile('spoe.conf') },
+        vars,
+        statsSocket,
+        waitForTcp: [{ host: '127.0.0.1', port }],
+      });
+    });
+    afterAll(async () => {
+      for (const agent of agents) await agent.close();
+      await backend?.close();
+      await redis?.stop();
+      await cleanupAll();
+    });
+
+    const get = (headers: Record<string, string> = {}): Promise<HttpResponse> =>
+      httpRequest({ host: '127.0.0.1', port, path: '/', headers });
+    /**
+     * Several requests, one after the other, so that both agents answer some (HAProxy balances the SPOP streams over
+     * both servers).
+     */
+    const statuses = async (headers: Record<string, string> = {}, n = 6): Promise<number[]> => {
+      const load = await runLoad({
+        total: n,
+        concurrency: 1,
+        keepAlive: false,
+        request: () => ({ host: '127.0.0.1', port, path: '/', headers }),
+        check: () => undefined,
+      });
+      expect(load.failures).toEqual([]);
+      return load.responses.map((r) => r.status);
     };
-    // The deployed configuration, plus a second agent server and a stats socket to see which agents answered.
-    const template = deployFile('haproxy.cfg')
-      .replace(/^(\s*)server agent1 (.*)$/m, (line, indent: string) => `${line}\n${indent}server agent2 \${AGENT2_ADDR} check`)
-      .replace(/^global\n/m, 'global\n    stats socket ${STATS_SOCKET} level admin\n');
-    expect(template).toContain('server agent2');
-    await HaproxyProcess.start({ binary: haproxy32.binary!, dir, files: { 'haproxy.cfg': template, 'spoe.conf': deployFile('spoe.conf') }, vars, statsSocket, waitForTcp: [{ host: '127.0.0.1', port }] });
-  });
-  afterAll(async () => {
-    for (const agent of agents) await agent.close();
-    await backend?.close();
-    await redis?.stop();
-    await cleanupAll();
-  });
 
-  const get = (headers: Record<string, string> = {}): Promise<HttpResponse> => httpRequest({ host: '127.0.0.1', port, path: '/', headers });
-  /** Several requests, one after the other, so that both agents answer some (HAProxy balances the SPOP streams over both servers). */
-  const statuses = async (headers: Record<string, string> = {}, n = 6): Promise<number[]> => {
-    const load = await runLoad({ total: n, concurrency: 1, keepAlive: false, request: () => ({ host: '127.0.0.1', port, path: '/', headers }), check: () => undefined });
-    expect(load.failures).toEqual([]);
-    return load.responses.map((r) => r.status);
-  };
+    it('serves a clean client with the score header (X-IP-Score: 0), to the client and to the backend', async () => {
+      const response = await get();
+      expect(response.status).toBe(200);
+      expect(response.headers['x-ip-score']).toBe('0');
+      expect(JSON.parse(response.body).headers['x-ip-score']).toBe('0');
+    });
 
-  it('serves a clean client with the score header (X-IP-Score: 0), to the client and to the backend', async () => {
-    const response = await get();
-    expect(response.status).toBe(200);
-    expect(response.headers['x-ip-score']).toBe('0');
-    expect(JSON.parse(response.body).headers['x-ip-score']).toBe('0');
-  });
+    it('denies a source in the default blocklist (10.0.0.0/8, set with X-Forwarded-For) with 403', async () => {
+      expect(await statuses({ 'x-forwarded-for': '10.1.2.3' })).toEqual(Array(6).fill(403));
+    });
 
-  it('denies a source in the default blocklist (10.0.0.0/8, set with X-Forwarded-For) with 403', async () => {
-    expect(await statuses({ 'x-forwarded-for': '10.1.2.3' })).toEqual(Array(6).fill(403));
-  });
+    it('denies the next request once the client address is added through the admin API, and serves it once removed', async () => {
+      expect(
+        (await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '127.0.0.1/32', reason: 'test' })).status,
+      ).toBe(201);
+      expect(await statuses()).toEqual(Array(6).fill(403));
+      expect((await api(agents[1].httpUrl, 'DELETE', '/blocklist?cidr=127.0.0.1/32')).status).toBe(204);
+      expect(await statuses()).toEqual(Array(6).fill(200));
+    });
 
-  it('denies the next request once the client address is added through the admin API, and serves it once removed', async () => {
-    expect((await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '127.0.0.1/32', reason: 'test' })).status).toBe(201);
-    expect(await statuses()).toEqual(Array(6).fill(403));
-    expect((await api(agents[1].httpUrl, 'DELETE', '/blocklist?cidr=127.0.0.1/32')).status).toBe(204);
-    expect(await statuses()).toEqual(Array(6).fill(200));
-  });
+    it('denies IPv6 sources in an IPv6 network added through the admin API', async () => {
+      expect(await statuses({ 'x-forwarded-for': '2001:db8::7' }, 2)).toEqual([200, 200]);
+      expect((await api(agents[1].httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32' })).status).toBe(201);
+      expect(await statuses({ 'x-forwarded-for': '2001:db8::7' })).toEqual(Array(6).fill(403));
+    });
 
-  it('denies IPv6 sources in an IPv6 network added through the admin API', async () => {
-    expect(await statuses({ 'x-forwarded-for': '2001:db8::7' }, 2)).toEqual([200, 200]);
-    expect((await api(agents[1].httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32' })).status).toBe(201);
-    expect(await statuses({ 'x-forwarded-for': '2001:db8::7' })).toEqual(Array(6).fill(403));
-  });
+    it('had both agents answer (the decisions above did not all come from one instance)', async () => {
+      const rows = (await showStat(statsSocket)).filter(
+        (row) => row.pxname === 'spoe-agents' && row.svname.startsWith('agent'),
+      );
+      expect(rows.map((row) => row.svname).sort()).toEqual(['agent1', 'agent2']);
+      for (const row of rows) expect(Number(row.stot)).toBeGreaterThan(0);
+    });
 
-  it('had both agents answer (the decisions above did not all come from one instance)', async () => {
-    const rows = (await showStat(statsSocket)).filter((row) => row.pxname === 'spoe-agents' && row.svname.startsWith('agent'));
-    expect(rows.map((row) => row.svname).sort()).toEqual(['agent1', 'agent2']);
-    for (const row of rows) expect(Number(row.stot)).toBeGreaterThan(0);
-  });
-
-  it('shows the same decision when asked directly over SPOP, on either instance', async () => {
-    for (const agent of agents) {
-      const client = await SpoeClient.connect({ port: agent.spoePort });
-      expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('2001:db8::7') }))[0].value).toBe(100);
-      await client.close();
-    }
-  });
-});
+    it('shows the same decision when asked directly over SPOP, on either instance', async () => {
+      for (const agent of agents) {
+        const client = await SpoeClient.connect({ port: agent.spoePort });
+        expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('2001:db8::7') }))[0].value).toBe(100);
+        await client.close();
+      }
+    });
+  },
+);

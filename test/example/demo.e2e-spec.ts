@@ -32,7 +32,9 @@ const accepts = (port: number): Promise<boolean> =>
     socket.once('error', () => done(false));
   });
 const sh = (command: string): Promise<string> =>
-  new Promise((done, fail) => execFile('sh', ['-c', command], { timeout: 10_000 }, (error, stdout) => (error ? fail(error) : done(stdout))));
+  new Promise((done, fail) =>
+    execFile('sh', ['-c', command], { timeout: 10_000 }, (error, stdout) => (error ? fail(error) : done(stdout))),
+  );
 
 describeIf(haproxy32)('npm start (scripts/demo.ts)', () => {
   let demo: ChildProcess;
@@ -53,7 +55,10 @@ describeIf(haproxy32)('npm start (scripts/demo.ts)', () => {
     demo = spawn('npm', ['start'], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     demo.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     demo.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    finished = Promise.all([new Promise((done) => demo.stdout!.once('close', done)), new Promise((done) => demo.stderr!.once('close', done))]).then(() => undefined);
+    finished = Promise.all([
+      new Promise((done) => demo.stdout!.once('close', done)),
+      new Promise((done) => demo.stderr!.once('close', done)),
+    ]).then(() => undefined);
     let gone = false;
     void finished.then(() => (gone = true));
     await waitFor(
@@ -104,7 +109,16 @@ describeIf(haproxy32)('npm start (scripts/demo.ts)', () => {
   });
 
   it('denies X-Forwarded-For: 10.1.2.3 with 403', async () => {
-    expect((await httpRequest({ host: '127.0.0.1', port: ports.haproxy, path: '/', headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
+    expect(
+      (
+        await httpRequest({
+          host: '127.0.0.1',
+          port: ports.haproxy,
+          path: '/',
+          headers: { 'x-forwarded-for': '10.1.2.3' },
+        })
+      ).status,
+    ).toBe(403);
   });
 
   itIf(curl)('prints curl commands that do what their comments say', async () => {
@@ -117,7 +131,10 @@ describeIf(haproxy32)('npm start (scripts/demo.ts)', () => {
     expect(await sh(blocked)).toMatch(/^HTTP\/1\.1 403 /);
     expect(await sh(unblock)).toMatch(/^HTTP\/1\.1 204 /);
     expect(await sh(clean)).toMatch(/^HTTP\/1\.1 200 /);
-    expect(JSON.parse(await sh(ready))).toMatchObject({ status: 'ok', details: { spoe: { status: 'up', listening: true } } });
+    expect(JSON.parse(await sh(ready))).toMatchObject({
+      status: 'ok',
+      details: { spoe: { status: 'up', listening: true } },
+    });
   });
 
   it('denies the next request once 127.0.0.1/32 is added through the admin API', async () => {

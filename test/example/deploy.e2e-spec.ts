@@ -25,7 +25,9 @@ interface ComposeService {
   command?: string[];
 }
 
-const compose = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, ComposeService> };
+const compose = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')) as {
+  services: Record<string, ComposeService>;
+};
 const { haproxy, agent, redis, backend } = compose.services;
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const haproxyCfg = readFileSync(join(REPO_ROOT, 'deploy', 'haproxy', 'haproxy.cfg'), 'utf8');
@@ -55,7 +57,10 @@ describe('docker-compose.yml', () => {
   });
 
   it('starts HAProxy once the agent is healthy, and the agent once Redis is', () => {
-    expect(haproxy.depends_on).toMatchObject({ agent: { condition: 'service_healthy' }, backend: { condition: 'service_started' } });
+    expect(haproxy.depends_on).toMatchObject({
+      agent: { condition: 'service_healthy' },
+      backend: { condition: 'service_started' },
+    });
     expect(agent.depends_on).toEqual({ redis: { condition: 'service_healthy' } });
   });
 
@@ -81,11 +86,21 @@ describe('docker-compose.yml', () => {
 
   // Compose validates without a Docker engine: the `docker compose` plugin, or the standalone docker-compose (which
   // scripts/test.sh installs when neither is there).
-  const composeCli = [['docker', 'compose'], ['docker-compose']].find(([command, ...args]) => spawnSync(command, [...args, 'version'], { stdio: 'ignore' }).status === 0);
-  const composeCliPrerequisite: Prerequisite = { name: 'the docker compose CLI', missing: composeCli ? undefined : 'neither `docker compose version` nor `docker-compose version` runs here (apt-get install docker-compose)' };
+  const composeCli = [['docker', 'compose'], ['docker-compose']].find(
+    ([command, ...args]) => spawnSync(command, [...args, 'version'], { stdio: 'ignore' }).status === 0,
+  );
+  const composeCliPrerequisite: Prerequisite = {
+    name: 'the docker compose CLI',
+    missing: composeCli
+      ? undefined
+      : 'neither `docker compose version` nor `docker-compose version` runs here (apt-get install docker-compose)',
+  };
   itIf(composeCliPrerequisite)('is accepted by `docker compose config`', () => {
     const [command, ...args] = composeCli!;
-    execFileSync(command, [...args, '-f', join(REPO_ROOT, 'docker-compose.yml'), 'config', '--quiet'], { cwd: REPO_ROOT, stdio: 'pipe' });
+    execFileSync(command, [...args, '-f', join(REPO_ROOT, 'docker-compose.yml'), 'config', '--quiet'], {
+      cwd: REPO_ROOT,
+      stdio: 'pipe',
+    });
   });
 });
 
@@ -105,14 +120,21 @@ describe('Dockerfile', () => {
   });
 
   it('has a HEALTHCHECK running spoe-health, and starts dist/main.js', () => {
-    expect(runtime).toMatch(/^HEALTHCHECK .*\\\n\s+CMD node libs\/spoe\/dist\/cli\/spoe-health\.js --port "\$\{SPOE_PORT\}"/m);
+    expect(runtime).toMatch(
+      /^HEALTHCHECK .*\\\n\s+CMD node libs\/spoe\/dist\/cli\/spoe-health\.js --port "\$\{SPOE_PORT\}"/m,
+    );
     expect(runtime).toMatch(/^CMD \["node", "dist\/main\.js"\]$/m);
     expect(runtime).toMatch(/^EXPOSE 12345 3000$/m);
   });
 
   it('copies what the build produces: the paths it names exist after `npm run build`', () => {
     ensureBuilt();
-    for (const path of ['libs/spoe/dist/cli/spoe-health.js', 'libs/spoe/dist/index.js', 'libs/spoe/dist/health/index.js', 'dist/main.js']) {
+    for (const path of [
+      'libs/spoe/dist/cli/spoe-health.js',
+      'libs/spoe/dist/index.js',
+      'libs/spoe/dist/health/index.js',
+      'dist/main.js',
+    ]) {
       expect(existsSync(join(REPO_ROOT, path))).toBe(true);
     }
     for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
@@ -122,7 +144,8 @@ describe('Dockerfile', () => {
 
   it('keeps the sources in the build context (.dockerignore)', () => {
     const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n');
-    for (const needed of ['src', 'libs', 'package.json', 'package-lock.json', 'tsconfig.app.json']) expect(ignored).not.toContain(needed);
+    for (const needed of ['src', 'libs', 'package.json', 'package-lock.json', 'tsconfig.app.json'])
+      expect(ignored).not.toContain(needed);
     expect(ignored).toContain('node_modules');
   });
 });
@@ -131,7 +154,11 @@ const haproxy32 = haproxyVersion('3.2');
 
 describeIf(haproxy32.prerequisite)('deploy/haproxy with the real HAProxy 3.2', () => {
   const check = (env: Record<string, string>, file = 'haproxy.cfg'): { status: number | null; output: string } => {
-    const result = spawnSync(haproxy32.binary!.path, ['-c', '-f', file], { cwd: join(REPO_ROOT, 'deploy', 'haproxy'), env: { ...process.env, ...env }, encoding: 'utf8' });
+    const result = spawnSync(haproxy32.binary!.path, ['-c', '-f', file], {
+      cwd: join(REPO_ROOT, 'deploy', 'haproxy'),
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    });
     return { status: result.status, output: `${result.stdout}${result.stderr}` };
   };
 
@@ -147,7 +174,12 @@ describeIf(haproxy32.prerequisite)('deploy/haproxy with the real HAProxy 3.2', (
   });
 
   it('passes `haproxy -c` as the demo runs it (loopback addresses)', () => {
-    const { status, output } = check({ HAPROXY_BIND: '127.0.0.1:18080', AGENT_ADDR: '127.0.0.1:12345', BACKEND_ADDR: '127.0.0.1:18081', SPOE_CONF: 'spoe.conf' });
+    const { status, output } = check({
+      HAPROXY_BIND: '127.0.0.1:18080',
+      AGENT_ADDR: '127.0.0.1:12345',
+      BACKEND_ADDR: '127.0.0.1:18081',
+      SPOE_CONF: 'spoe.conf',
+    });
     expect({ status, output }).toEqual({ status: 0, output: expect.not.stringMatching(/\[(ALERT|WARNING)\]/) });
   });
 });

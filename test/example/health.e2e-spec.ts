@@ -24,7 +24,10 @@ describe('example agent: health (in-memory store)', () => {
   afterAll(() => agent?.close());
 
   it('is live', async () => {
-    expect(await api(agent.httpUrl, 'GET', '/health/live')).toEqual({ status: 200, body: { status: 'ok', info: {}, error: {}, details: {} } });
+    expect(await api(agent.httpUrl, 'GET', '/health/live')).toEqual({
+      status: 200,
+      body: { status: 'ok', info: {}, error: {}, details: {} },
+    });
   });
 
   it('is ready: serving, SPOE listening and answering a health-check HELLO; no Redis indicator', async () => {
@@ -32,11 +35,19 @@ describe('example agent: health (in-memory store)', () => {
     expect(status).toBe(200);
     expect(Object.keys(body.details).sort()).toEqual(['lifecycle', 'spoe']);
     expect(body.details.lifecycle).toEqual({ status: 'up', state: 'serving' });
-    expect(body.details.spoe).toMatchObject({ status: 'up', listening: true, inFlight: 0, probe: { version: '2.0', maxFrameSize: 16380 } });
+    expect(body.details.spoe).toMatchObject({
+      status: 'up',
+      listening: true,
+      inFlight: 0,
+      probe: { version: '2.0', maxFrameSize: 16380 },
+    });
   });
 
   it('counts HAProxy connections in the SPOE details', async () => {
-    const clients = await Promise.all([SpoeClient.connect({ port: agent.spoePort }), SpoeClient.connect({ port: agent.spoePort })]);
+    const clients = await Promise.all([
+      SpoeClient.connect({ port: agent.spoePort }),
+      SpoeClient.connect({ port: agent.spoePort }),
+    ]);
     const { body } = await api<Health>(agent.httpUrl, 'GET', '/health/ready');
     expect(body.details.spoe.connections).toBe(2);
     await Promise.all(clients.map((c) => c.close()));
@@ -66,7 +77,13 @@ describeRedis('example agent: health with Redis', () => {
   it('is ready with a Redis indicator: both connections ready, PING answered', async () => {
     const { status, body } = await api<Health>(agent.httpUrl, 'GET', '/health/ready');
     expect(status).toBe(200);
-    expect(body.details.redis).toMatchObject({ status: 'up', command: 'ready', subscriber: 'ready', version: 1, entries: 1 });
+    expect(body.details.redis).toMatchObject({
+      status: 'up',
+      command: 'ready',
+      subscriber: 'ready',
+      version: 1,
+      entries: 1,
+    });
     expect(body.details.redis.pingMs).toEqual(expect.any(Number));
   });
 
@@ -79,7 +96,10 @@ describeRedis('example agent: health with Redis', () => {
     });
     expect(status).toBe(503);
     expect(body.status).toBe('error');
-    expect(body.error.redis).toMatchObject({ status: 'down', message: expect.stringMatching(/Redis is not connected|PING failed/) });
+    expect(body.error.redis).toMatchObject({
+      status: 'down',
+      message: expect.stringMatching(/Redis is not connected|PING failed/),
+    });
     expect(body.info.spoe).toMatchObject({ status: 'up' });
     expect((await api(agent.httpUrl, 'GET', '/health/live')).status).toBe(200);
     // The matcher in memory keeps the last version: the agent still scores while Redis is away.
@@ -87,7 +107,9 @@ describeRedis('example agent: health with Redis', () => {
   });
 
   it('answers admin writes 503 at once while Redis is away: refused, not queued until a timeout', async () => {
-    const { status, body } = await api<{ message: string }>(agent.httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.0/24' });
+    const { status, body } = await api<{ message: string }>(agent.httpUrl, 'POST', '/blocklist', {
+      cidr: '198.51.100.0/24',
+    });
     expect(status).toBe(503);
     expect(body.message).toMatch(/^the blocklist store is unavailable: /);
     // A write that waited for Redis would end in ioredis's "Command timed out" (after the command timeout, 2 s); one
@@ -98,10 +120,17 @@ describeRedis('example agent: health with Redis', () => {
 
   it('is ready again once Redis is back, and has caught up with changes made meanwhile', async () => {
     await redis.restart();
-    await waitFor('readiness to recover', async () => (await api(agent.httpUrl, 'GET', '/health/ready')).status === 200, 15_000);
+    await waitFor(
+      'readiness to recover',
+      async () => (await api(agent.httpUrl, 'GET', '/health/ready')).status === 200,
+      15_000,
+    );
     // The restarted Redis came back empty (no persistence): on reconnection the agent seeded the defaults again and
     // reloaded, so what was added before the restart is gone and the default 10.0.0.0/8 is back.
-    await waitFor('the blocklist to follow Redis', async () => (await client.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') }))[0].value === 0);
+    await waitFor(
+      'the blocklist to follow Redis',
+      async () => (await client.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') }))[0].value === 0,
+    );
     expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') }))[0].value).toBe(100);
     expect((await api(agent.httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.0/24' })).status).toBe(201);
     expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('198.51.100.1') }))[0].value).toBe(100);

@@ -28,7 +28,10 @@ jest.setTimeout(120_000);
 const readmePath = process.env.README_SNIPPETS ?? join(REPO_ROOT, 'README.md');
 const readme = existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : '';
 /** Marked blocks of the README, which the checks below need: a draft (README_SNIPPETS) may not have them yet. */
-const readmeHas = (what: string, found: boolean): Prerequisite => ({ name: `${what} in ${readmePath}`, missing: found ? undefined : 'there are none' });
+const readmeHas = (what: string, found: boolean): Prerequisite => ({
+  name: `${what} in ${readmePath}`,
+  missing: found ? undefined : 'there are none',
+});
 
 describe('README: adding SPOE to an existing Nest app (test/example/readme/existing-app.ts)', () => {
   let app: INestApplication;
@@ -50,8 +53,14 @@ describe('README: adding SPOE to an existing Nest app (test/example/readme/exist
 
   it('answers check-client-ip over SPOP', async () => {
     const client = await SpoeClient.connect({ port: spoePort });
-    expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') }))[0]).toMatchObject({ name: 'ip_score', value: 100 });
-    expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('::ffff:192.0.2.1') }))[0]).toMatchObject({ name: 'ip_score', value: 0 });
+    expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') }))[0]).toMatchObject({
+      name: 'ip_score',
+      value: 100,
+    });
+    expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('::ffff:192.0.2.1') }))[0]).toMatchObject({
+      name: 'ip_score',
+      value: 0,
+    });
     await client.close();
   });
 
@@ -79,14 +88,24 @@ describe('README: health (test/example/readme/health.ts)', () => {
     expect((await api(url, 'GET', '/health/live')).status).toBe(200);
     const { status, body } = await api<{ details: { spoe: Record<string, unknown> } }>(url, 'GET', '/health/ready');
     expect(status).toBe(200);
-    expect(body.details.spoe).toMatchObject({ status: 'up', listening: true, connections: 0, inFlight: 0, probe: { version: '2.0' } });
+    expect(body.details.spoe).toMatchObject({
+      status: 'up',
+      listening: true,
+      connections: 0,
+      inFlight: 0,
+      probe: { version: '2.0' },
+    });
   });
 
   it('turns readiness 503 once the SPOE server is closed', async () => {
     await app.get(SpoeServer).close();
     const { status, body } = await api<{ error: { spoe: Record<string, unknown> } }>(url, 'GET', '/health/ready');
     expect(status).toBe(503);
-    expect(body.error.spoe).toMatchObject({ status: 'down', listening: false, message: 'the SPOE server is not listening' });
+    expect(body.error.spoe).toMatchObject({
+      status: 'down',
+      listening: false,
+      message: 'the SPOE server is not listening',
+    });
   });
 });
 
@@ -96,7 +115,9 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
     { versions: ['2.6', '3.0'], cfg: 'haproxy-2.x.cfg', spoe: 'spoe-2.x.conf' },
     // 3.1+: `mode spop` backend.
     { versions: ['3.2', '3.4'], cfg: 'haproxy.cfg', spoe: 'spoe.conf' },
-  ].flatMap(({ versions, cfg, spoe }) => versions.map((version) => ({ haproxy: haproxyVersion(version), version, cfg, spoe })));
+  ].flatMap(({ versions, cfg, spoe }) =>
+    versions.map((version) => ({ haproxy: haproxyVersion(version), version, cfg, spoe })),
+  );
 
   let agent: ExampleAgent;
   let backend: HttpBackend;
@@ -110,15 +131,32 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
     await cleanupAll();
   });
 
-  for (const { haproxy: { binary, prerequisite }, version, cfg, spoe } of cases) {
+  for (const {
+    haproxy: { binary, prerequisite },
+    version,
+    cfg,
+    spoe,
+  } of cases) {
     itIf(prerequisite)(`${cfg} on HAProxy ${binary?.fullVersion ?? version}: scores and denies`, async () => {
       const port = await freePort(['127.0.0.1']);
-      const vars = { HAPROXY_BIND: `127.0.0.1:${port}`, AGENT_ADDR: `127.0.0.1:${agent.spoePort}`, BACKEND_ADDR: `127.0.0.1:${backend.port}`, SPOE_CONF: spoe };
-      const haproxy = await HaproxyProcess.start({ binary: binary!, files: { 'haproxy.cfg': deployFile(cfg), [spoe]: deployFile(spoe) }, vars, waitForTcp: [{ host: '127.0.0.1', port }] });
+      const vars = {
+        HAPROXY_BIND: `127.0.0.1:${port}`,
+        AGENT_ADDR: `127.0.0.1:${agent.spoePort}`,
+        BACKEND_ADDR: `127.0.0.1:${backend.port}`,
+        SPOE_CONF: spoe,
+      };
+      const haproxy = await HaproxyProcess.start({
+        binary: binary!,
+        files: { 'haproxy.cfg': deployFile(cfg), [spoe]: deployFile(spoe) },
+        vars,
+        waitForTcp: [{ host: '127.0.0.1', port }],
+      });
       try {
         const clean = await httpRequest({ host: '127.0.0.1', port });
         expect([clean.status, clean.headers['x-ip-score']]).toEqual([200, '0']);
-        expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
+        expect(
+          (await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status,
+        ).toBe(403);
         // HAProxy 3.4 warns about running as root, which the tests do (the official image does not).
         expect(haproxy.problems().filter((line) => !/was started as (root|the root user)/.test(line))).toEqual([]);
       } finally {
@@ -130,41 +168,65 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
   // "Beyond one host": two agents stand for two hosts. Each has its own in-memory blocklist here, so which one answered
   // shows in the status: 198.51.100.7 is blocked on the second one only.
   const hosts32 = haproxyVersion('3.2');
-  itIf(hosts32.prerequisite)('haproxy-agent-hosts.cfg on HAProxy 3.2: NOTIFY balanced over both agent hosts', async () => {
-    const second = await startExampleAgent();
-    try {
-      expect((await api(second.httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7' })).status).toBe(201);
-      const port = await freePort(['127.0.0.1']);
-      const vars = {
-        HAPROXY_BIND: `127.0.0.1:${port}`,
-        AGENT1_ADDR: `127.0.0.1:${agent.spoePort}`,
-        AGENT2_ADDR: `127.0.0.1:${second.spoePort}`,
-        BACKEND_ADDR: `127.0.0.1:${backend.port}`,
-        SPOE_CONF: 'spoe.conf',
-      };
-      const files = { 'haproxy.cfg': deployFile('haproxy-agent-hosts.cfg'), 'spoe.conf': deployFile('spoe.conf') };
-      const haproxy = await HaproxyProcess.start({ binary: hosts32.binary!, files, vars, waitForTcp: [{ host: '127.0.0.1', port }] });
+  itIf(hosts32.prerequisite)(
+    'haproxy-agent-hosts.cfg on HAProxy 3.2: NOTIFY balanced over both agent hosts',
+    async () => {
+      const second = await startExampleAgent();
       try {
-        // Six requests, one after the other: HAProxy balances their SPOP streams over both agents.
-        const load = await runLoad({ total: 6, concurrency: 1, keepAlive: false, request: () => ({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '198.51.100.7' } }), check: () => undefined });
-        expect(load.failures).toEqual([]);
-        expect(Object.keys(load.statuses).map(Number).sort()).toEqual([200, 403]);
-        expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(403);
-        expect(haproxy.problems().filter((line) => !/was started as (root|the root user)/.test(line))).toEqual([]);
+        expect((await api(second.httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7' })).status).toBe(201);
+        const port = await freePort(['127.0.0.1']);
+        const vars = {
+          HAPROXY_BIND: `127.0.0.1:${port}`,
+          AGENT1_ADDR: `127.0.0.1:${agent.spoePort}`,
+          AGENT2_ADDR: `127.0.0.1:${second.spoePort}`,
+          BACKEND_ADDR: `127.0.0.1:${backend.port}`,
+          SPOE_CONF: 'spoe.conf',
+        };
+        const files = { 'haproxy.cfg': deployFile('haproxy-agent-hosts.cfg'), 'spoe.conf': deployFile('spoe.conf') };
+        const haproxy = await HaproxyProcess.start({
+          binary: hosts32.binary!,
+          files,
+          vars,
+          waitForTcp: [{ host: '127.0.0.1', port }],
+        });
+        try {
+          // Six requests, one after the other: HAProxy balances their SPOP streams over both agents.
+          const load = await runLoad({
+            total: 6,
+            concurrency: 1,
+            keepAlive: false,
+            request: () => ({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '198.51.100.7' } }),
+            check: () => undefined,
+          });
+          expect(load.failures).toEqual([]);
+          expect(Object.keys(load.statuses).map(Number).sort()).toEqual([200, 403]);
+          expect(
+            (await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status,
+          ).toBe(403);
+          expect(haproxy.problems().filter((line) => !/was started as (root|the root user)/.test(line))).toEqual([]);
+        } finally {
+          await haproxy.stop();
+        }
       } finally {
-        await haproxy.stop();
+        await second.close();
       }
-    } finally {
-      await second.close();
-    }
-  });
+    },
+  );
 });
 
 describe('README: the example sections show the tested files verbatim', () => {
-  const marked = [...readme.matchAll(/<!-- snippet: (\S+) -->\s*```\w*\n([\s\S]*?)```/g)].map((m) => ({ path: m[1], block: m[2] }));
+  const marked = [...readme.matchAll(/<!-- snippet: (\S+) -->\s*```\w*\n([\s\S]*?)```/g)].map((m) => ({
+    path: m[1],
+    block: m[2],
+  }));
   itIf(readmeHas('<!-- snippet: path --> markers', marked.length > 0)).each(marked)('$path', ({ path, block }) => {
     const file = readFileSync(join(REPO_ROOT, path), 'utf8');
-    const lines = (text: string): string => text.split('\n').map((l) => l.trimEnd()).join('\n').trim();
+    const lines = (text: string): string =>
+      text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .join('\n')
+        .trim();
     expect(lines(file)).toContain(lines(block));
   });
 
@@ -173,7 +235,9 @@ describe('README: the example sections show the tested files verbatim', () => {
     .flatMap((m) => m[1].split('\n'))
     .map((line) => line.replace(/\s{2,}#.*$/, '').trim())
     .filter((line) => line.length > 0);
-  const scripts = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+  const scripts = (
+    JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  ).scripts;
   const demoCommands = tryCommands('localhost:8080', 'localhost:3000').map(([command]) => command);
   itIf(readmeHas('<!-- commands --> blocks', commands.length > 0)).each(commands)('%s', (line) => {
     const env: Record<string, string> = {};
@@ -186,11 +250,15 @@ describe('README: the example sections show the tested files verbatim', () => {
     expect(() => loadAgentConfig(env)).not.toThrow();
     if (rest === 'npm install') return;
     if (rest === 'npm install && npm start') return expect(scripts.start).toContain('scripts/demo.ts'); // demo.e2e-spec
-    if (rest === 'npm install && npm test') return expect(readFileSync(join(REPO_ROOT, '.ci/run'), 'utf8')).toContain('npm install && npm test'); // CI runs it
+    if (rest === 'npm install && npm test')
+      return expect(readFileSync(join(REPO_ROOT, '.ci/run'), 'utf8')).toContain('npm install && npm test'); // CI runs it
     if (rest === 'npm run bench') return expect(scripts.bench).toMatch(/bench/); // not a test: a measurement
-    if (rest === 'npm start') return expect(scripts.start).toBe('npm run build && node -r @swc-node/register scripts/demo.ts'); // demo.e2e-spec
-    if (rest === 'npm run start:agent') return expect(scripts['start:agent']).toBe('npm run build && node dist/main.js'); // agent-process.e2e-spec
-    if (rest === 'docker compose up --build') return expect(existsSync(join(REPO_ROOT, 'docker-compose.yml'))).toBe(true); // deploy.e2e-spec
+    if (rest === 'npm start')
+      return expect(scripts.start).toBe('npm run build && node -r @swc-node/register scripts/demo.ts'); // demo.e2e-spec
+    if (rest === 'npm run start:agent')
+      return expect(scripts['start:agent']).toBe('npm run build && node dist/main.js'); // agent-process.e2e-spec
+    if (rest === 'docker compose up --build')
+      return expect(existsSync(join(REPO_ROOT, 'docker-compose.yml'))).toBe(true); // deploy.e2e-spec
     if (rest.startsWith('curl ')) return expect(demoCommands).toContain(rest); // printed by the demo, run by demo.e2e-spec
     if (rest.startsWith('node libs/spoe/dist/cli/spoe-health.js ')) {
       ensureBuilt();
@@ -206,11 +274,14 @@ describe('README: the example sections show the tested files verbatim', () => {
     throw new Error(`no test covers the README command: ${line}`);
   });
 
-  itIf(readmeHas('the <!-- example:configuration --> table', readme.includes('<!-- example:configuration -->')))('documents every variable of AGENT_ENV with its default', () => {
-    for (const [name, spec] of Object.entries(AGENT_ENV)) {
-      const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
-      expect(row).toBeDefined();
-      expect(row).toContain(spec.default === undefined ? '| — |' : `| \`${spec.default}\` |`);
-    }
-  });
+  itIf(readmeHas('the <!-- example:configuration --> table', readme.includes('<!-- example:configuration -->')))(
+    'documents every variable of AGENT_ENV with its default',
+    () => {
+      for (const [name, spec] of Object.entries(AGENT_ENV)) {
+        const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
+        expect(row).toBeDefined();
+        expect(row).toContain(spec.default === undefined ? '| — |' : `| \`${spec.default}\` |`);
+      }
+    },
+  );
 });

@@ -23,7 +23,8 @@ describeRedis('example agent: blocklist shared through Redis', () => {
     clients.push(client);
     return { agent, client };
   };
-  const score = async (client: SpoeClient, ip: string): Promise<unknown> => (await client.notify('check-client-ip', { ip: SpoeIp.parse(ip) }))[0]?.value;
+  const score = async (client: SpoeClient, ip: string): Promise<unknown> =>
+    (await client.notify('check-client-ip', { ip: SpoeIp.parse(ip) }))[0]?.value;
 
   beforeAll(async () => {
     redis = await RedisServer.start();
@@ -46,11 +47,18 @@ describeRedis('example agent: blocklist shared through Redis', () => {
   });
 
   it('agrees on both instances at the next NOTIFY after a POST to either one', async () => {
-    const [a, b] = [{ agent: agents[0], client: clients[0] }, { agent: agents[1], client: clients[1] }];
-    expect((await api(a.agent.httpUrl, 'POST', '/blocklist', { cidr: '203.0.113.0/24', reason: 'from a' })).status).toBe(201);
+    const [a, b] = [
+      { agent: agents[0], client: clients[0] },
+      { agent: agents[1], client: clients[1] },
+    ];
+    expect(
+      (await api(a.agent.httpUrl, 'POST', '/blocklist', { cidr: '203.0.113.0/24', reason: 'from a' })).status,
+    ).toBe(201);
     expect([await score(a.client, '203.0.113.5'), await score(b.client, '203.0.113.5')]).toEqual([100, 100]);
 
-    expect((await api(b.agent.httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32', reason: 'from b' })).status).toBe(201);
+    expect((await api(b.agent.httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32', reason: 'from b' })).status).toBe(
+      201,
+    );
     expect([await score(a.client, '2001:db8::1'), await score(b.client, '2001:db8::1')]).toEqual([100, 100]);
 
     expect((await api(b.agent.httpUrl, 'DELETE', '/blocklist?cidr=203.0.113.0/24')).status).toBe(204);
@@ -58,7 +66,11 @@ describeRedis('example agent: blocklist shared through Redis', () => {
   });
 
   it('lists the same entries on every instance', async () => {
-    const [listA, listB] = await Promise.all(agents.map(async (agent) => (await api<Array<{ cidr: string; reason: string }>>(agent.httpUrl, 'GET', '/blocklist')).body));
+    const [listA, listB] = await Promise.all(
+      agents.map(
+        async (agent) => (await api<Array<{ cidr: string; reason: string }>>(agent.httpUrl, 'GET', '/blocklist')).body,
+      ),
+    );
     expect(listA).toEqual(listB);
     expect(listA.map((e) => [e.cidr, e.reason])).toEqual([['2001:db8::/32', 'from b']]);
   });
@@ -69,10 +81,14 @@ describeRedis('example agent: blocklist shared through Redis', () => {
   });
 
   it('stops blocking everywhere when an entry with a TTL expires', async () => {
-    expect((await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7', ttlSeconds: 1 })).status).toBe(201);
+    expect((await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7', ttlSeconds: 1 })).status).toBe(
+      201,
+    );
     expect(await Promise.all(clients.map((c) => score(c, '198.51.100.7')))).toEqual([100, 100, 100]);
     // Redis expires the entry after its TTL; every instance follows.
-    await waitFor('the entry to expire on every instance', async () => (await Promise.all(clients.map((c) => score(c, '198.51.100.7')))).every((s) => s === 0));
+    await waitFor('the entry to expire on every instance', async () =>
+      (await Promise.all(clients.map((c) => score(c, '198.51.100.7')))).every((s) => s === 0),
+    );
   });
 
   it('answers 404 for removing an entry that is not there, on any instance', async () => {

@@ -22,7 +22,12 @@ describe('example agent: SPOE handlers', () => {
   const score = async (ip: SpoeIp | string | TypedData): Promise<unknown> => {
     const actions = await client.notify('check-client-ip', { ip });
     expect(actions).toHaveLength(1);
-    expect(actions[0]).toMatchObject({ type: ActionType.SetVar, scope: VarScope.Session, name: 'ip_score', dataType: SpoeDataType.Int32 });
+    expect(actions[0]).toMatchObject({
+      type: ActionType.SetVar,
+      scope: VarScope.Session,
+      name: 'ip_score',
+      dataType: SpoeDataType.Int32,
+    });
     return actions[0].value;
   };
 
@@ -57,7 +62,15 @@ describe('example agent: SPOE handlers', () => {
     });
 
     it('reports a missing or malformed address through txn.<prefix>.agent_error (1), without a score', async () => {
-      const failure = [{ type: ActionType.SetVar, scope: VarScope.Transaction, name: 'agent_error', value: 1, dataType: SpoeDataType.Int32 }];
+      const failure = [
+        {
+          type: ActionType.SetVar,
+          scope: VarScope.Transaction,
+          name: 'agent_error',
+          value: 1,
+          dataType: SpoeDataType.Int32,
+        },
+      ];
       expect(await client.notify('check-client-ip', {})).toEqual(failure);
       expect(await client.notify('check-client-ip', { ip: 'not an address' })).toEqual(failure);
     });
@@ -78,7 +91,9 @@ describe('example agent: SPOE handlers', () => {
         ['a_binary', TypedData.binary(Buffer.from([0, 1, 255]))],
       ];
       const actions = await client.notify('echo', args);
-      expect(actions.map((a) => [a.name, a.scope, a.dataType])).toEqual(args.map(([name, data]) => [name, VarScope.Transaction, data.type]));
+      expect(actions.map((a) => [a.name, a.scope, a.dataType])).toEqual(
+        args.map(([name, data]) => [name, VarScope.Transaction, data.type]),
+      );
       expect(actions.map((a) => a.value)).toEqual([
         null,
         true,

@@ -45,7 +45,11 @@ describe('spoe-health CLI', () => {
   it('exits 0 and says so when the agent answers the health-check HELLO', async () => {
     const result = await run('--host', '127.0.0.1', '--port', String(agent.spoePort));
     expect(result).toMatchObject({ code: 0, stderr: '' });
-    expect(result.stdout).toMatch(new RegExp(`^healthy: 127\\.0\\.0\\.1:${agent.spoePort} answered AGENT-HELLO in \\d+ ms \\(SPOP 2\\.0, max-frame-size 16380\\)\\n$`));
+    expect(result.stdout).toMatch(
+      new RegExp(
+        `^healthy: 127\\.0\\.0\\.1:${agent.spoePort} answered AGENT-HELLO in \\d+ ms \\(SPOP 2\\.0, max-frame-size 16380\\)\\n$`,
+      ),
+    );
   });
 
   it('reaches an agent on a Unix socket', async () => {
@@ -56,7 +60,11 @@ describe('spoe-health CLI', () => {
 
   it('prints nothing with --quiet', async () => {
     expect(await run('--port', String(agent.spoePort), '--quiet')).toMatchObject({ code: 0, stdout: '', stderr: '' });
-    expect(await run('--port', String(await freePort(['127.0.0.1'])), '-q')).toMatchObject({ code: 1, stdout: '', stderr: '' });
+    expect(await run('--port', String(await freePort(['127.0.0.1'])), '-q')).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: '',
+    });
   });
 
   it('exits 1 when nothing listens', async () => {
@@ -129,7 +137,9 @@ describe('spoe-health CLI', () => {
   it('loads no Nest package (a plain Node health probe)', async () => {
     const script = `require(${JSON.stringify(CLI)}); console.log(JSON.stringify(Object.keys(require.cache).filter((p) => p.includes('node_modules'))))`;
     const loaded = await new Promise<string[]>((done, fail) =>
-      execFile(process.execPath, ['-e', script], (error, stdout) => (error ? fail(error) : done(JSON.parse(stdout) as string[]))),
+      execFile(process.execPath, ['-e', script], (error, stdout) =>
+        error ? fail(error) : done(JSON.parse(stdout) as string[]),
+      ),
     );
     expect(loaded).toEqual([]);
   });

@@ -8,7 +8,15 @@ import { cleanupAll } from '../support/cleanup';
 import { httpRequest } from '../support/http';
 import { describeIf } from '../support/prerequisites';
 import { waitFor } from '../support/wait';
-import { AgentProcess, api, connectionsServedBy, ensureBuilt, processExists, RedisServer, redisServer } from './support/example';
+import {
+  AgentProcess,
+  api,
+  connectionsServedBy,
+  ensureBuilt,
+  processExists,
+  RedisServer,
+  redisServer,
+} from './support/example';
 
 jest.setTimeout(120_000);
 
@@ -24,21 +32,34 @@ interface Readiness {
   details: { lifecycle: { status: string }; workers: WorkersIndicator };
 }
 
-const score = async (client: SpoeClient, ip: string): Promise<unknown> => (await client.notify('check-client-ip', { ip: SpoeIp.parse(ip) }))[0]?.value;
+const score = async (client: SpoeClient, ip: string): Promise<unknown> =>
+  (await client.notify('check-client-ip', { ip: SpoeIp.parse(ip) }))[0]?.value;
 
 /** An admin call on a new HTTP connection: round-robin hands each to the next worker. */
 async function admin(agent: AgentProcess, method: 'POST' | 'DELETE', path: string, body?: unknown): Promise<number> {
   const { hostname, port } = new URL(agent.httpUrl);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const headers: Record<string, string> = payload === undefined ? {} : { 'content-type': 'application/json' };
-  return (await httpRequest({ host: hostname, port: Number(port), method, path, headers, ...(payload !== undefined && { body: payload }) })).status;
+  return (
+    await httpRequest({
+      host: hostname,
+      port: Number(port),
+      method,
+      path,
+      headers,
+      ...(payload !== undefined && { body: payload }),
+    })
+  ).status;
 }
 
 /**
  * Opens `count` SPOP connections, one after the other, and waits until the workers hold exactly those: how many each
  * worker serves, by pid.
  */
-async function connect(agent: AgentProcess, count: number): Promise<{ clients: SpoeClient[]; served: Map<number, number> }> {
+async function connect(
+  agent: AgentProcess,
+  count: number,
+): Promise<{ clients: SpoeClient[]; served: Map<number, number> }> {
   const clients: SpoeClient[] = [];
   for (let i = 0; i < count; i++) clients.push(await SpoeClient.connect({ port: agent.spoePort }));
   const served = await waitFor(`the workers to hold the ${count} connections`, () => {
@@ -50,7 +71,8 @@ async function connect(agent: AgentProcess, count: number): Promise<{ clients: S
 
 const byNumber = (a: number, b: number): number => a - b;
 
-const readiness = (agent: AgentProcess): Promise<{ status: number; body: Readiness }> => api<Readiness>(agent.httpUrl, 'GET', '/health/ready');
+const readiness = (agent: AgentProcess): Promise<{ status: number; body: Readiness }> =>
+  api<Readiness>(agent.httpUrl, 'GET', '/health/ready');
 
 describe('SPOE_WORKERS=2, in-memory blocklist', () => {
   let agent: AgentProcess;
@@ -70,7 +92,13 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
   it('runs two workers, named by the supervisor once they are ready', () => {
     expect(workers).toHaveLength(2);
     const line = agent.lines.find((l) => l.includes('[Supervisor] 2 workers ready: pids '));
-    expect(line?.replace(/.*pids /, '').split(', ').map(Number).sort(byNumber)).toEqual([...workers].sort(byNumber));
+    expect(
+      line
+        ?.replace(/.*pids /, '')
+        .split(', ')
+        .map(Number)
+        .sort(byNumber),
+    ).toEqual([...workers].sort(byNumber));
   });
 
   it('spreads SPOP connections over both workers', async () => {
@@ -110,15 +138,28 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
       'readiness to name the killed worker',
       async () => {
         const response = await readiness(agent);
-        return response.status === 503 && response.body.details.workers.processes.some((p) => p.replacing?.pid === victim) && response;
+        return (
+          response.status === 503 &&
+          response.body.details.workers.processes.some((p) => p.replacing?.pid === victim) &&
+          response
+        );
       },
       30_000,
       20,
     );
-    expect(down.body.details.workers).toMatchObject({ status: 'down', expected: 2, ready: 1, message: '1 of 2 workers ready' });
+    expect(down.body.details.workers).toMatchObject({
+      status: 'down',
+      expected: 2,
+      ready: 1,
+      message: '1 of 2 workers ready',
+    });
     expect(down.body.details.workers.processes).toContainEqual({ pid: survivor, state: 'ready' });
-    expect(down.body.details.workers.processes).toContainEqual(expect.objectContaining({ replacing: { pid: victim, exit: 'signal SIGKILL' } }));
-    expect(agent.output()).toMatch(new RegExp(`\\[Supervisor\\] worker ${victim} died \\(signal SIGKILL\\); starting a replacement`));
+    expect(down.body.details.workers.processes).toContainEqual(
+      expect.objectContaining({ replacing: { pid: victim, exit: 'signal SIGKILL' } }),
+    );
+    expect(agent.output()).toMatch(
+      new RegExp(`\\[Supervisor\\] worker ${victim} died \\(signal SIGKILL\\); starting a replacement`),
+    );
 
     const up = await waitFor(
       'readiness to be 200 again',
@@ -129,7 +170,12 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
       30_000,
     );
     const replacement = up.body.details.workers.processes.map((p) => p.pid!).find((pid) => pid !== survivor)!;
-    expect(up.body.details.workers).toEqual({ status: 'up', expected: 2, ready: 2, processes: expect.arrayContaining([{ pid: replacement, state: 'ready' }]) });
+    expect(up.body.details.workers).toEqual({
+      status: 'up',
+      expected: 2,
+      ready: 2,
+      processes: expect.arrayContaining([{ pid: replacement, state: 'ready' }]),
+    });
     expect(agent.workerPids().sort(byNumber)).toEqual([survivor, replacement].sort(byNumber));
     workers = [survivor, replacement];
 
@@ -154,15 +200,20 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
     const inFlight = open.map((c) =>
       c.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') }).then(
         () => 'answered',
-        (error: Error) => (error instanceof SpoeAgentDisconnectedError ? `AGENT-DISCONNECT ${error.disconnect?.status}` : error.message),
+        (error: Error) =>
+          error instanceof SpoeAgentDisconnectedError ? `AGENT-DISCONNECT ${error.disconnect?.status}` : error.message,
       ),
     );
     agent.child.kill('SIGINT');
     for (const outcome of await Promise.all(inFlight)) expect(['answered', 'AGENT-DISCONNECT 0']).toContain(outcome);
-    expect(await Promise.all(open.map((c) => c.whenClosed()))).toEqual(open.map(() => ({ status: 0, message: expect.any(String) })));
+    expect(await Promise.all(open.map((c) => c.whenClosed()))).toEqual(
+      open.map(() => ({ status: 0, message: expect.any(String) })),
+    );
     expect(await agent.exited).toEqual({ code: 0, signal: null });
     for (const pid of workers) expect(processExists(pid)).toBe(false);
-    expect(agent.output()).toMatch(/\[Supervisor\] SIGTERM: stopping 2 workers[\s\S]*\[Supervisor\] SIGINT again[\s\S]*\[Supervisor\] every worker has exited/);
+    expect(agent.output()).toMatch(
+      /\[Supervisor\] SIGTERM: stopping 2 workers[\s\S]*\[Supervisor\] SIGINT again[\s\S]*\[Supervisor\] every worker has exited/,
+    );
   });
 });
 
@@ -199,7 +250,11 @@ describeRedis('SPOE_WORKERS=2, blocklist in Redis', () => {
   });
 
   it('is ready with both the Redis and the workers indicators up', async () => {
-    const { status, body } = await api<{ details: Record<string, { status: string }> }>(agent.httpUrl, 'GET', '/health/ready');
+    const { status, body } = await api<{ details: Record<string, { status: string }> }>(
+      agent.httpUrl,
+      'GET',
+      '/health/ready',
+    );
     expect(status).toBe(200);
     expect(body.details).toMatchObject({ redis: { status: 'up' }, workers: { status: 'up', ready: 2 } });
   });
@@ -231,7 +286,9 @@ describe('SPOE_WORKERS: startup', () => {
     try {
       const agent = await AgentProcess.start({ SPOE_WORKERS: '2', SPOE_PORT: String(port), LOG_LEVEL: 'warn' }, false);
       expect(await agent.exited).toEqual({ code: 1, signal: null });
-      expect(agent.output()).toMatch(new RegExp(`\\[Supervisor\\] no worker could start: .*EADDRINUSE.*127\\.0\\.0\\.1:${port}`));
+      expect(agent.output()).toMatch(
+        new RegExp(`\\[Supervisor\\] no worker could start: .*EADDRINUSE.*127\\.0\\.0\\.1:${port}`),
+      );
       expect(agent.output()).not.toContain('starting a replacement');
     } finally {
       taken.close();

@@ -5,7 +5,8 @@
  * ports ({@link startStack}).
  *
  * Messages (see config/spoe.conf for the matching `spoe-message` sections):
- * - `check-client-ip` (arg `ip`, on-frontend-http-request, except for /nospoe): sets `sess.ip_score` (INT32) to 100 for 10.0.0.0/8,
+ * - `check-client-ip` (arg `ip`, on-frontend-http-request, except for /nospoe): sets `sess.ip_score` (INT32) to 100 for
+ * 10.0.0.0/8,
  *   fd00::/8 and ::ffff:10.0.0.0/104, else 5; `txn.ip_family` to the family it received ("ipv4", "ipv6" or
  *   "ipv4-mapped") and `txn.ip_seen` to the address.
  * - `audit` (same event as check-client-ip, so in the same NOTIFY): only recorded. /nospoe sends no message at all.
@@ -24,7 +25,16 @@ import { Controller, DynamicModule, Inject, Module } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SetVar, SpoeContext, SpoeDataType, SpoeDisconnectEvent, SpoeIp, SpoeValue, TypedData, VarScope } from 'nestjs-spoe';
+import {
+  SetVar,
+  SpoeContext,
+  SpoeDataType,
+  SpoeDisconnectEvent,
+  SpoeIp,
+  SpoeValue,
+  TypedData,
+  VarScope,
+} from 'nestjs-spoe';
 import { startAgent, TestAgent } from '../support/agent';
 import { makeTempDir, removeTempDir } from '../support/cleanup';
 import { haproxyCli } from '../support/haproxy-admin';
@@ -75,7 +85,9 @@ export class AgentRecorder {
    * HAPROXY-DISCONNECT with one.
    */
   abnormalDisconnects(): SpoeDisconnectEvent[] {
-    return this.disconnects.filter((d) => (d.status !== undefined && d.status !== 0) || /HAPROXY-DISCONNECT status [1-9]/.test(d.reason));
+    return this.disconnects.filter(
+      (d) => (d.status !== undefined && d.status !== 0) || /HAPROXY-DISCONNECT status [1-9]/.test(d.reason),
+    );
   }
 
   /** Records of one HTTP request (by its X-Request-Id), in arrival order. */
@@ -90,7 +102,11 @@ export class AgentRecorder {
 
   record(message: string, ctx: SpoeContext): MessageRecord {
     // BINARY values are views on the received frame: keep copies.
-    const args = ctx.getArguments().map((a) => ({ name: a.name, type: SpoeDataType[a.type], value: Buffer.isBuffer(a.value) ? Buffer.from(a.value) : a.value }));
+    const args = ctx.getArguments().map((a) => ({
+      name: a.name,
+      type: SpoeDataType[a.type],
+      value: Buffer.isBuffer(a.value) ? Buffer.from(a.value) : a.value,
+    }));
     const rid = ctx.getArguments().find((a) => a.name === 'rid')?.value;
     const record: MessageRecord = {
       message,
@@ -133,7 +149,11 @@ class AgentController {
   checkClientIp(@Payload('ip') ip: unknown, @Ctx() ctx: SpoeContext): SetVar[] {
     this.recorder.record('check-client-ip', ctx);
     if (!(ip instanceof SpoeIp)) return [SetVar.txn('ip_family', 'none')];
-    return [SetVar.sess('ip_score', TypedData.int32(scoreOf(ip))), SetVar.txn('ip_family', familyOf(ip)), SetVar.txn('ip_seen', ip.toString())];
+    return [
+      SetVar.sess('ip_score', TypedData.int32(scoreOf(ip))),
+      SetVar.txn('ip_family', familyOf(ip)),
+      SetVar.txn('ip_seen', ip.toString()),
+    ];
   }
 
   @MessagePattern('audit')
@@ -185,7 +205,11 @@ class AgentController {
 @Module({})
 class AgentModule {
   static register(recorder: AgentRecorder): DynamicModule {
-    return { module: AgentModule, controllers: [AgentController], providers: [{ provide: RECORDER, useValue: recorder }] };
+    return {
+      module: AgentModule,
+      controllers: [AgentController],
+      providers: [{ provide: RECORDER, useValue: recorder }],
+    };
   }
 }
 
@@ -204,7 +228,11 @@ export interface RunningAgent extends TestAgent {
  * (0: a free port) or the Unix socket `listen.path`, recording into `recorder` (reused across a stop/start); `async`:
  * whether it announces the async capability (default: the library's, false).
  */
-async function startHaproxyAgent(listen: { readonly port: number } | { readonly path: string }, recorder: AgentRecorder, async: boolean | undefined): Promise<RunningAgent> {
+async function startHaproxyAgent(
+  listen: { readonly port: number } | { readonly path: string },
+  recorder: AgentRecorder,
+  async: boolean | undefined,
+): Promise<RunningAgent> {
   const agent = await startAgent(
     AgentModule.register(recorder),
     {
@@ -224,7 +252,11 @@ async function startHaproxyAgent(listen: { readonly port: number } | { readonly 
     },
   );
   const address = agent.server.address;
-  return { ...agent, recorder, endpoint: typeof address === 'string' ? { path: address } : { host: '127.0.0.1', port: agent.port } };
+  return {
+    ...agent,
+    recorder,
+    endpoint: typeof address === 'string' ? { path: address } : { host: '127.0.0.1', port: agent.port },
+  };
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -232,7 +264,9 @@ async function startHaproxyAgent(listen: { readonly port: number } | { readonly 
 // ------------------------------------------------------------------------------------------------------------------
 
 /** The templates of HAProxy's configuration (config/haproxy.cfg, config/spoe.conf), rendered by HaproxyProcess. */
-const TEMPLATES = Object.fromEntries(['haproxy.cfg', 'spoe.conf'].map((file) => [file, readFileSync(join(__dirname, 'config', file), 'utf8')]));
+const TEMPLATES = Object.fromEntries(
+  ['haproxy.cfg', 'spoe.conf'].map((file) => [file, readFileSync(join(__dirname, 'config', file), 'utf8')]),
+);
 
 /** The configuration switches of the stack. */
 interface HaproxyConfigOptions {
@@ -280,7 +314,10 @@ function haproxyVars(o: StackAddresses & HaproxyConfigOptions): TemplateVars {
     STATS_SOCKET_EXPOSE_FD: o.exposeFd ? ' expose-fd listeners' : '',
     GLOBAL_TUNING: o.nbthread ? [`nbthread ${o.nbthread}`] : [],
     PORT: o.port,
-    EXTRA_BINDS: [...(o.port6 ? [`bind [::1]:${o.port6}`] : []), ...(o.portMapped ? [`bind [::ffff:127.0.0.1]:${o.portMapped} v4v6`] : [])],
+    EXTRA_BINDS: [
+      ...(o.port6 ? [`bind [::1]:${o.port6}`] : []),
+      ...(o.portMapped ? [`bind [::ffff:127.0.0.1]:${o.portMapped} v4v6`] : []),
+    ],
     SPOE_CONF: join(o.dir, 'spoe.conf'),
     BACKEND_ADDR: `${o.backend.host}:${o.backend.port}`,
     AGENTS_MODE: spop ? 'spop' : 'tcp',
@@ -289,7 +326,13 @@ function haproxyVars(o: StackAddresses & HaproxyConfigOptions): TemplateVars {
     AGENT_SERVER_CHECK: o.healthCheck ? ' check inter 200ms rise 1 fall 1' : '',
     TIMEOUT_PROCESSING: o.timeoutProcessing ?? '2s',
     // 2.x only: the SPOE applets' own timeouts, and option async.
-    APPLET_OPTIONS: spop ? [] : ['timeout hello 2s', 'timeout idle 30s', ...(o.async !== undefined ? [`${o.async ? '' : 'no '}option async`] : [])],
+    APPLET_OPTIONS: spop
+      ? []
+      : [
+          'timeout hello 2s',
+          'timeout idle 30s',
+          ...(o.async !== undefined ? [`${o.async ? '' : 'no '}option async`] : []),
+        ],
     PIPELINING: `${o.pipelining === false ? 'no ' : ''}option pipelining`,
   };
 }
@@ -321,7 +364,11 @@ export interface Stack {
   readonly port6: number | undefined;
   readonly portMapped: number | undefined;
   /** GET (or POST with a body) through HAProxy on 127.0.0.1; adds X-Request-Id: rid. */
-  request(path: string, rid: string, extra?: { headers?: Record<string, string>; body?: string; host?: string; port?: number }): Promise<HttpResponse>;
+  request(
+    path: string,
+    rid: string,
+    extra?: { headers?: Record<string, string>; body?: string; host?: string; port?: number },
+  ): Promise<HttpResponse>;
   /** Stops the agent (app.close()). */
   stopAgent(): Promise<void>;
   /** Starts a new agent on the same endpoint, with the same recorder. */
@@ -357,7 +404,11 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
   const startAgentAgain = async (): Promise<void> => {
     if (agentRunning) return;
     const endpoint = agent?.endpoint;
-    agent = await startHaproxyAgent(endpoint && 'port' in endpoint ? { port: endpoint.port } : agentListen, recorder, options.agentAsync);
+    agent = await startHaproxyAgent(
+      endpoint && 'port' in endpoint ? { port: endpoint.port } : agentListen,
+      recorder,
+      options.agentAsync,
+    );
     agentRunning = true;
   };
   const close = async (): Promise<void> => {
@@ -386,11 +437,28 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
       port = await freePort();
       port6 = extraBinds && hasIpv6Loopback() ? await freePort() : undefined;
       portMapped = extraBinds ? await freePort() : undefined;
-      const vars = haproxyVars({ version: binary.version, dir, agent: agent.endpoint, backend, port, port6, portMapped, statsSocket, ...options });
+      const vars = haproxyVars({
+        version: binary.version,
+        dir,
+        agent: agent.endpoint,
+        backend,
+        port,
+        port6,
+        portMapped,
+        statsSocket,
+        ...options,
+      });
       try {
         // Readiness through the stats socket only (HAProxy binds every listener before it serves it): no probe
         // connection to the frontend, so HAProxy's counters count the tests' requests only.
-        haproxy = await HaproxyProcess.start({ binary, dir, files: TEMPLATES, vars, statsSocket, masterWorker: options.masterWorker });
+        haproxy = await HaproxyProcess.start({
+          binary,
+          dir,
+          files: TEMPLATES,
+          vars,
+          statsSocket,
+          masterWorker: options.masterWorker,
+        });
         break;
       } catch (error) {
         if (attempt >= 3 || !/cannot bind|Address already in use/i.test((error as Error).message)) throw error;
@@ -408,7 +476,13 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
       port6,
       portMapped,
       request: (path, rid, extra = {}) =>
-        httpRequest({ host: extra.host ?? '127.0.0.1', port: extra.port ?? port, path, headers: { 'x-request-id': rid, ...(extra.headers ?? {}) }, body: extra.body }),
+        httpRequest({
+          host: extra.host ?? '127.0.0.1',
+          port: extra.port ?? port,
+          path,
+          headers: { 'x-request-id': rid, ...(extra.headers ?? {}) },
+          body: extra.body,
+        }),
       stopAgent,
       startAgent: startAgentAgain,
       close,
@@ -424,5 +498,10 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
  * has ended in HAProxy, which counts a stream's SPOE errors when it ends.
  */
 export async function streamsEnded(stack: Stack): Promise<void> {
-  await waitFor('HAProxy to end the previous streams', async () => !/ fe=fe /.test(await haproxyCli(stack.statsSocket, 'show sess')), 5000, 10);
+  await waitFor(
+    'HAProxy to end the previous streams',
+    async () => !/ fe=fe /.test(await haproxyCli(stack.statsSocket, 'show sess')),
+    5000,
+    10,
+  );
 }

@@ -14,10 +14,15 @@ afterAll(() => cleanupAll());
 
 /** Waits until the last check of agents/a1 is a passed layer-7 check (not merely the initial UP state). */
 async function waitForL7Ok(stack: Stack): Promise<void> {
-  await waitFor('a passed spop-check (L7OK)', async () => {
-    const row = (await showStat(stack.statsSocket)).find((r) => r.pxname === 'agents' && r.svname === 'a1');
-    return row?.status === 'UP' && row.check_status === 'L7OK';
-  }, 5000, 50);
+  await waitFor(
+    'a passed spop-check (L7OK)',
+    async () => {
+      const row = (await showStat(stack.statsSocket)).find((r) => r.pxname === 'agents' && r.svname === 'a1');
+      return row?.status === 'UP' && row.check_status === 'L7OK';
+    },
+    5000,
+    50,
+  );
 }
 
 describeEachHaproxy('spop-check health checks', (binary: HaproxyBinary) => {
@@ -47,7 +52,12 @@ describeEachHaproxy('spop-check health checks', (binary: HaproxyBinary) => {
     expect(during.headers['x-ip-score']).toBeUndefined();
     expect(during.headers['x-spoe-error']).toBeDefined();
     // No server to connect to: 2.x logs status 2 (resource allocation), 3.1+ 257 (256 + SPOP I/O error 1).
-    const failed = await waitFor('the SPOE log line of the unscored request', () => stack.haproxy.spoeEvents(from)[0], 5000, 10);
+    const failed = await waitFor(
+      'the SPOE log line of the unscored request',
+      () => stack.haproxy.spoeEvents(from)[0],
+      5000,
+      10,
+    );
     expect(failed.st).toBe(isSpopMux(binary.version) ? 257 : 2);
 
     // UP again, and scored again
@@ -55,10 +65,15 @@ describeEachHaproxy('spop-check health checks', (binary: HaproxyBinary) => {
     await stack.startAgent();
     await waitForServerStatus(stack.statsSocket, 'agents', 'a1', 'UP', 5000);
     await waitForL7Ok(stack);
-    const after = await waitFor('a scored request after the restart', async () => {
-      const res = await stack.request('/', newRid());
-      return res.headers['x-ip-score'] === '5' ? res : undefined;
-    }, 5000, 100);
+    const after = await waitFor(
+      'a scored request after the restart',
+      async () => {
+        const res = await stack.request('/', newRid());
+        return res.headers['x-ip-score'] === '5' ? res : undefined;
+      },
+      5000,
+      100,
+    );
     expect(after.status).toBe(200);
     expect(after.headers['x-spoe-error']).toBeUndefined();
     expect(stack.agent.recorder.connections).toBeGreaterThan(connectionsBefore);

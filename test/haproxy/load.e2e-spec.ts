@@ -23,14 +23,21 @@ const CLIENTS = 32;
 /** A good response: 200, scored by the agent, no SPOE error (set-on-error), no agent error variable. */
 function scored(response: HttpResponse): string | undefined {
   if (response.status !== 200) return `status ${response.status}`;
-  if (response.headers['x-spoe-error'] !== undefined) return `set-on-error: ${String(response.headers['x-spoe-error'])}`;
-  if (response.headers['x-agent-error'] !== undefined) return `agent error ${String(response.headers['x-agent-error'])}`;
+  if (response.headers['x-spoe-error'] !== undefined)
+    return `set-on-error: ${String(response.headers['x-spoe-error'])}`;
+  if (response.headers['x-agent-error'] !== undefined)
+    return `agent error ${String(response.headers['x-agent-error'])}`;
   if (response.headers['x-ip-score'] !== '5') return `x-ip-score ${String(response.headers['x-ip-score'])}`;
   return undefined;
 }
 
 /** Runs `total` scored requests from CLIENTS keep-alive clients against the stack's IPv4 frontend. */
-function load(stack: Stack, total: number, onProgress?: (done: number) => void, before?: (i: number) => Promise<void> | undefined): Promise<LoadResult> {
+function load(
+  stack: Stack,
+  total: number,
+  onProgress?: (done: number) => void,
+  before?: (i: number) => Promise<void> | undefined,
+): Promise<LoadResult> {
   return runLoad({
     total,
     concurrency: CLIENTS,
@@ -43,10 +50,15 @@ function load(stack: Stack, total: number, onProgress?: (done: number) => void, 
 
 /** Waits until HAProxy logged at least `count` SPOE lines, then returns them all. */
 function spoeLines(stack: Stack, count: number): Promise<SpoeLogEvent[]> {
-  return waitFor(`${count} SPOE log lines`, () => {
-    const events = stack.haproxy.spoeEvents();
-    return events.length >= count ? events : undefined;
-  }, 10_000, 50);
+  return waitFor(
+    `${count} SPOE log lines`,
+    () => {
+      const events = stack.haproxy.spoeEvents();
+      return events.length >= count ? events : undefined;
+    },
+    10_000,
+    50,
+  );
 }
 
 /**
@@ -92,7 +104,8 @@ describeEachHaproxy('SPOE agent under load', (binary: HaproxyBinary) => {
   describe('soft reload under load', () => {
     /**
      * The agent runs with the library's defaults, which do not announce async (HAProxy then pipelines on each
-     * connection). Why async is off by default: with async negotiated, a soft-stopping 2.6 lets an idle SPOE applet send
+     * connection). Why async is off by default: with async negotiated, a soft-stopping 2.6 lets an idle SPOE applet
+     * send
      * HAPROXY-DISCONNECT while NOTIFY frames it sent still wait for their ACK (async frames wait in a per-thread queue,
      * not in the applet's own one, which is all it checks), then ignores every frame but AGENT-DISCONNECT: those
      * requests end with status 256 (256 + "normal" disconnect) and set-on-error — measured: 17 to 32 of 1500 requests
@@ -113,7 +126,8 @@ describeEachHaproxy('SPOE agent under load', (binary: HaproxyBinary) => {
       const reloadAt = new Set([Math.floor(RELOAD_REQUESTS / 3), Math.floor((2 * RELOAD_REQUESTS) / 3)]);
       // Requests past the middle of each third wait for that third's reload: however fast the agent, every process
       // serves some requests, and a reload never starts before the previous one is done.
-      const waitsForReload = (i: number): number => (i >= Math.floor((5 * RELOAD_REQUESTS) / 6) ? 1 : i >= Math.floor(RELOAD_REQUESTS / 2) ? 0 : -1);
+      const waitsForReload = (i: number): number =>
+        i >= Math.floor((5 * RELOAD_REQUESTS) / 6) ? 1 : i >= Math.floor(RELOAD_REQUESTS / 2) ? 0 : -1;
       const result = await load(
         s,
         RELOAD_REQUESTS,
@@ -150,7 +164,11 @@ describeEachHaproxy('SPOE agent under load', (binary: HaproxyBinary) => {
       expect(s.agent.recorder.connections).toBe(1);
       await waitFor('the old connection to close', () => s.agent.recorder.disconnects.length === 1, 5000);
       // 2.x: HAPROXY-DISCONNECT status 0, answered by an AGENT-DISCONNECT status 0; 3.1+: the socket is just closed.
-      expect(s.agent.recorder.disconnects[0]).toMatchObject(spop ? { status: undefined, reason: 'closed by peer' } : { status: 0, reason: 'HAPROXY-DISCONNECT status 0 (normal)' });
+      expect(s.agent.recorder.disconnects[0]).toMatchObject(
+        spop
+          ? { status: undefined, reason: 'closed by peer' }
+          : { status: 0, reason: 'HAPROXY-DISCONNECT status 0 (normal)' },
+      );
       expect(scored(await s.request('/', newRid()))).toBeUndefined();
       expect(s.agent.recorder.connections).toBe(2);
     }, 30_000);
@@ -179,11 +197,31 @@ describeEachHaproxy('SPOE agent under load', (binary: HaproxyBinary) => {
           { name: 'no option pipelining', options: { pipelining: false }, capabilities: [] },
         ]
       : [
-          { name: 'option pipelining + option async', options: { pipelining: true, async: true, agentAsync: true }, capabilities: ['pipelining', 'async'] },
-          { name: 'option pipelining + no option async', options: { pipelining: true, async: false, agentAsync: true }, capabilities: ['pipelining'] },
-          { name: 'no option pipelining + option async', options: { pipelining: false, async: true, agentAsync: true }, capabilities: ['async'] },
-          { name: 'no option pipelining + no option async', options: { pipelining: false, async: false, agentAsync: true }, capabilities: [] },
-          { name: 'option async, agent defaults (async not announced)', options: { pipelining: true, async: true }, capabilities: ['pipelining'] },
+          {
+            name: 'option pipelining + option async',
+            options: { pipelining: true, async: true, agentAsync: true },
+            capabilities: ['pipelining', 'async'],
+          },
+          {
+            name: 'option pipelining + no option async',
+            options: { pipelining: true, async: false, agentAsync: true },
+            capabilities: ['pipelining'],
+          },
+          {
+            name: 'no option pipelining + option async',
+            options: { pipelining: false, async: true, agentAsync: true },
+            capabilities: ['async'],
+          },
+          {
+            name: 'no option pipelining + no option async',
+            options: { pipelining: false, async: false, agentAsync: true },
+            capabilities: [],
+          },
+          {
+            name: 'option async, agent defaults (async not announced)',
+            options: { pipelining: true, async: true },
+            capabilities: ['pipelining'],
+          },
         ];
 
     let stack: Stack | undefined;
@@ -192,20 +230,24 @@ describeEachHaproxy('SPOE agent under load', (binary: HaproxyBinary) => {
       stack = undefined;
     });
 
-    it.each(variants.map((v) => [v.name, v] as const))('%s: negotiated as expected, no failure under load', async (_name, variant) => {
-      const s = (stack = await startStack(binary, { extraBinds: false, ...variant.options }));
-      const result = await load(s, VARIANT_REQUESTS);
-      await expectCleanRun(s, result);
-      const negotiated = new Set(s.agent.recorder.records.map((r) => [...r.capabilities].sort().join(',')));
-      expect([...negotiated]).toEqual([[...variant.capabilities].sort().join(',')]);
-      // HAProxy's <nb_errors> counter (see spoe.e2e-spec.ts): on 3.1+ one per ended stream whatever the exchange,
-      // pipelined or not; 0 on 2.x. Every load request ended before this one.
-      await streamsEnded(s);
-      const from = s.haproxy.lines.length;
-      expect(scored(await s.request('/', newRid()))).toBeUndefined();
-      const last = await waitFor('the last SPOE log line', () => s.haproxy.spoeEvents(from)[0], 5000, 10);
-      expect(last.st).toBe(0);
-      expect(last.errors).toBe(spop ? VARIANT_REQUESTS : 0);
-    }, 60_000);
+    it.each(variants.map((v) => [v.name, v] as const))(
+      '%s: negotiated as expected, no failure under load',
+      async (_name, variant) => {
+        const s = (stack = await startStack(binary, { extraBinds: false, ...variant.options }));
+        const result = await load(s, VARIANT_REQUESTS);
+        await expectCleanRun(s, result);
+        const negotiated = new Set(s.agent.recorder.records.map((r) => [...r.capabilities].sort().join(',')));
+        expect([...negotiated]).toEqual([[...variant.capabilities].sort().join(',')]);
+        // HAProxy's <nb_errors> counter (see spoe.e2e-spec.ts): on 3.1+ one per ended stream whatever the exchange,
+        // pipelined or not; 0 on 2.x. Every load request ended before this one.
+        await streamsEnded(s);
+        const from = s.haproxy.lines.length;
+        expect(scored(await s.request('/', newRid()))).toBeUndefined();
+        const last = await waitFor('the last SPOE log line', () => s.haproxy.spoeEvents(from)[0], 5000, 10);
+        expect(last.st).toBe(0);
+        expect(last.errors).toBe(spop ? VARIANT_REQUESTS : 0);
+      },
+      60_000,
+    );
   });
 });

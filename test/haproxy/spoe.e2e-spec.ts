@@ -25,15 +25,21 @@ afterAll(() => cleanupAll());
 const ipv6Loopback = {
   name: 'IPv6 loopback (::1)',
   missing: hasIpv6Loopback() ? undefined : 'the loopback interface has no ::1',
-  optionalInCi: 'IPv6 is a setting of the host network (Docker disables it in containers by default), which scripts/test.sh cannot change',
+  optionalInCi:
+    'IPv6 is a setting of the host network (Docker disables it in containers by default), which scripts/test.sh cannot change',
 };
 
 /** Waits until HAProxy logged `count` more SPOE lines after line index `from`, and returns them. */
 async function spoeLinesAfter(stack: Stack, from: number, count = 1): Promise<SpoeLogEvent[]> {
-  return waitFor(`${count} SPOE log line(s)`, () => {
-    const events = stack.haproxy.spoeEvents(from);
-    return events.length >= count ? events : undefined;
-  }, 5000, 10);
+  return waitFor(
+    `${count} SPOE log line(s)`,
+    () => {
+      const events = stack.haproxy.spoeEvents(from);
+      return events.length >= count ? events : undefined;
+    },
+    5000,
+    10,
+  );
 }
 
 describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
@@ -84,18 +90,21 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
       ['10.1.2.3', 'ipv4', 'Ipv4'],
       ['fd00::5', 'ipv6', 'Ipv6'],
       ['::ffff:10.9.9.9', 'ipv4-mapped', 'Ipv6'],
-    ])('blocks %s (set by tcp-request content set-src) with a 403 after the agent scored it 100', async (source, family, wireType) => {
-      const rid = newRid();
-      const served = stack.backend.requestCount;
-      const res = await stack.request('/', rid, { headers: { 'x-forwarded-for': source } });
-      expect(res.status).toBe(403);
-      expect(stack.backend.requestCount).toBe(served);
-      expect(res.headers['x-ip-score']).toBe('100');
-      expect(res.headers['x-ip-family']).toBe(family);
-      expect(res.headers['x-ip-seen']).toBe(source);
-      const [check] = stack.agent.recorder.byRid(rid);
-      expect(check.args.find((a) => a.name === 'ip')?.type).toBe(wireType);
-    });
+    ])(
+      'blocks %s (set by tcp-request content set-src) with a 403 after the agent scored it 100',
+      async (source, family, wireType) => {
+        const rid = newRid();
+        const served = stack.backend.requestCount;
+        const res = await stack.request('/', rid, { headers: { 'x-forwarded-for': source } });
+        expect(res.status).toBe(403);
+        expect(stack.backend.requestCount).toBe(served);
+        expect(res.headers['x-ip-score']).toBe('100');
+        expect(res.headers['x-ip-family']).toBe(family);
+        expect(res.headers['x-ip-seen']).toBe(source);
+        const [check] = stack.agent.recorder.byRid(rid);
+        expect(check.args.find((a) => a.name === 'ip')?.type).toBe(wireType);
+      },
+    );
 
     it('lets a non-blocked forwarded source through (192.0.2.1 scores 5)', async () => {
       const res = await stack.request('/', newRid(), { headers: { 'x-forwarded-for': '192.0.2.1' } });
@@ -123,9 +132,17 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
       });
       expect(res.headers['x-echo-h']).toBeUndefined();
       // Type-sensitive ACLs: integer comparisons beyond 2^32, a boolean match, IP network matches.
-      expect(res.headers).toMatchObject({ 'x-check-neg': 'ok', 'x-check-big': 'ok', 'x-check-b': 'ok', 'x-check-v4': 'ok', 'x-check-v6': 'ok' });
+      expect(res.headers).toMatchObject({
+        'x-check-neg': 'ok',
+        'x-check-big': 'ok',
+        'x-check-b': 'ok',
+        'x-check-v4': 'ok',
+        'x-check-v6': 'ok',
+      });
       // What HAProxy sent back when reading those variables in the next event (echo-check), as the agent saw it.
-      expect(res.headers['x-types']).toBe('s=String,neg=Int64,big=Int64,b=Boolean,bin=Binary,v4=Ipv4,v6=Ipv6,body=Binary,h=Null');
+      expect(res.headers['x-types']).toBe(
+        's=String,neg=Int64,big=Int64,b=Boolean,bin=Binary,v4=Ipv4,v6=Ipv6,body=Binary,h=Null',
+      );
 
       const [echo] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'echo');
       const [echoCheck] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'echo-check');
@@ -154,7 +171,8 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
     });
 
     it('echoes a request body as large as HAProxy buffers it (NOTIFY and ACK close to max-frame-size)', async () => {
-      // The body is larger than HAProxy's buffer: req.body gives what was buffered (about 15 KB with tune.bufsize 16384),
+      // The body is larger than HAProxy's buffer: req.body gives what was buffered (about 15 KB with tune.bufsize
+      // 16384),
       // so the NOTIFY, and the ACK setting it back, are close to the 16380-byte frame size.
       const rid = newRid();
       const res = await stack.request('/echo', rid, { body: 'x'.repeat(20_000) });
@@ -213,7 +231,10 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
       const group = records[2];
       expect(`${group.streamId}/${group.frameId}`).not.toBe(`${records[0].streamId}/${records[0].frameId}`);
       const events = await spoeLinesAfter(stack, from, 2);
-      expect(events.map((e) => `${e.kind}:${e.event} st=${e.st}`)).toEqual(['EVENT:on-frontend-http-request st=0', 'GROUP:grp st=0']);
+      expect(events.map((e) => `${e.kind}:${e.event} st=${e.st}`)).toEqual([
+        'EVENT:on-frontend-http-request st=0',
+        'GROUP:grp st=0',
+      ]);
     });
   });
 
@@ -221,19 +242,23 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
     it.each([
       ['/boom', '1', 'a handler that throws'],
       ['/slow', '2', 'a handler past its 50 ms deadline'],
-    ])('%s: %s is acknowledged at once, with the other messages’ actions and the error variable', async (path, agentError) => {
-      const rid = newRid();
-      const from = stack.haproxy.lines.length;
-      const res = await stack.request(path, rid);
-      expect(res.status).toBe(200);
-      expect(res.headers['x-agent-error']).toBe(agentError);
-      expect(res.headers['x-ip-score']).toBe('5');
-      expect(res.headers['x-spoe-error']).toBeUndefined();
-      // No stopwatch: HAProxy's `timeout processing` is 2 s (40 times the slow handler's deadline). Had the ACK not
-      // come before it, HAProxy would set its own error variable and none of the agent's; SPOE status 0 is "no error".
-      const [event] = await spoeLinesAfter(stack, from);
-      expect(event.st).toBe(0);
-    });
+    ])(
+      '%s: %s is acknowledged at once, with the other messages’ actions and the error variable',
+      async (path, agentError) => {
+        const rid = newRid();
+        const from = stack.haproxy.lines.length;
+        const res = await stack.request(path, rid);
+        expect(res.status).toBe(200);
+        expect(res.headers['x-agent-error']).toBe(agentError);
+        expect(res.headers['x-ip-score']).toBe('5');
+        expect(res.headers['x-spoe-error']).toBeUndefined();
+        // No stopwatch: HAProxy's `timeout processing` is 2 s (40 times the slow handler's deadline). Had the ACK not
+        // come before it, HAProxy would set its own error variable and none of the agent's; SPOE status 0 is "no
+        // error".
+        const [event] = await spoeLinesAfter(stack, from);
+        expect(event.st).toBe(0);
+      },
+    );
   });
 
   describe("HAProxy's SPOE error counter (the <nb_errors>/<nb_processed> ending each SPOE log line)", () => {
@@ -299,14 +324,18 @@ describeEachHaproxy('agents backend mode', (binary: HaproxyBinary) => {
       try {
         const res = await stack.request('/', newRid());
         expect(res.headers['x-ip-score']).toBe('5');
-        expect(stack.haproxy.problems().filter((p) => !/started as root|'chroot'|'user' nor 'uid'/.test(p))).toEqual([]);
+        expect(stack.haproxy.problems().filter((p) => !/started as root|'chroot'|'user' nor 'uid'/.test(p))).toEqual(
+          [],
+        );
       } finally {
         await stack.close();
       }
     });
   } else {
     it('2.x rejects an agents backend in mode spop', async () => {
-      await expect(startStack(binary, { agentsMode: 'spop', extraBinds: false })).rejects.toThrow(/unknown proxy mode 'spop'/);
+      await expect(startStack(binary, { agentsMode: 'spop', extraBinds: false })).rejects.toThrow(
+        /unknown proxy mode 'spop'/,
+      );
     });
   }
 });

@@ -18,7 +18,9 @@ describe('README: quick start (test/readme/quick-start.ts)', () => {
     const app = await main(port);
     const client = await SpoeClient.connect({ port });
     try {
-      expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('::ffff:10.9.9.9') })).map((a) => [a.name, a.value])).toEqual([
+      expect(
+        (await client.notify('check-client-ip', { ip: SpoeIp.parse('::ffff:10.9.9.9') })).map((a) => [a.name, a.value]),
+      ).toEqual([
         ['ip_score', 100],
         ['checked_by', 'check-client-ip'],
       ]);
@@ -33,7 +35,10 @@ describe('README: quick start (test/readme/quick-start.ts)', () => {
 describe('README: handlers (test/readme/handlers.ts)', () => {
   it('shows each return shape, typed values, raw bytes, deadlines and events at work', async () => {
     jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
-    const agent = await startAgent({ controllers: [HandlersController] }, { errorVariable: { scope: 2, name: 'agent_error' } });
+    const agent = await startAgent(
+      { controllers: [HandlersController] },
+      { errorVariable: { scope: 2, name: 'agent_error' } },
+    );
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       expect(await client.notify('inspect-request', { path: '/a/b', ua: 'curl/8' })).toEqual([
@@ -43,7 +48,8 @@ describe('README: handlers (test/readme/handlers.ts)', () => {
         expect.objectContaining({ name: 'stale_flag' }),
       ]);
       expect((await client.notify('classify')).map((a) => a.name)).toEqual(['class', 'confidence']);
-      // The ACK carries the deadline flag (2, what HAProxy reads) and not the handler's action: it left at the deadline,
+      // The ACK carries the deadline flag (2, what HAProxy reads) and not the handler's action: it left at the
+      // deadline,
       // not when the handler finished.
       expect(await client.notify('slow-lookup')).toEqual([expect.objectContaining({ name: 'agent_error', value: 2 })]);
       expect(await client.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') })).toEqual([]);
@@ -57,7 +63,12 @@ describe('README: handlers (test/readme/handlers.ts)', () => {
 
 describe('README: transport options (test/readme/options.ts)', () => {
   it('builds a server with those options', () => {
-    expect(server.options).toMatchObject({ port: 12345, maxFrameSize: 16380, handlerDeadlineMs: 1000, errorVariable: { name: 'agent_error' } });
+    expect(server.options).toMatchObject({
+      port: 12345,
+      maxFrameSize: 16380,
+      handlerDeadlineMs: 1000,
+      errorVariable: { name: 'agent_error' },
+    });
   });
 });
 
@@ -73,7 +84,8 @@ describe('README.md', () => {
       if (!line.startsWith('```')) return;
       if (!inside) {
         opened++;
-        if (!/^<!-- (snippet: \S+|commands|output|layout) -->$/.test(lines[i - 1] ?? '')) unmarked.push(`line ${i + 1}: ${lines[i - 1]}`);
+        if (!/^<!-- (snippet: \S+|commands|output|layout) -->$/.test(lines[i - 1] ?? ''))
+          unmarked.push(`line ${i + 1}: ${lines[i - 1]}`);
       }
       inside = !inside;
     });
@@ -82,8 +94,11 @@ describe('README.md', () => {
   });
 
   it('quotes every SPOE_DEFAULTS value it documents in the options table', () => {
-    const row = (name: string): string | undefined => readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
-    for (const [name, value] of Object.entries(new SpoeServer().options).filter(([k]) => !['capabilities', 'errorVariable', 'path'].includes(k))) {
+    const row = (name: string): string | undefined =>
+      readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
+    for (const [name, value] of Object.entries(new SpoeServer().options).filter(
+      ([k]) => !['capabilities', 'errorVariable', 'path'].includes(k),
+    )) {
       expect(row(name)).toContain(`\`${String(value)}\``);
     }
   });

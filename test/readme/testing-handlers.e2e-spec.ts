@@ -23,6 +23,11 @@ describe('ReputationController over real SPOP', () => {
 
   it('scores a blocked address 100', async () => {
     const actions = await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') });
-    expect(actions[0]).toMatchObject({ type: ActionType.SetVar, scope: VarScope.Session, name: 'ip_score', value: 100 });
+    expect(actions[0]).toMatchObject({
+      type: ActionType.SetVar,
+      scope: VarScope.Session,
+      name: 'ip_score',
+      value: 100,
+    });
   });
 });

@@ -38,9 +38,16 @@ export interface StartAgentOptions {
  * Starts a microservice from controllers/providers (or a module) on a SpoeServer with `serverOptions` (default:
  * 127.0.0.1, a free port). Nest's logs are off unless SPOE_E2E_LOG=1. A start that fails closes what it opened.
  */
-export async function startAgent(app: ModuleMetadata | Type<unknown> | DynamicModule, serverOptions: SpoeServerOptions = {}, options: StartAgentOptions = {}): Promise<TestAgent> {
+export async function startAgent(
+  app: ModuleMetadata | Type<unknown> | DynamicModule,
+  serverOptions: SpoeServerOptions = {},
+  options: StartAgentOptions = {},
+): Promise<TestAgent> {
   const pipeline = options.pipeline ?? 'nestjs-spoe';
-  const module = typeof app === 'function' || 'module' in app ? app : moduleOf(pipeline === 'nestjs-spoe' ? { ...app, imports: [...(app.imports ?? []), SpoeModule] } : app);
+  const module =
+    typeof app === 'function' || 'module' in app
+      ? app
+      : moduleOf(pipeline === 'nestjs-spoe' ? { ...app, imports: [...(app.imports ?? []), SpoeModule] } : app);
   const server = new SpoeServer({ host: '127.0.0.1', port: 0, ...serverOptions });
   const logger: LogLevel[] | false = process.env.SPOE_E2E_LOG === '1' ? ['error', 'warn', 'log'] : false;
   const microservice = await NestFactory.createMicroservice(module, { strategy: server, logger });
@@ -52,7 +59,11 @@ export async function startAgent(app: ModuleMetadata | Type<unknown> | DynamicMo
     throw error;
   }
   const address = server.address;
-  return { server, port: typeof address === 'object' && address ? (address as AddressInfo).port : 0, close: () => microservice.close() };
+  return {
+    server,
+    port: typeof address === 'object' && address ? (address as AddressInfo).port : 0,
+    close: () => microservice.close(),
+  };
 }
 
 function moduleOf(metadata: ModuleMetadata): Type<unknown> {

@@ -29,7 +29,10 @@ export function dumpFrame(frame: Buffer): string {
   const typed = (label: string): void => {
     at = r.pos;
     const value = readTypedData(r, slot);
-    field(at, `  ${label} ${SpoeDataType[slot.type].toUpperCase()} ${typeof value === 'bigint' ? `${value}n` : JSON.stringify(value)}`);
+    field(
+      at,
+      `  ${label} ${SpoeDataType[slot.type].toUpperCase()} ${typeof value === 'bigint' ? `${value}n` : JSON.stringify(value)}`,
+    );
   };
   const name = (label: string): string => {
     at = r.pos;
@@ -49,7 +52,10 @@ export function dumpFrame(frame: Buffer): string {
       const action = r.u8('action');
       const nb = r.u8('nb-args');
       const scope = r.u8('scope');
-      field(at, `ACTION ${action === 1 ? 'SET-VAR' : 'UNSET-VAR'}, NB-ARGS ${nb}, VAR-SCOPE ${['proc', 'sess', 'txn', 'req', 'res'][scope]}`);
+      field(
+        at,
+        `ACTION ${action === 1 ? 'SET-VAR' : 'UNSET-VAR'}, NB-ARGS ${nb}, VAR-SCOPE ${['proc', 'sess', 'txn', 'req', 'res'][scope]}`,
+      );
       name('  VAR-NAME');
       if (action === 1) typed('VAR-VALUE');
     } else {

@@ -94,13 +94,24 @@ export async function serverStatus(socketPath: string, backend: string, server: 
 }
 
 /** Waits until the server's `show stat` status is exactly `status` (transitional "UP 1/2" etc. do not count). */
-export async function waitForServerStatus(socketPath: string, backend: string, server: string, status: 'UP' | 'DOWN', timeoutMs = 10_000): Promise<void> {
+export async function waitForServerStatus(
+  socketPath: string,
+  backend: string,
+  server: string,
+  status: 'UP' | 'DOWN',
+  timeoutMs = 10_000,
+): Promise<void> {
   let last: string | undefined;
   try {
-    await waitFor(`server ${backend}/${server} to be ${status}`, async () => {
-      last = await serverStatus(socketPath, backend, server);
-      return last === status;
-    }, timeoutMs, 50);
+    await waitFor(
+      `server ${backend}/${server} to be ${status}`,
+      async () => {
+        last = await serverStatus(socketPath, backend, server);
+        return last === status;
+      },
+      timeoutMs,
+      50,
+    );
   } catch (error) {
     throw new Error(`${(error as Error).message}; last status: ${last}`, { cause: error });
   }

@@ -22,7 +22,9 @@ export interface HaproxyBinary {
   readonly path: string;
 }
 
-/** True for HAProxy 3.1+, where SPOE runs over the SPOP multiplexer (`mode spop` backends, one SPOP stream per NOTIFY). */
+/**
+ * True for HAProxy 3.1+, where SPOE runs over the SPOP multiplexer (`mode spop` backends, one SPOP stream per NOTIFY).
+ */
 export function isSpopMux(version: string): boolean {
   const [major, minor] = version.split('.').map(Number);
   return major > 3 || (major === 3 && minor >= 1);
@@ -72,7 +74,14 @@ export function haproxyVersion(version: string): HaproxyVersion {
     if (env.version === version) return { binary: env, prerequisite: { name, missing: undefined } };
     const missing = `HAPROXY_BIN (${env.path}) is HAProxy ${env.fullVersion}`;
     // Not a gap in CI: HAPROXY_BIN asks for that one binary, and describeEachHaproxy runs only it too.
-    return { binary: undefined, prerequisite: { name, missing, optionalInCi: 'HAPROXY_BIN narrows the HAProxy tests to its one binary on purpose' } };
+    return {
+      binary: undefined,
+      prerequisite: {
+        name,
+        missing,
+        optionalInCi: 'HAPROXY_BIN narrows the HAProxy tests to its one binary on purpose',
+      },
+    };
   }
   const none = noHaproxyAtAll();
   if (none !== undefined) return { binary: undefined, prerequisite: { name, missing: none } };
@@ -87,7 +96,11 @@ export function haproxyVersion(version: string): HaproxyVersion {
 function provision(version: string): HaproxyVersion {
   const name = `HAProxy ${version}`;
   try {
-    const path = execFileSync('bash', [PROVISION_SCRIPT, '--print-path', version], { encoding: 'utf8', timeout: 15 * 60_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    const path = execFileSync('bash', [PROVISION_SCRIPT, '--print-path', version], {
+      encoding: 'utf8',
+      timeout: 15 * 60_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
     const detected = detectHaproxyVersion(path);
     if (detected.version !== version) throw new Error(`${path} is HAProxy ${detected.fullVersion}, not ${version}`);
     return { binary: { ...detected, path }, prerequisite: { name, missing: undefined } };

@@ -15,12 +15,17 @@ const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?:-([^}]*))?\}/g;
 const WHOLE_LINE = /^([ \t]*)\$\{([A-Za-z_][A-Za-z0-9_]*)\}[ \t]*$/;
 
 /** The placeholders of a template, in order: name and default (undefined when it has none). */
-export function templatePlaceholders(template: string): Array<{ readonly name: string; readonly fallback: string | undefined }> {
+export function templatePlaceholders(
+  template: string,
+): Array<{ readonly name: string; readonly fallback: string | undefined }> {
   return [...template.matchAll(PLACEHOLDER)].map((m) => ({ name: m[1], fallback: m[2] }));
 }
 
 /** Renders every file of `templates` (by file name) with `vars`; see the file's header for the rules. */
-export function renderTemplates(templates: Readonly<Record<string, string>>, vars: TemplateVars = {}): Record<string, string> {
+export function renderTemplates(
+  templates: Readonly<Record<string, string>>,
+  vars: TemplateVars = {},
+): Record<string, string> {
   const used = new Set<string>();
   const problems: string[] = [];
   const rendered: Record<string, string> = {};
@@ -49,7 +54,8 @@ export function renderTemplates(templates: Readonly<Record<string, string>>, var
     }
     rendered[file] = lines.join('\n');
   }
-  for (const name of Object.keys(vars)) if (!used.has(name)) problems.push(`no placeholder \${${name}} in ${Object.keys(templates).join(', ')}`);
+  for (const name of Object.keys(vars))
+    if (!used.has(name)) problems.push(`no placeholder \${${name}} in ${Object.keys(templates).join(', ')}`);
   if (problems.length > 0) throw new Error(`cannot render the HAProxy configuration:\n  ${problems.join('\n  ')}`);
   return rendered;
 }

@@ -168,10 +168,14 @@ export class HaproxyProcess {
     const before = await this.servingPid();
     if (this.options.masterWorker) {
       process.kill(this.pid, 'SIGUSR2');
-      await waitFor('the reloaded worker to serve', async () => {
-        const now = await this.servingPid().catch(() => undefined);
-        return now !== undefined && now !== before ? now : undefined;
-      }, START_TIMEOUT_MS);
+      await waitFor(
+        'the reloaded worker to serve',
+        async () => {
+          const now = await this.servingPid().catch(() => undefined);
+          return now !== undefined && now !== before ? now : undefined;
+        },
+        START_TIMEOUT_MS,
+      );
       this.rememberDescendants();
       return;
     }
@@ -236,7 +240,10 @@ export class HaproxyProcess {
 
   private async doStop(): Promise<void> {
     this.rememberDescendants();
-    const targets = () => [...this.children.map((c) => c.pid ?? -1), ...this.knownDescendants].filter((pid) => pid > 0 && !this.exited.has(pid) && isAlive(pid));
+    const targets = () =>
+      [...this.children.map((c) => c.pid ?? -1), ...this.knownDescendants].filter(
+        (pid) => pid > 0 && !this.exited.has(pid) && isAlive(pid),
+      );
     for (const pid of targets()) signal(pid, 'SIGTERM');
     const deadline = Date.now() + 3000;
     while (targets().length > 0 && Date.now() < deadline) await sleep(25);
@@ -262,7 +269,10 @@ export class HaproxyProcess {
     child.unref();
     this.children.push(child);
     const pid = child.pid ?? -1;
-    this.sinks.push({ pid, stream: 'stdout', path: outPath, offset: 0, pending: '' }, { pid, stream: 'stderr', path: errPath, offset: 0, pending: '' });
+    this.sinks.push(
+      { pid, stream: 'stdout', path: outPath, offset: 0, pending: '' },
+      { pid, stream: 'stderr', path: errPath, offset: 0, pending: '' },
+    );
     child.on('exit', (code, sig) => this.exited.set(pid, { code, signal: sig }));
     child.on('error', (error) => this.collected.push({ stream: 'stderr', pid, text: `spawn error: ${error.message}` }));
     return child;
@@ -317,7 +327,10 @@ export class HaproxyProcess {
       );
     } catch (error) {
       const detail = error instanceof HaproxyExitedError ? error.message : (error as Error).message;
-      throw new Error(`HAProxy ${this.options.binary.fullVersion} did not start: ${detail}\n--- output ---\n${this.output(from)}\n--- haproxy.cfg ---\n${readFileSync(this.configPath, 'utf8')}`, { cause: error });
+      throw new Error(
+        `HAProxy ${this.options.binary.fullVersion} did not start: ${detail}\n--- output ---\n${this.output(from)}\n--- haproxy.cfg ---\n${readFileSync(this.configPath, 'utf8')}`,
+        { cause: error },
+      );
     }
     this.rememberDescendants();
   }

@@ -32,7 +32,11 @@ export interface LoadResult {
   /** Number of responses per HTTP status. */
   readonly statuses: Readonly<Record<number, number>>;
   /** Every response (only the status and headers), for further checks. */
-  readonly responses: ReadonlyArray<{ readonly i: number; readonly status: number; readonly headers: IncomingHttpHeaders }>;
+  readonly responses: ReadonlyArray<{
+    readonly i: number;
+    readonly status: number;
+    readonly headers: IncomingHttpHeaders;
+  }>;
 }
 
 /**

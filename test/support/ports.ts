@@ -1,4 +1,6 @@
-/** Free TCP ports for what tests start with a port on its command line or in its configuration (HAProxy, redis-server). */
+/**
+ * Free TCP ports for what tests start with a port on its command line or in its configuration (HAProxy, redis-server).
+ */
 import { networkInterfaces } from 'node:os';
 import { createServer } from 'node:net';
 
@@ -6,14 +8,18 @@ let ipv6Loopback: boolean | undefined;
 
 /** True when the loopback interface has `::1` here (Docker, for one, disables IPv6 in containers by default). */
 export function hasIpv6Loopback(): boolean {
-  return (ipv6Loopback ??= Object.values(networkInterfaces()).some((addresses) => addresses?.some((a) => a.internal && a.family === 'IPv6' && a.address === '::1')));
+  return (ipv6Loopback ??= Object.values(networkInterfaces()).some((addresses) =>
+    addresses?.some((a) => a.internal && a.family === 'IPv6' && a.address === '::1'),
+  ));
 }
 
 /**
  * A TCP port that was free a moment ago on every host of `hosts` (default: 127.0.0.1, and ::1 when the host has IPv6
  * loopback), so that HAProxy can bind it on each.
  */
-export async function freePort(hosts: readonly string[] = hasIpv6Loopback() ? ['127.0.0.1', '::1'] : ['127.0.0.1']): Promise<number> {
+export async function freePort(
+  hosts: readonly string[] = hasIpv6Loopback() ? ['127.0.0.1', '::1'] : ['127.0.0.1'],
+): Promise<number> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const port = await listenAndClose(hosts[0], 0);
     let free = true;

@@ -15,14 +15,21 @@ export interface Prerequisite {
   readonly missing: string | undefined;
   /** Set when CI may lack it too (its tests are then skipped there as well): why scripts/test.sh cannot provide it. */
   readonly optionalInCi?: string;
-  /** Set when it should be there but getting it failed (an HAProxy that could not be provisioned): its tests fail everywhere. */
+  /**
+   * Set when it should be there but getting it failed (an HAProxy that could not be provisioned): its tests fail
+   * everywhere.
+   */
   readonly broken?: true;
 }
 
 const IN_CI = process.env.CI === 'true';
 
 /** A prerequisite met when `command ...args` runs and exits 0; `install` says how to get it. */
-export function commandPrerequisite(name: string, command: readonly [string, ...string[]], install: string): Prerequisite {
+export function commandPrerequisite(
+  name: string,
+  command: readonly [string, ...string[]],
+  install: string,
+): Prerequisite {
   const [file, ...args] = command;
   const result = spawnSync(file, args, { stdio: 'ignore', timeout: 20_000 });
   const ran = result.error === undefined && result.status === 0;
@@ -30,13 +37,18 @@ export function commandPrerequisite(name: string, command: readonly [string, ...
 }
 
 /** What to do about the first missing prerequisite: run (none missing), skip, or fail (under CI=true). */
-function verdict(prerequisites: readonly Prerequisite[]): { run: true } | { run: false; fail: boolean; because: string } {
+function verdict(
+  prerequisites: readonly Prerequisite[],
+): { run: true } | { run: false; fail: boolean; because: string } {
   const missing = prerequisites.find((p) => p.missing !== undefined);
   if (!missing) return { run: true };
   const because = `${missing.name} is missing: ${missing.missing}`;
   if (missing.broken) return { run: false, fail: true, because };
-  if (IN_CI && missing.optionalInCi === undefined) return { run: false, fail: true, because: `CI=true, and ${because} (scripts/test.sh provides it in CI)` };
-  console.warn(`[e2e] skipped: ${because}${missing.optionalInCi ? ` (optional in CI too: ${missing.optionalInCi})` : ''}`);
+  if (IN_CI && missing.optionalInCi === undefined)
+    return { run: false, fail: true, because: `CI=true, and ${because} (scripts/test.sh provides it in CI)` };
+  console.warn(
+    `[e2e] skipped: ${because}${missing.optionalInCi ? ` (optional in CI too: ${missing.optionalInCi})` : ''}`,
+  );
   return { run: false, fail: false, because };
 }
 
@@ -63,7 +75,9 @@ export function describeIf(...prerequisites: readonly Prerequisite[]): (title: s
 }
 
 /** `it` (or `it.each(table)`) where every prerequisite is met. */
-export type ItIf = ((title: string, fn: jest.ProvidesCallback, timeout?: number) => void) & { readonly each: jest.Each };
+export type ItIf = ((title: string, fn: jest.ProvidesCallback, timeout?: number) => void) & {
+  readonly each: jest.Each;
+};
 
 /**
  * `it` when every prerequisite is met. Otherwise one test in place of the test (or of every row of `.each`): skipped,

@@ -1,5 +1,13 @@
 import { connect, Socket } from 'node:net';
-import { decodeAgentHello, decodeDisconnect, encodeHaproxyHello, Frame, FrameReader, FrameType, HaproxyHello } from 'nestjs-spoe/protocol';
+import {
+  decodeAgentHello,
+  decodeDisconnect,
+  encodeHaproxyHello,
+  Frame,
+  FrameReader,
+  FrameType,
+  HaproxyHello,
+} from 'nestjs-spoe/protocol';
 import type { AgentHello } from 'nestjs-spoe';
 import type { Disconnect } from 'nestjs-spoe/protocol';
 
@@ -40,9 +48,21 @@ export class RawPeer {
   }
 
   /** Connects and completes a HELLO (HAProxy 3.1+ style unless overridden). */
-  static async hello(target: { port: number }, hello: Partial<HaproxyHello> = {}): Promise<{ peer: RawPeer; agentHello: AgentHello }> {
+  static async hello(
+    target: { port: number },
+    hello: Partial<HaproxyHello> = {},
+  ): Promise<{ peer: RawPeer; agentHello: AgentHello }> {
     const peer = await RawPeer.connect(target);
-    peer.send(encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 16380, capabilities: ['pipelining'], healthcheck: false, engineId: 'raw-peer', ...hello }));
+    peer.send(
+      encodeHaproxyHello({
+        supportedVersions: '2.0',
+        maxFrameSize: 16380,
+        capabilities: ['pipelining'],
+        healthcheck: false,
+        engineId: 'raw-peer',
+        ...hello,
+      }),
+    );
     const frame = await peer.nextFrame();
     if (frame.type !== FrameType.AgentHello) throw new Error(`expected AGENT-HELLO, got type ${frame.type}`);
     return { peer, agentHello: decodeAgentHello(frame) };
@@ -76,7 +96,10 @@ export class RawPeer {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.closed,
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`connection still open after ${timeoutMs} ms`)), timeoutMs))),
+      new Promise(
+        (_, reject) =>
+          (timer = setTimeout(() => reject(new Error(`connection still open after ${timeoutMs} ms`)), timeoutMs)),
+      ),
     ]).finally(() => clearTimeout(timer));
   }
 

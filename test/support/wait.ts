@@ -16,7 +16,12 @@ const FIRST_INTERVAL_MS = 2;
  * slow one (an HTTP round trip, a stats socket) is not hammered. A check that throws is retried (its error is reported
  * on timeout), except for {@link WaitAborted}, rethrown at once.
  */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let interval = Math.min(FIRST_INTERVAL_MS, intervalMs);
   let lastError: unknown;
@@ -29,7 +34,10 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       lastError = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`, { cause: lastError });
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`,
+        { cause: lastError },
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, interval));
     interval = Math.min(interval * 2, intervalMs);

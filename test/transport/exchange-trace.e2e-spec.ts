@@ -21,7 +21,13 @@ describe('a sample exchange, byte by byte', () => {
     const received: Buffer[] = [];
     peer.socket.prependListener('data', (chunk: Buffer) => received.push(chunk));
     try {
-      const hello = encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 16380, capabilities: ['pipelining'], healthcheck: false, engineId: 'e1' });
+      const hello = encodeHaproxyHello({
+        supportedVersions: '2.0',
+        maxFrameSize: 16380,
+        capabilities: ['pipelining'],
+        healthcheck: false,
+        engineId: 'e1',
+      });
       peer.send(hello);
       expect((await peer.nextFrame()).type).toBe(FrameType.AgentHello);
       const agentHello = Buffer.concat(received.splice(0));

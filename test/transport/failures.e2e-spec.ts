@@ -70,7 +70,10 @@ describe('a handler never leaves HAProxy waiting', () => {
   let client: SpoeClient;
   let logged: jest.SpyInstance;
   beforeAll(async () => {
-    agent = await startAgent({ controllers: [FailingController] }, { handlerDeadlineMs: FAR_DEADLINE_MS, errorVariable: { scope: VarScope.Transaction, name: 'spoe_error' } });
+    agent = await startAgent(
+      { controllers: [FailingController] },
+      { handlerDeadlineMs: FAR_DEADLINE_MS, errorVariable: { scope: VarScope.Transaction, name: 'spoe_error' } },
+    );
     client = await SpoeClient.connect({ port: agent.port });
   });
   afterAll(async () => {
@@ -83,13 +86,16 @@ describe('a handler never leaves HAProxy waiting', () => {
   });
   afterEach(() => jest.restoreAllMocks());
 
-  it.each(['throws', 'rejects', 'errors'])('a handler that %s: ACK at once with the succeeded actions plus the error variable (1)', async (name) => {
-    const actions = await client.notifyMessages([{ name: 'ok' }, { name }]);
-    expect(actions).toEqual([
-      { type: ActionType.SetVar, scope: VarScope.Transaction, name: 'ok', value: 1, dataType: SpoeDataType.Int32 },
-      { ...errorVar, value: 1, dataType: SpoeDataType.Int32 },
-    ]);
-  });
+  it.each(['throws', 'rejects', 'errors'])(
+    'a handler that %s: ACK at once with the succeeded actions plus the error variable (1)',
+    async (name) => {
+      const actions = await client.notifyMessages([{ name: 'ok' }, { name }]);
+      expect(actions).toEqual([
+        { type: ActionType.SetVar, scope: VarScope.Transaction, name: 'ok', value: 1, dataType: SpoeDataType.Int32 },
+        { ...errorVar, value: 1, dataType: SpoeDataType.Int32 },
+      ]);
+    },
+  );
 
   it('the failure is logged with the message, stream-id and frame-id', async () => {
     await client.notifyMessages([{ name: 'throws' }], { streamId: 4242, frameId: 7 });
@@ -122,15 +128,19 @@ describe('a handler never leaves HAProxy waiting', () => {
   it.each([
     ['first', ['hangs', 'hangs-for-a-minute']],
     ['last', ['hangs-for-a-minute', 'hangs']],
-  ])('messages with different deadlines: the ACK comes at the smallest (listed %s), with the error variable (2)', async (_, hanging) => {
-    // 'hangs' has 100 ms, 'hangs-for-a-minute' 60 s: the client, which gives up after 5 s (its timeoutMs), gets the ACK.
-    const actions = await client.notifyMessages([{ name: 'ok' }, ...hanging.map((name) => ({ name }))]);
-    expect(actions.map((a) => [a.name, a.value])).toEqual([
-      ['ok', 1],
-      ['spoe_error', 2],
-    ]);
-  }, 15_000);
-
+  ])(
+    'messages with different deadlines: the ACK comes at the smallest (listed %s), with the error variable (2)',
+    async (_, hanging) => {
+      // 'hangs' has 100 ms, 'hangs-for-a-minute' 60 s: the client, which gives up after 5 s (its timeoutMs), gets the
+      // ACK.
+      const actions = await client.notifyMessages([{ name: 'ok' }, ...hanging.map((name) => ({ name }))]);
+      expect(actions.map((a) => [a.name, a.value])).toEqual([
+        ['ok', 1],
+        ['spoe_error', 2],
+      ]);
+    },
+    15_000,
+  );
 
   it('a result that is not an action is a failure, not a silent drop', async () => {
     expect(await client.notify('not-an-action')).toEqual([{ ...errorVar, value: 1, dataType: SpoeDataType.Int32 }]);
@@ -146,10 +156,15 @@ describe('a handler never leaves HAProxy waiting', () => {
 describe('the transport deadline (handlerDeadlineMs)', () => {
   it('applies to a handler without its own: with 300 ms, the client (5 s) gets an ACK with the error variable (2)', async () => {
     jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
-    const agent = await startAgent({ controllers: [FailingController] }, { handlerDeadlineMs: 300, errorVariable: { scope: VarScope.Transaction, name: 'spoe_error' } });
+    const agent = await startAgent(
+      { controllers: [FailingController] },
+      { handlerDeadlineMs: 300, errorVariable: { scope: VarScope.Transaction, name: 'spoe_error' } },
+    );
     const client = await SpoeClient.connect({ port: agent.port });
     try {
-      expect(await client.notify('default-deadline')).toEqual([{ ...errorVar, value: 2, dataType: SpoeDataType.Int32 }]);
+      expect(await client.notify('default-deadline')).toEqual([
+        { ...errorVar, value: 2, dataType: SpoeDataType.Int32 },
+      ]);
     } finally {
       await client.close();
       await agent.close();

@@ -27,14 +27,20 @@ describe('HELLO handshake', () => {
   afterAll(() => agent.close());
 
   it('answers version 2.0, the smaller max-frame-size and the capabilities both sides announce', async () => {
-    const { peer, agentHello } = await RawPeer.hello({ port: agent.port }, { maxFrameSize: 16380, capabilities: ['pipelining', 'async', 'something-new'] });
+    const { peer, agentHello } = await RawPeer.hello(
+      { port: agent.port },
+      { maxFrameSize: 16380, capabilities: ['pipelining', 'async', 'something-new'] },
+    );
     expect(agentHello).toEqual({ version: '2.0', maxFrameSize: 8192, capabilities: ['pipelining'] });
     peer.destroy();
   });
 
   it('announces async only when enabled (it is off by default)', async () => {
     const asyncAgent = await startAgent({ controllers: [PingController] }, { async: true });
-    const { peer, agentHello } = await RawPeer.hello({ port: asyncAgent.port }, { capabilities: ['pipelining', 'async'] });
+    const { peer, agentHello } = await RawPeer.hello(
+      { port: asyncAgent.port },
+      { capabilities: ['pipelining', 'async'] },
+    );
     expect(agentHello.capabilities).toEqual(['pipelining', 'async']);
     peer.destroy();
     await asyncAgent.close();
@@ -64,7 +70,9 @@ describe('HELLO handshake', () => {
     ['two', false],
   ])('supported-versions "%s" is accepted: %s', async (versions, accepted) => {
     const peer = await RawPeer.connect({ port: agent.port });
-    peer.send(encodeHaproxyHello({ supportedVersions: versions, maxFrameSize: 16380, capabilities: [], healthcheck: false }));
+    peer.send(
+      encodeHaproxyHello({ supportedVersions: versions, maxFrameSize: 16380, capabilities: [], healthcheck: false }),
+    );
     if (accepted) {
       expect((await peer.nextFrame()).type).toBe(FrameType.AgentHello);
       peer.destroy();
@@ -90,7 +98,9 @@ describe('HELLO handshake', () => {
 
   it('a max-frame-size below 256 gets AGENT-DISCONNECT status 9', async () => {
     const peer = await RawPeer.connect({ port: agent.port });
-    peer.send(encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 255, capabilities: [], healthcheck: false }));
+    peer.send(
+      encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 255, capabilities: [], healthcheck: false }),
+    );
     expect(await peer.expectDisconnect()).toMatchObject({ status: SpopStatus.BadFrameSize });
   });
 
@@ -102,7 +112,9 @@ describe('HELLO handshake', () => {
 
   it('a health-check HELLO gets AGENT-HELLO and a plain close, without AGENT-DISCONNECT', async () => {
     const peer = await RawPeer.connect({ port: agent.port });
-    peer.send(encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 16380, capabilities: [], healthcheck: true }));
+    peer.send(
+      encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 16380, capabilities: [], healthcheck: true }),
+    );
     expect((await peer.nextFrame()).type).toBe(FrameType.AgentHello);
     await peer.expectClosed();
     expect(peer.pendingFrames).toHaveLength(0);
@@ -119,7 +131,12 @@ describe('HELLO handshake', () => {
 
   it('answers a HELLO that arrives one byte at a time', async () => {
     const peer = await RawPeer.connect({ port: agent.port });
-    const hello = encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 16380, capabilities: ['pipelining'], healthcheck: false });
+    const hello = encodeHaproxyHello({
+      supportedVersions: '2.0',
+      maxFrameSize: 16380,
+      capabilities: ['pipelining'],
+      healthcheck: false,
+    });
     for (const byte of hello) {
       peer.send(Buffer.from([byte]));
       await new Promise((r) => setImmediate(r));
@@ -132,7 +149,14 @@ describe('HELLO handshake', () => {
     const peer = await RawPeer.connect({ port: agent.port });
     const chunks: Buffer[] = [];
     peer.socket.prependListener('data', (chunk: Buffer) => chunks.push(chunk));
-    peer.send(encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 16380, capabilities: ['pipelining'], healthcheck: false }));
+    peer.send(
+      encodeHaproxyHello({
+        supportedVersions: '2.0',
+        maxFrameSize: 16380,
+        capabilities: ['pipelining'],
+        healthcheck: false,
+      }),
+    );
     expect((await peer.nextFrame()).type).toBe(FrameType.AgentHello);
     expect(chunks).toHaveLength(1);
     expect(chunks[0].length).toBe(4 + chunks[0].readUInt32BE(0));

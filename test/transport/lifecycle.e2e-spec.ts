@@ -203,65 +203,75 @@ describe('maxPendingWriteBytes: the ACK bytes an agent holds unsent when it stop
 
   /** Reads ACKs until `count` have come. */
   async function acks(peer: RawPeer, count: number): Promise<void> {
-    for (let n = 0; n < count; ) if ((await peer.nextFrame(5000)).type === FrameType.Ack) n++;
+    for (let n = 0; n < count;) if ((await peer.nextFrame(5000)).type === FrameType.Ack) n++;
   }
 
-  it.each([64 * 1024, 256 * 1024])('a burst of NOTIFY read at once: reading stops as its ACKs reach %i bytes, before any is written', async (limit) => {
-    const { agent, peer, socket } = await connected(limit);
-    try {
-      let handledWhenPaused: number | undefined;
-      socket.once('pause', () => (handledWhenPaused = handled));
-      const count = Math.ceil(limit / ACK_BYTES) + 8;
-      peer.send(Buffer.concat(Array.from({ length: count }, (_, i) => notify(i))));
-      await acks(peer, count);
-      expect(handledWhenPaused).toBeDefined();
-      expect(handledWhenPaused! * ACK_BYTES).toBeGreaterThanOrEqual(limit);
-      expect(handledWhenPaused! * ACK_BYTES).toBeLessThan(limit + ACK_BYTES);
-    } finally {
-      peer.destroy();
-      await agent.close();
-    }
-  });
-
-  it.each([64 * 1024, 256 * 1024])('a peer that stops reading: no NOTIFY is read once %i bytes of ACKs wait unsent', async (limit) => {
-    const { agent, peer, socket } = await connected(limit);
-    try {
-      peer.socket.pause();
-      const writtenBefore = socket.bytesWritten;
-      let paused = false;
-      socket.once('pause', () => {
-        paused = true;
-        wake();
-      });
-      // One NOTIFY at a time, each sent once the previous one was handled: the agent's ACKs fill the kernel's buffers
-      // (which this test does not count), then the socket's own, until the agent stops reading.
-      let sent = 0;
-      while (!paused) {
-        const handledOrPaused = new Promise<void>((resolve) => (wake = resolve));
-        peer.send(notify(sent++));
-        await handledOrPaused;
-        if (sent > 10_000) throw new Error(`the agent still reads after ${sent} NOTIFY`);
+  it.each([64 * 1024, 256 * 1024])(
+    'a burst of NOTIFY read at once: reading stops as its ACKs reach %i bytes, before any is written',
+    async (limit) => {
+      const { agent, peer, socket } = await connected(limit);
+      try {
+        let handledWhenPaused: number | undefined;
+        socket.once('pause', () => (handledWhenPaused = handled));
+        const count = Math.ceil(limit / ACK_BYTES) + 8;
+        peer.send(Buffer.concat(Array.from({ length: count }, (_, i) => notify(i))));
+        await acks(peer, count);
+        expect(handledWhenPaused).toBeDefined();
+        expect(handledWhenPaused! * ACK_BYTES).toBeGreaterThanOrEqual(limit);
+        expect(handledWhenPaused! * ACK_BYTES).toBeLessThan(limit + ACK_BYTES);
+      } finally {
+        peer.destroy();
+        await agent.close();
       }
-      expect(handled).toBe(sent - 1);
-      // ACK bytes encoded and not yet handed to the socket, plus those the socket holds unsent.
-      const unflushed = handled * ACK_BYTES - (socket.bytesWritten - writtenBefore);
-      const unsent = unflushed + socket.writableLength;
-      expect(unsent).toBeGreaterThanOrEqual(limit);
-      expect(unsent).toBeLessThan(limit + ACK_BYTES);
-      peer.socket.resume();
-      await acks(peer, sent);
-    } finally {
-      peer.destroy();
-      await agent.close();
-    }
-  });
+    },
+  );
+
+  it.each([64 * 1024, 256 * 1024])(
+    'a peer that stops reading: no NOTIFY is read once %i bytes of ACKs wait unsent',
+    async (limit) => {
+      const { agent, peer, socket } = await connected(limit);
+      try {
+        peer.socket.pause();
+        const writtenBefore = socket.bytesWritten;
+        let paused = false;
+        socket.once('pause', () => {
+          paused = true;
+          wake();
+        });
+        // One NOTIFY at a time, each sent once the previous one was handled: the agent's ACKs fill the kernel's buffers
+        // (which this test does not count), then the socket's own, until the agent stops reading.
+        let sent = 0;
+        while (!paused) {
+          const handledOrPaused = new Promise<void>((resolve) => (wake = resolve));
+          peer.send(notify(sent++));
+          await handledOrPaused;
+          if (sent > 10_000) throw new Error(`the agent still reads after ${sent} NOTIFY`);
+        }
+        expect(handled).toBe(sent - 1);
+        // ACK bytes encoded and not yet handed to the socket, plus those the socket holds unsent.
+        const unflushed = handled * ACK_BYTES - (socket.bytesWritten - writtenBefore);
+        const unsent = unflushed + socket.writableLength;
+        expect(unsent).toBeGreaterThanOrEqual(limit);
+        expect(unsent).toBeLessThan(limit + ACK_BYTES);
+        peer.socket.resume();
+        await acks(peer, sent);
+      } finally {
+        peer.destroy();
+        await agent.close();
+      }
+    },
+  );
 });
 
 describe('Unix socket files', () => {
   it('a stale socket file left by a dead agent is replaced; a live one is reported as in use', async () => {
     const path = join(makeTempDir('spoe-'), 'agent.sock');
     // A process that listens on the path and is killed: the file stays behind.
-    const crashed = spawn(process.execPath, ['-e', "require('net').createServer().listen(process.argv[1], () => console.log('up'))", path]);
+    const crashed = spawn(process.execPath, [
+      '-e',
+      "require('net').createServer().listen(process.argv[1], () => console.log('up'))",
+      path,
+    ]);
     await new Promise((resolve) => crashed.stdout.once('data', resolve));
     crashed.kill('SIGKILL');
     await new Promise((resolve) => crashed.once('exit', resolve));
@@ -271,7 +281,9 @@ describe('Unix socket files', () => {
       const client = await SpoeClient.connect({ path });
       expect(await client.notify('quick')).toHaveLength(1);
       await client.close();
-      await expect(startAgent({ controllers: [BlockingController] }, { path })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      await expect(startAgent({ controllers: [BlockingController] }, { path })).rejects.toMatchObject({
+        code: 'EADDRINUSE',
+      });
     } finally {
       await agent.close();
     }

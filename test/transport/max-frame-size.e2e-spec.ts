@@ -18,7 +18,9 @@ class SizesController {
   }
 }
 
-/** A NOTIFY of message 'len' whose frame (without its 4-byte length) is exactly `frameLength` bytes; `s` its argument. */
+/**
+ * A NOTIFY of message 'len' whose frame (without its 4-byte length) is exactly `frameLength` bytes; `s` its argument.
+ */
 function notifyOfLength(frameLength: number, streamId: number): { frame: Buffer; s: string } {
   const notify = (s: string): Buffer => encodeNotify(1 << 20, streamId, 1, [{ name: 'len', args: [['s', s]] }]);
   // From 240 bytes on, a string's length takes 2 bytes: the overhead is the same for every length used here.
@@ -34,7 +36,10 @@ function notifyOfLength(frameLength: number, streamId: number): { frame: Buffer;
 describe('the max-frame-size negotiated in the HELLO, smaller than the agent’s own, bounds a live connection', () => {
   let agent: TestAgent;
   beforeAll(async () => {
-    agent = await startAgent({ controllers: [SizesController] }, { maxFrameSize: 16380, errorVariable: { scope: VarScope.Transaction, name: 'spoe_error' } });
+    agent = await startAgent(
+      { controllers: [SizesController] },
+      { maxFrameSize: 16380, errorVariable: { scope: VarScope.Transaction, name: 'spoe_error' } },
+    );
   });
   afterAll(() => agent.close());
   beforeEach(() => {

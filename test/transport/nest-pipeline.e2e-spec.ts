@@ -132,7 +132,10 @@ class StorageInterceptor implements NestInterceptor {
   }
 }
 
-const MessageName = createParamDecorator((prefix: string, context: ExecutionContext) => `${prefix}${context.switchToRpc().getContext<SpoeContext>().getMessageName()}`);
+const MessageName = createParamDecorator(
+  (prefix: string, context: ExecutionContext) =>
+    `${prefix}${context.switchToRpc().getContext<SpoeContext>().getMessageName()}`,
+);
 
 @Controller()
 class PipelineController {
@@ -191,12 +194,29 @@ class PipelineController {
 
   @MessagePattern('pipe-metadata')
   @UsePipes(MetadataPipe)
-  pipeMetadata(@Payload('ip') ip: SpoeIp, @Payload() payload: Record<string, unknown>, @Ctx() ctx: SpoeContext, @MessageName('m:') name: string) {
-    return SetVar.txn('ok', ip instanceof SpoeIp && payload.ip === ip && ctx.getMessageName() === 'pipe-metadata' && name === 'm:pipe-metadata');
+  pipeMetadata(
+    @Payload('ip') ip: SpoeIp,
+    @Payload() payload: Record<string, unknown>,
+    @Ctx() ctx: SpoeContext,
+    @MessageName('m:') name: string,
+  ) {
+    return SetVar.txn(
+      'ok',
+      ip instanceof SpoeIp &&
+        payload.ip === ip &&
+        ctx.getMessageName() === 'pipe-metadata' &&
+        name === 'm:pipe-metadata',
+    );
   }
 
   @MessagePattern('arguments')
-  argumentsOf(@Payload('ip') ip: SpoeIp, @Payload('absent') absent: unknown, @Payload('toString') inherited: unknown, @Payload() payload: Record<string, unknown>, @Ctx() ctx: SpoeContext) {
+  argumentsOf(
+    @Payload('ip') ip: SpoeIp,
+    @Payload('absent') absent: unknown,
+    @Payload('toString') inherited: unknown,
+    @Payload() payload: Record<string, unknown>,
+    @Ctx() ctx: SpoeContext,
+  ) {
     return [
       SetVar.txn('ip', ip.toString()),
       SetVar.txn('absent', String(absent)),
@@ -279,7 +299,8 @@ class RequestScopedController {
   }
 }
 
-const summary = (actions: Array<{ name: string; value?: unknown }>): Array<[string, unknown]> => actions.map((a) => [a.name, a.value]);
+const summary = (actions: Array<{ name: string; value?: unknown }>): Array<[string, unknown]> =>
+  actions.map((a) => [a.name, a.value]);
 
 describe.each(PIPELINES)('the Nest pipeline around SPOE handlers (%s pipeline)', (pipeline) => {
   let agent: TestAgent;
@@ -361,7 +382,13 @@ describe.each(PIPELINES)('the Nest pipeline around SPOE handlers (%s pipeline)',
     pipeMetadata.length = 0;
     expect(summary(await client.notify('pipe-metadata', { ip: SpoeIp.parse('192.0.2.1') }))).toEqual([['ok', true]]);
     // Nest visits parameters in the order their decorators ran: last parameter first.
-    expect(pipeMetadata.map(({ type, data, metatype }) => ({ type, data, metatype: (metatype as { name?: string } | undefined)?.name }))).toEqual([
+    expect(
+      pipeMetadata.map(({ type, data, metatype }) => ({
+        type,
+        data,
+        metatype: (metatype as { name?: string } | undefined)?.name,
+      })),
+    ).toEqual([
       { type: 'custom', data: 'm:', metatype: 'String' },
       { type: 'custom', data: undefined, metatype: 'SpoeContext' },
       { type: 'body', data: undefined, metatype: 'Object' },
@@ -402,7 +429,8 @@ describe.each(PIPELINES)('the Nest pipeline around SPOE handlers (%s pipeline)',
   });
 
   it('a throw, a rejection or a non-action result fails the message', async () => {
-    for (const name of ['throws', 'rejects', 'not-actions']) expect(summary(await client.notify(name))).toEqual([['error', 1]]);
+    for (const name of ['throws', 'rejects', 'not-actions'])
+      expect(summary(await client.notify(name))).toEqual([['error', 1]]);
   });
 
   it('an exception filter can turn an RpcException into actions, thrown, rejected, in a stream or from a guard', async () => {
@@ -413,7 +441,11 @@ describe.each(PIPELINES)('the Nest pipeline around SPOE handlers (%s pipeline)',
   });
 
   it('several messages in one NOTIFY are answered in message order', async () => {
-    const actions = await client.notifyMessages([{ name: 'promise', args: { a: 'first' } }, { name: 'intercepted' }, { name: 'guarded', args: { token: 'let-me-in' } }]);
+    const actions = await client.notifyMessages([
+      { name: 'promise', args: { a: 'first' } },
+      { name: 'intercepted' },
+      { name: 'guarded', args: { token: 'let-me-in' } },
+    ]);
     expect(actions.map((a) => a.name)).toEqual(['a', 'score', 'intercepted', 'passed']);
   });
 
@@ -439,14 +471,18 @@ describe.each(PIPELINES)('global enhancers of a microservice (%s pipeline)', (pi
   }
 
   it('apply to every handler, in the order Nest applies them', async () => {
-    const agent = await startAgent({ controllers: [GlobalController] }, {}, {
-      configure: (app) => {
-        app.useGlobalPipes(new ToStringPipe());
-        app.useGlobalInterceptors(new ScoreBoostInterceptor());
-        app.useGlobalFilters(new ErrorToActionsFilter());
+    const agent = await startAgent(
+      { controllers: [GlobalController] },
+      {},
+      {
+        configure: (app) => {
+          app.useGlobalPipes(new ToStringPipe());
+          app.useGlobalInterceptors(new ScoreBoostInterceptor());
+          app.useGlobalFilters(new ErrorToActionsFilter());
+        },
+        pipeline,
       },
-      pipeline,
-    });
+    );
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       expect(agent.server.pipelineOf('global')).toBe(pipeline);
@@ -474,12 +510,16 @@ describe.each(PIPELINES)('enhancers registered too late (%s pipeline)', (pipelin
   class LateModule {}
 
   it('a global pipe added after the handlers were registered is not applied, as Nest does not apply it', async () => {
-    const agent = await startAgent(LateModule, {}, {
-      configure: async (app) => {
-        await app.init();
-        app.useGlobalPipes(new ToStringPipe());
+    const agent = await startAgent(
+      LateModule,
+      {},
+      {
+        configure: async (app) => {
+          await app.init();
+          app.useGlobalPipes(new ToStringPipe());
+        },
       },
-    });
+    );
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       expect(agent.server.pipelineOf('late')).toBe(pipeline);
@@ -492,15 +532,19 @@ describe.each(PIPELINES)('enhancers registered too late (%s pipeline)', (pipelin
 });
 
 describe('global pre-request hooks', () => {
-  it('wrap each handler (such handlers keep Nest\'s pipeline)', async () => {
+  it("wrap each handler (such handlers keep Nest's pipeline)", async () => {
     const hookCalls: string[] = [];
-    const agent = await startAgent({ controllers: [PipelineController], providers: [PerRequestCounter] }, {}, {
-      configure: (app) =>
-        app.registerPreRequestHook((context, next) => {
-          hookCalls.push(context.switchToRpc().getContext<SpoeContext>().getMessageName());
-          return next().pipe(tap(() => hookCalls.push('after')));
-        }),
-    });
+    const agent = await startAgent(
+      { controllers: [PipelineController], providers: [PerRequestCounter] },
+      {},
+      {
+        configure: (app) =>
+          app.registerPreRequestHook((context, next) => {
+            hookCalls.push(context.switchToRpc().getContext<SpoeContext>().getMessageName());
+            return next().pipe(tap(() => hookCalls.push('after')));
+          }),
+      },
+    );
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       expect(agent.server.pipelineOf('intercepted')).toBe('nest');
@@ -536,7 +580,11 @@ describe('handler registration', () => {
   }
 
   it.each([
-    ['two @MessagePattern handlers for one message name', [First, Second], /two @MessagePattern handlers for SPOE message "same-name"/],
+    [
+      'two @MessagePattern handlers for one message name',
+      [First, Second],
+      /two @MessagePattern handlers for SPOE message "same-name"/,
+    ],
     ['a pattern that is not a message name', [ObjectPattern], /SPOE patterns are spoe-message names/],
     ['an invalid deadline', [BadDeadline], /extras.deadline must be a positive integer/],
   ])('%s fails the bootstrap', async (_, controllers, message) => {
@@ -560,7 +608,11 @@ describe('hybrid app with SpoeModule', () => {
       return [SetVar.txn('greeting', this.greeting.greet())];
     }
   }
-  @Module({ imports: [SpoeModule.forRoot({ host: '127.0.0.1', port: 0 })], controllers: [HybridController], providers: [GreetingService] })
+  @Module({
+    imports: [SpoeModule.forRoot({ host: '127.0.0.1', port: 0 })],
+    controllers: [HybridController],
+    providers: [GreetingService],
+  })
   class HybridModule {}
 
   it('serves HTTP and SPOE from one app; global interceptors reach SPOE handlers with inheritAppConfig', async () => {
@@ -585,7 +637,9 @@ describe('hybrid app with SpoeModule', () => {
   });
 
   it('SpoeModule.forRootAsync builds the server from injected configuration', async () => {
-    @Module({ imports: [SpoeModule.forRootAsync({ useFactory: () => ({ host: '127.0.0.1', port: 0, maxFrameSize: 4096 }) })] })
+    @Module({
+      imports: [SpoeModule.forRootAsync({ useFactory: () => ({ host: '127.0.0.1', port: 0, maxFrameSize: 4096 }) })],
+    })
     class AsyncModule {}
     const app = await NestFactory.create(AsyncModule, { logger: false });
     try {
@@ -609,15 +663,19 @@ describe('processing hooks (tracing integrations)', () => {
     }
     @Module({ controllers: [HookedController] })
     class HookedModule {}
-    const agent = await startAgent(HookedModule, {}, {
-      configure: (_app, server) => {
-        server.setOnProcessingStartHook((_, context, done) => {
-          calls.push(`start ${(context as SpoeContext).getMessageName()}`);
-          return done();
-        });
-        server.setOnProcessingEndHook(() => calls.push('end'));
+    const agent = await startAgent(
+      HookedModule,
+      {},
+      {
+        configure: (_app, server) => {
+          server.setOnProcessingStartHook((_, context, done) => {
+            calls.push(`start ${(context as SpoeContext).getMessageName()}`);
+            return done();
+          });
+          server.setOnProcessingEndHook(() => calls.push('end'));
+        },
       },
-    });
+    );
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       expect(await client.notify('traced')).toHaveLength(1);

@@ -97,7 +97,9 @@ describe('NOTIFY → handlers → ACK', () => {
   });
 
   it('a single action becomes the ACK', async () => {
-    expect(await client.notify('one-action')).toEqual([{ type: ActionType.SetVar, scope: VarScope.Session, name: 'score', value: 42, dataType: SpoeDataType.Int32 }]);
+    expect(await client.notify('one-action')).toEqual([
+      { type: ActionType.SetVar, scope: VarScope.Session, name: 'score', value: 42, dataType: SpoeDataType.Int32 },
+    ]);
   });
 
   it('an array of actions keeps its order, with every scope and unset-var', async () => {
@@ -109,7 +111,9 @@ describe('NOTIFY → handlers → ACK', () => {
   });
 
   it('a Promise of an action is awaited', async () => {
-    expect(await client.notify('promise')).toEqual([{ type: ActionType.SetVar, scope: VarScope.Process, name: 'p', value: true, dataType: SpoeDataType.Boolean }]);
+    expect(await client.notify('promise')).toEqual([
+      { type: ActionType.SetVar, scope: VarScope.Process, name: 'p', value: true, dataType: SpoeDataType.Boolean },
+    ]);
   });
 
   it('every emission of an Observable is collected', async () => {
@@ -166,7 +170,9 @@ describe('NOTIFY → handlers → ACK', () => {
     const error = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
     try {
       expect(await client.notifyMessages([{ name: 'audit-fails' }, { name: 'one-action' }])).toHaveLength(1);
-      await waitFor('the event handler failure to be logged', () => error.mock.calls.some(([m]) => String(m).includes('event handler failed')));
+      await waitFor('the event handler failure to be logged', () =>
+        error.mock.calls.some(([m]) => String(m).includes('event handler failed')),
+      );
     } finally {
       error.mockRestore();
     }
@@ -193,14 +199,28 @@ describe('NOTIFY → handlers → ACK', () => {
       { streamId: 77, frameId: 3 },
     );
     const [{ payload, context }] = seen;
-    expect(payload).toEqual({ ip: SpoeIp.parse('2001:db8::1'), n: -5, big: 2n ** 60n, s: 'héllo', bin: Buffer.from([1, 2]), none: null, dup: 'first', '': 'unnamed' });
+    expect(payload).toEqual({
+      ip: SpoeIp.parse('2001:db8::1'),
+      n: -5,
+      big: 2n ** 60n,
+      s: 'héllo',
+      bin: Buffer.from([1, 2]),
+      none: null,
+      dup: 'first',
+      '': 'unnamed',
+    });
     expect(context.getMessageName()).toBe('inspect');
     expect(context.getStreamId()).toBe(77);
     expect(context.getFrameId()).toBe(3);
     expect(context.getEngineId()).toBe('nestjs-spoe-client');
     expect(context.getRemoteAddress()).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(context.getSettings()).toEqual({ version: '2.0', maxFrameSize: 16380, capabilities: ['pipelining'] });
-    expect(context.getArguments().filter((a) => a.name === 'dup').map((a) => a.value)).toEqual(['first', 'second']);
+    expect(
+      context
+        .getArguments()
+        .filter((a) => a.name === 'dup')
+        .map((a) => a.value),
+    ).toEqual(['first', 'second']);
     expect(context.getArguments().find((a) => a.name === 'n')?.type).toBe(SpoeDataType.Int64);
   });
 

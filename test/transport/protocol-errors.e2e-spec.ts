@@ -1,7 +1,16 @@
 import { Controller, Logger } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
 import { SetVar, SpopStatus } from 'nestjs-spoe';
-import { ByteWriter, decodeAck, encodeFrame, encodeHaproxyDisconnect, encodeNotify, FrameFlag, FrameType, writeMessages } from 'nestjs-spoe/protocol';
+import {
+  ByteWriter,
+  decodeAck,
+  encodeFrame,
+  encodeHaproxyDisconnect,
+  encodeNotify,
+  FrameFlag,
+  FrameType,
+  writeMessages,
+} from 'nestjs-spoe/protocol';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { RawPeer } from '../support/raw-peer';
 import { startAgent, TestAgent } from '../support/agent';
@@ -137,12 +146,19 @@ describe('protocol errors close one connection with the right status; others kee
 describe('fragmented NOTIFY (HAProxy 2.x, fragmentation negotiated)', () => {
   let agent: TestAgent;
   beforeAll(async () => {
-    agent = await startAgent({ controllers: [EchoLengthController] }, { maxFrameSize: 1024, maxFragmentedPayload: 64 * 1024 });
+    agent = await startAgent(
+      { controllers: [EchoLengthController] },
+      { maxFrameSize: 1024, maxFragmentedPayload: 64 * 1024 },
+    );
   });
   afterAll(() => agent.close());
 
   it('is reassembled and answered once complete', async () => {
-    const client = await SpoeClient.connect({ port: agent.port, capabilities: ['pipelining', 'fragmentation'], maxFrameSize: 1024 });
+    const client = await SpoeClient.connect({
+      port: agent.port,
+      capabilities: ['pipelining', 'fragmentation'],
+      maxFrameSize: 1024,
+    });
     expect(client.settings.capabilities).toContain('fragmentation');
     const long = 'x'.repeat(5000);
     expect(await client.notifyFragmented([{ name: 'len', args: { s: long } }], 900)).toMatchObject([{ value: 5000 }]);
@@ -150,8 +166,14 @@ describe('fragmented NOTIFY (HAProxy 2.x, fragmentation negotiated)', () => {
   });
 
   it('an ABORT drops the payload without an ACK, and the connection goes on', async () => {
-    const client = await SpoeClient.connect({ port: agent.port, capabilities: ['pipelining', 'fragmentation'], maxFrameSize: 1024 });
-    await expect(client.notifyFragmented([{ name: 'len', args: { s: 'y'.repeat(3000) } }], 900, { abort: true })).resolves.toBeUndefined();
+    const client = await SpoeClient.connect({
+      port: agent.port,
+      capabilities: ['pipelining', 'fragmentation'],
+      maxFrameSize: 1024,
+    });
+    await expect(
+      client.notifyFragmented([{ name: 'len', args: { s: 'y'.repeat(3000) } }], 900, { abort: true }),
+    ).resolves.toBeUndefined();
     expect(await client.notify('len', { s: 'after' })).toMatchObject([{ value: 5 }]);
     expect(client.unexpectedFrames).toHaveLength(0);
     await client.close();
@@ -159,8 +181,14 @@ describe('fragmented NOTIFY (HAProxy 2.x, fragmentation negotiated)', () => {
 
   it('a reassembled payload above maxFragmentedPayload: status 3', async () => {
     jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
-    const client = await SpoeClient.connect({ port: agent.port, capabilities: ['pipelining', 'fragmentation'], maxFrameSize: 1024 });
-    await expect(client.notifyFragmented([{ name: 'len', args: { s: 'z'.repeat(70 * 1024) } }], 1000)).rejects.toThrow(/status 3/);
+    const client = await SpoeClient.connect({
+      port: agent.port,
+      capabilities: ['pipelining', 'fragmentation'],
+      maxFrameSize: 1024,
+    });
+    await expect(client.notifyFragmented([{ name: 'len', args: { s: 'z'.repeat(70 * 1024) } }], 1000)).rejects.toThrow(
+      /status 3/,
+    );
     jest.restoreAllMocks();
   });
 });

@@ -8,7 +8,9 @@ export function formatAddress(address: AddressInfo | string | null | undefined):
 }
 
 /** How to reach a listener from the same host: a wildcard address (0.0.0.0, ::) is reached over loopback. */
-export function loopbackTarget(address: AddressInfo | string | null | undefined): { host: string; port: number } | { path: string } {
+export function loopbackTarget(
+  address: AddressInfo | string | null | undefined,
+): { host: string; port: number } | { path: string } {
   if (typeof address === 'string') return { path: address };
   if (!address) throw new Error('no address: the server is not listening');
   const host = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;

@@ -14,7 +14,13 @@ export type { SpoeModuleExtras } from './module/spoe.module';
 // Options, defaults and limits, status and events.
 export { normalizeSpoeOptions, SpoeOptionsError } from './server/spoe.options';
 export type { NormalizedSpoeOptions, SpoeErrorVariable, SpoeServerOptions } from './server/spoe.options';
-export { HAPROXY_MAX_FRAME_SIZE, MAX_TIMEOUT_MS, SPOE_CLIENT_DEFAULTS, SPOE_DEFAULTS, SPOE_TRANSPORT } from './spoe.constants';
+export {
+  HAPROXY_MAX_FRAME_SIZE,
+  MAX_TIMEOUT_MS,
+  SPOE_CLIENT_DEFAULTS,
+  SPOE_DEFAULTS,
+  SPOE_TRANSPORT,
+} from './spoe.constants';
 export { SpoeStatus } from './server/spoe.events';
 export type { SpoeConnectionEvent, SpoeDisconnectEvent, SpoeEvents } from './server/spoe.events';
 export { SpopStatus, spopStatusReason } from './protocol/status';

@@ -43,7 +43,16 @@ describe('the public API of nestjs-spoe', () => {
   });
 
   it('leaves the codec to nestjs-spoe/protocol, which shares the values both need', () => {
-    for (const name of ['ByteReader', 'ByteWriter', 'FrameReader', 'FrameWriter', 'NotifyAssembler', 'readKvList', 'encodeNotify', 'decodeAck']) {
+    for (const name of [
+      'ByteReader',
+      'ByteWriter',
+      'FrameReader',
+      'FrameWriter',
+      'NotifyAssembler',
+      'readKvList',
+      'encodeNotify',
+      'decodeAck',
+    ]) {
       expect(protocol).toHaveProperty(name);
       expect(root).not.toHaveProperty(name);
     }

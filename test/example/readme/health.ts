@@ -25,7 +25,10 @@ export class HealthController {
 }
 
 @Module({
-  imports: [SpoeModule.forRootAsync({ useFactory: () => ({ port: Number(process.env.SPOE_PORT ?? 12345) }) }), TerminusModule],
+  imports: [
+    SpoeModule.forRootAsync({ useFactory: () => ({ port: Number(process.env.SPOE_PORT ?? 12345) }) }),
+    TerminusModule,
+  ],
   controllers: [HealthController],
   providers: [SpoeHealthIndicator],
 })

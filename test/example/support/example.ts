@@ -43,14 +43,31 @@ export interface ExampleAgent extends Agent {
 /** Starts the example agent in this process with `env` over quiet defaults (free loopback ports, no grace period). */
 export async function startExampleAgent(env: Record<string, string> = {}): Promise<ExampleAgent> {
   const agent = await startAgent({
-    env: agentEnv({ SPOE_HOST: '127.0.0.1', SPOE_PORT: '0', HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: 'error', SHUTDOWN_GRACE_MS: '0', ...env }),
+    env: agentEnv({
+      SPOE_HOST: '127.0.0.1',
+      SPOE_PORT: '0',
+      HTTP_HOST: '127.0.0.1',
+      HTTP_PORT: '0',
+      LOG_LEVEL: 'error',
+      SHUTDOWN_GRACE_MS: '0',
+      ...env,
+    }),
   });
   const address = agent.spoe.address;
-  return { ...agent, spoePort: typeof address === 'object' && address ? address.port : 0, close: () => agent.app.close() };
+  return {
+    ...agent,
+    spoePort: typeof address === 'object' && address ? address.port : 0,
+    close: () => agent.app.close(),
+  };
 }
 
 /** A JSON HTTP call; resolves with status and parsed body (undefined when empty). */
-export async function api<T = unknown>(baseUrl: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+export async function api<T = unknown>(
+  baseUrl: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
   const response = await fetch(`${baseUrl}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
@@ -79,17 +96,27 @@ export function ensureBuilt(): void {
       break;
     } catch {
       // A lock older than 5 minutes belongs to a build that died.
-      if (Date.now() - statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 5 * 60_000) rmSync(lock, { recursive: true, force: true });
+      if (Date.now() - statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 5 * 60_000)
+        rmSync(lock, { recursive: true, force: true });
       if (Date.now() > deadline) throw new Error(`could not take the build lock ${lock}`);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
     }
   }
   try {
-    execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'libs/spoe/tsconfig.lib.json', 'tsconfig.app.json'], {
-      cwd: REPO_ROOT,
-      stdio: 'pipe',
-      timeout: 5 * 60_000,
-    });
+    execFileSync(
+      process.execPath,
+      [
+        join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+        '-b',
+        'libs/spoe/tsconfig.lib.json',
+        'tsconfig.app.json',
+      ],
+      {
+        cwd: REPO_ROOT,
+        stdio: 'pipe',
+        timeout: 5 * 60_000,
+      },
+    );
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
     throw new Error(`npm run build failed:\n${String(stdout ?? '')}${String(stderr ?? '')}`, { cause: error });
@@ -146,7 +173,8 @@ export class AgentProcess {
         () => {
           if (exited) throw new Error(`the agent exited:\n${agent.output()}`);
           const ready = agent.lines.map((l) => /ready: SPOE on \S+:(\d+), HTTP on (\S+),/.exec(l)).find(Boolean);
-          if (!ready || (supervisor && !agent.lines.some((l) => /\[Supervisor\] \d+ workers ready/.test(l)))) return false;
+          if (!ready || (supervisor && !agent.lines.some((l) => /\[Supervisor\] \d+ workers ready/.test(l))))
+            return false;
           agent.spoePort = Number(ready[1]);
           agent.httpUrl = ready[2];
           return true;
@@ -270,7 +298,20 @@ export class RedisServer {
 
   /** (Re)starts the server on the same port. */
   async restart(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--protected-mode', 'no'];
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      this.dir,
+      '--protected-mode',
+      'no',
+    ];
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     killAtExit(child);
     this.child = child;

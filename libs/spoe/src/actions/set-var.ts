@@ -5,7 +5,9 @@ import { inferDataType, SpoeEncodable } from '../protocol/typed-data';
 /** HAProxy accepts letters, digits, '.' and '_' in variable names; anything else would be silently dropped. */
 function checkVariableName(name: string): string {
   if (typeof name !== 'string' || !isVariableName(name)) {
-    throw new SpoeEncodeError(`invalid HAProxy variable name ${JSON.stringify(name)}: use letters, digits, '.' and '_'`);
+    throw new SpoeEncodeError(
+      `invalid HAProxy variable name ${JSON.stringify(name)}: use letters, digits, '.' and '_'`,
+    );
   }
   return name;
 }
@@ -18,7 +20,8 @@ export function isVariableName(name: string): boolean {
   if (name.length === 0) return false;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
-    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x5f)) return false;
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x5f))
+      return false;
   }
   return true;
 }
@@ -98,5 +101,9 @@ export function isSpoeAction(value: unknown): value is SpoeAction {
   if (value instanceof SetVar || value instanceof UnsetVar) return true;
   if (typeof value !== 'object' || value === null) return false;
   const { type, scope, name } = value as Partial<SpoeAction>;
-  return (type === ActionType.SetVar || type === ActionType.UnsetVar) && typeof scope === 'number' && typeof name === 'string';
+  return (
+    (type === ActionType.SetVar || type === ActionType.UnsetVar) &&
+    typeof scope === 'number' &&
+    typeof name === 'string'
+  );
 }

@@ -39,7 +39,10 @@ const processOutput: SpoeHealthOutput = {
 };
 
 /** Runs the CLI with `argv` (without node and the script) and resolves with the exit code. */
-export async function runSpoeHealth(argv: readonly string[], output: SpoeHealthOutput = processOutput): Promise<SpoeHealthExit> {
+export async function runSpoeHealth(
+  argv: readonly string[],
+  output: SpoeHealthOutput = processOutput,
+): Promise<SpoeHealthExit> {
   let values;
   try {
     values = parseArgs({
@@ -67,18 +70,26 @@ export async function runSpoeHealth(argv: readonly string[], output: SpoeHealthO
   }
   if (values.socket === '') return usage(output, '--socket needs a path');
   const port = integer(values.port ?? String(SPOE_CLIENT_DEFAULTS.port), 1, 65535);
-  if (port === undefined) return usage(output, `--port must be an integer in [1, 65535], got ${JSON.stringify(values.port)}`);
+  if (port === undefined)
+    return usage(output, `--port must be an integer in [1, 65535], got ${JSON.stringify(values.port)}`);
   const timeoutMs = integer(values.timeout ?? String(SPOE_CLIENT_DEFAULTS.cliTimeoutMs), 1, MAX_TIMEOUT_MS);
-  if (timeoutMs === undefined) return usage(output, `--timeout must be a positive integer (ms), got ${JSON.stringify(values.timeout)}`);
+  if (timeoutMs === undefined)
+    return usage(output, `--timeout must be a positive integer (ms), got ${JSON.stringify(values.timeout)}`);
   const host = values.host ?? SPOE_CLIENT_DEFAULTS.host;
   if (host === '') return usage(output, '--host needs an address');
 
   const target = formatAddress(values.socket ?? { address: host, port, family: '' });
   const started = performance.now();
   try {
-    const hello = await SpoeClient.healthCheck({ ...(values.socket !== undefined ? { path: values.socket } : { host, port }), timeoutMs });
+    const hello = await SpoeClient.healthCheck({
+      ...(values.socket !== undefined ? { path: values.socket } : { host, port }),
+      timeoutMs,
+    });
     const ms = Math.round(performance.now() - started);
-    if (!values.quiet) output.out(`healthy: ${target} answered AGENT-HELLO in ${ms} ms (SPOP ${hello.version}, max-frame-size ${hello.maxFrameSize})`);
+    if (!values.quiet)
+      output.out(
+        `healthy: ${target} answered AGENT-HELLO in ${ms} ms (SPOP ${hello.version}, max-frame-size ${hello.maxFrameSize})`,
+      );
     return SpoeHealthExit.Healthy;
   } catch (error) {
     if (!values.quiet) output.err(`unhealthy: ${target}: ${(error as Error).message}`);

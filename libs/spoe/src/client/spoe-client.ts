@@ -47,13 +47,20 @@ export interface SpoeClientOptions {
 /** The agent closed the connection with an AGENT-DISCONNECT (or without one: status undefined). */
 export class SpoeAgentDisconnectedError extends Error {
   constructor(readonly disconnect: Disconnect | undefined) {
-    super(disconnect ? `agent disconnected: status ${disconnect.status} (${disconnect.message})` : 'agent closed the connection');
+    super(
+      disconnect
+        ? `agent disconnected: status ${disconnect.status} (${disconnect.message})`
+        : 'agent closed the connection',
+    );
     this.name = 'SpoeAgentDisconnectedError';
   }
 }
 
 /** A message to notify: its name and its arguments, as an object or as ordered pairs (repeated names allowed). */
-export type SpoeClientMessage = { name: string; args?: Record<string, SpoeEncodable> | ReadonlyArray<readonly [string, SpoeEncodable]> };
+export type SpoeClientMessage = {
+  name: string;
+  args?: Record<string, SpoeEncodable> | ReadonlyArray<readonly [string, SpoeEncodable]>;
+};
 
 const MAX_FRAGMENTED_PAYLOAD = 4 * 1024 * 1024;
 
@@ -119,7 +126,10 @@ export class SpoeClient {
   }
 
   /** Sends one NOTIFY carrying several messages; resolves with the actions of its ACK. */
-  notifyMessages(messages: readonly SpoeClientMessage[], ids?: { streamId?: SpopId; frameId?: SpopId }): Promise<DecodedAction[]> {
+  notifyMessages(
+    messages: readonly SpoeClientMessage[],
+    ids?: { streamId?: SpopId; frameId?: SpopId },
+  ): Promise<DecodedAction[]> {
     const streamId = ids?.streamId ?? this.takeStreamId();
     const frameId = ids?.frameId ?? 1;
     const frame = encodeNotify(this.settings.maxFrameSize, streamId, frameId, messages.map(toNotifyMessage));
@@ -130,7 +140,11 @@ export class SpoeClient {
    * Sends one NOTIFY split in fragments of at most `fragmentSize` payload bytes (HAProxy 2.x style: NOTIFY with FIN
    * clear, then UNSET frames). With `abort`, the last fragment carries ABORT and no ACK is awaited.
    */
-  notifyFragmented(messages: readonly SpoeClientMessage[], fragmentSize: number, options: { abort?: boolean } = {}): Promise<DecodedAction[] | undefined> {
+  notifyFragmented(
+    messages: readonly SpoeClientMessage[],
+    fragmentSize: number,
+    options: { abort?: boolean } = {},
+  ): Promise<DecodedAction[] | undefined> {
     const streamId = this.takeStreamId();
     const frameId = 1;
     const w = new ByteWriter(Buffer.allocUnsafe(MAX_FRAGMENTED_PAYLOAD), 0, MAX_FRAGMENTED_PAYLOAD);
@@ -142,7 +156,17 @@ export class SpoeClient {
       at += part.length;
       const last = at >= body.length;
       const flags = last ? FrameFlag.Fin | (options.abort ? FrameFlag.Abort : 0) : 0;
-      frames.push(encodeFrame(this.settings.maxFrameSize, first ? FrameType.Notify : FrameType.Unset, flags, streamId, frameId, (w: ByteWriter, b: Buffer) => w.bytes(b), part));
+      frames.push(
+        encodeFrame(
+          this.settings.maxFrameSize,
+          first ? FrameType.Notify : FrameType.Unset,
+          flags,
+          streamId,
+          frameId,
+          (w: ByteWriter, b: Buffer) => w.bytes(b),
+          part,
+        ),
+      );
     }
     if (options.abort) {
       this.socket.write(Buffer.concat(frames));
@@ -246,10 +270,16 @@ function toNotifyMessage(message: SpoeClientMessage): NotifyMessage {
   return { name: message.name, args: Array.isArray(args) ? args : Object.entries(args) };
 }
 
-async function handshake(options: SpoeClientOptions, healthcheck: boolean): Promise<{ socket: Socket; reader: FrameReader; hello: AgentHello }> {
+async function handshake(
+  options: SpoeClientOptions,
+  healthcheck: boolean,
+): Promise<{ socket: Socket; reader: FrameReader; hello: AgentHello }> {
   const timeoutMs = options.timeoutMs ?? SPOE_CLIENT_DEFAULTS.timeoutMs;
   const maxFrameSize = options.maxFrameSize ?? SPOE_CLIENT_DEFAULTS.maxFrameSize;
-  const socket = options.path !== undefined ? connect(options.path) : connect(options.port ?? SPOE_CLIENT_DEFAULTS.port, options.host ?? SPOE_CLIENT_DEFAULTS.host);
+  const socket =
+    options.path !== undefined
+      ? connect(options.path)
+      : connect(options.port ?? SPOE_CLIENT_DEFAULTS.port, options.host ?? SPOE_CLIENT_DEFAULTS.host);
   socket.setNoDelay(true);
   const reader = new FrameReader(Math.max(maxFrameSize, 256));
   try {
@@ -272,7 +302,8 @@ async function handshake(options: SpoeClientOptions, healthcheck: boolean): Prom
           if (!frame) return;
           socket.pause();
           if (frame.type === FrameType.AgentHello) done(undefined, decodeAgentHello(frame));
-          else if (frame.type === FrameType.AgentDisconnect) done(new SpoeAgentDisconnectedError(decodeDisconnect(frame)));
+          else if (frame.type === FrameType.AgentDisconnect)
+            done(new SpoeAgentDisconnectedError(decodeDisconnect(frame)));
           else done(new Error(`expected AGENT-HELLO, got frame type ${frame.type}`));
         } catch (error) {
           done(error instanceof SpopError ? error : (error as Error));

@@ -31,7 +31,10 @@ export class SpoeHealthIndicator {
     private readonly healthIndicatorService: HealthIndicatorService,
   ) {}
 
-  async isHealthy<const Key extends string>(key: Key, options: SpoeHealthCheckOptions = {}): Promise<HealthIndicatorResult<Key>> {
+  async isHealthy<const Key extends string>(
+    key: Key,
+    options: SpoeHealthCheckOptions = {},
+  ): Promise<HealthIndicatorResult<Key>> {
     const indicator = this.healthIndicatorService.check(key);
     const { listening, connections, inFlight } = this.server.stats;
     const stats = { listening, connections, inFlight };
@@ -43,11 +46,14 @@ export class SpoeHealthIndicator {
       const probe = { version: hello.version, maxFrameSize: hello.maxFrameSize, ms: elapsed(started) };
       return indicator.up({ ...stats, probe });
     } catch (error) {
-      return indicator.down({ ...stats, probe: { ms: elapsed(started) }, message: `health-check HELLO failed: ${(error as Error).message}` });
+      return indicator.down({
+        ...stats,
+        probe: { ms: elapsed(started) },
+        message: `health-check HELLO failed: ${(error as Error).message}`,
+      });
     }
   }
 }
-
 
 function elapsed(started: number): number {
   return Math.round((performance.now() - started) * 100) / 100;

@@ -6,7 +6,8 @@ import { SpoeServer } from '../server/spoe.server';
 /**
  * Hands every SpoeServer of the app — provided by SpoeModule or built with `new SpoeServer()` and given to
  * `createMicroservice`/`connectMicroservice` — what it needs to run its handlers through nestjs-spoe's own pipeline:
- * the app's modules and config. Nest announces each microservice transport on `ModulesContainer.getRpcTargetRegistry()`.
+ * the app's modules and config. Nest announces each microservice transport on
+ * `ModulesContainer.getRpcTargetRegistry()`.
  */
 @Injectable()
 export class SpoePipelinesProvider implements OnModuleDestroy {
@@ -14,7 +15,8 @@ export class SpoePipelinesProvider implements OnModuleDestroy {
 
   constructor(modules: ModulesContainer, config: ApplicationConfig, adapterHost: HttpAdapterHost) {
     this.subscription = modules.getRpcTargetRegistry<unknown>().subscribe((target) => {
-      if (target instanceof SpoeServer) target.useNestPipelines({ modules, config, hybrid: Boolean(adapterHost.httpAdapter) });
+      if (target instanceof SpoeServer)
+        target.useNestPipelines({ modules, config, hybrid: Boolean(adapterHost.httpAdapter) });
     });
   }
 

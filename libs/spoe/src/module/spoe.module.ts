@@ -6,7 +6,11 @@ import { SpoePipelinesProvider } from './spoe-pipelines.provider';
 /** Injection token of the options given to `SpoeModule.forRoot` / `forRootAsync`. */
 export const SPOE_MODULE_OPTIONS = Symbol('SPOE_MODULE_OPTIONS');
 
-const serverProvider: Provider = { provide: SpoeServer, useFactory: (options: SpoeServerOptions) => new SpoeServer(options), inject: [SPOE_MODULE_OPTIONS] };
+const serverProvider: Provider = {
+  provide: SpoeServer,
+  useFactory: (options: SpoeServerOptions) => new SpoeServer(options),
+  inject: [SPOE_MODULE_OPTIONS],
+};
 
 /** Options of `forRoot`/`forRootAsync` beside the server's own. */
 export interface SpoeModuleExtras {
@@ -16,7 +20,9 @@ export interface SpoeModuleExtras {
   health?: boolean;
 }
 
-const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<SpoeServerOptions>({ optionsInjectionToken: SPOE_MODULE_OPTIONS })
+const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<SpoeServerOptions>({
+  optionsInjectionToken: SPOE_MODULE_OPTIONS,
+})
   .setClassMethodName('forRoot')
   .setExtras<SpoeModuleExtras>({ isGlobal: true, health: undefined }, (definition, extras) => {
     const health = (extras.health ?? terminusInstalled()) ? [healthModule()] : [];
@@ -39,7 +45,8 @@ const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<SpoeServerOpti
  * installed, provide the `SpoeHealthIndicator` of 'nestjs-spoe/health':
  *
  * ```ts
- * const app = await NestFactory.create(AppModule);               // AppModule imports SpoeModule.forRoot({ port: 12345 })
+ * const app = await NestFactory.create(AppModule);               // AppModule imports SpoeModule.forRoot({ port: 12345
+ * })
  * app.connectMicroservice({ strategy: app.get(SpoeServer) }, { inheritAppConfig: true });
  * await app.startAllMicroservices();
  * await app.listen(3000);

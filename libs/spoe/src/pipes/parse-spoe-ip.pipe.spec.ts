@@ -18,7 +18,9 @@ describe('ParseSpoeIpPipe', () => {
 
   it('unmaps IPv4-mapped IPv6 addresses unless told not to', () => {
     expect(pipe.transform(SpoeIp.parse('::ffff:10.1.2.3'))?.toString()).toBe('10.1.2.3');
-    expect(new ParseSpoeIpPipe({ unmap: false }).transform(SpoeIp.parse('::ffff:10.1.2.3'))?.toString()).toBe('::ffff:10.1.2.3');
+    expect(new ParseSpoeIpPipe({ unmap: false }).transform(SpoeIp.parse('::ffff:10.1.2.3'))?.toString()).toBe(
+      '::ffff:10.1.2.3',
+    );
   });
 
   it.each([

@@ -7,7 +7,10 @@ import type { SpoeValue } from '../protocol/typed-data';
 export interface ParseSpoeIpPipeOptions {
   /** A missing argument (undefined) passes as undefined instead of failing the message. Default false. */
   readonly optional?: boolean;
-  /** IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack `bind` reports) become the IPv4 they carry. Default true. */
+  /**
+   * IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack `bind` reports) become the IPv4 they carry. Default
+   * true.
+   */
   readonly unmap?: boolean;
   /** Builds the error thrown for a value that is not an address. Default: an RpcException with the message. */
   readonly exceptionFactory?: (message: string) => unknown;
@@ -37,7 +40,10 @@ export class ParseSpoeIpPipe implements PipeTransform<SpoeValue | undefined, Spo
   transform(value: SpoeValue | undefined, metadata?: ArgumentMetadata): SpoeIp | undefined {
     if (value === undefined && this.optional) return undefined;
     const ip = value instanceof SpoeIp ? value : typeof value === 'string' ? parse(value) : undefined;
-    if (!ip) throw this.exceptionFactory(`argument ${metadata?.data ? `"${metadata.data}" ` : ''}must be an IP address, got ${describe(value)}`);
+    if (!ip)
+      throw this.exceptionFactory(
+        `argument ${metadata?.data ? `"${metadata.data}" ` : ''}must be an IP address, got ${describe(value)}`,
+      );
     return this.unmap ? ip.unmapped() : ip;
   }
 }

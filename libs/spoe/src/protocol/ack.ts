@@ -39,11 +39,23 @@ export interface DecodedAction {
 }
 
 /** Writes a whole ACK frame answering NOTIFY `streamId`/`frameId`. */
-export function writeAck(w: ByteWriter, streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[], flags: number = FrameFlag.Fin): void {
+export function writeAck(
+  w: ByteWriter,
+  streamId: SpopId,
+  frameId: SpopId,
+  actions: readonly SpoeAction[],
+  flags: number = FrameFlag.Fin,
+): void {
   writeFrame(w, FrameType.Ack, flags, streamId, frameId, writeActions, actions);
 }
 
-export function encodeAck(maxFrameSize: number, streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[], flags: number = FrameFlag.Fin): Buffer {
+export function encodeAck(
+  maxFrameSize: number,
+  streamId: SpopId,
+  frameId: SpopId,
+  actions: readonly SpoeAction[],
+  flags: number = FrameFlag.Fin,
+): Buffer {
   return encodeFrame(maxFrameSize, FrameType.Ack, flags, streamId, frameId, writeActions, actions);
 }
 
@@ -81,7 +93,8 @@ export function decodeAck(frame: Frame): DecodedAction[] {
     const type = r.u8('action type');
     const nbArgs = r.u8('action nb-args');
     const scope = r.u8('variable scope');
-    if (scope > VarScope.Response) throw new SpopInvalidFrameError(`action: unknown variable scope ${scope} at offset ${at}`);
+    if (scope > VarScope.Response)
+      throw new SpopInvalidFrameError(`action: unknown variable scope ${scope} at offset ${at}`);
     const name = r.string('variable name');
     if (type === ActionType.SetVar && nbArgs === 3) {
       const value = readTypedData(r, slot);

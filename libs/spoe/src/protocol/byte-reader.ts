@@ -77,7 +77,9 @@ export class ByteReader {
     const at = this.pos;
     const n = this.varint(what);
     if (typeof n !== 'number' || n > this.end - this.pos) {
-      throw new SpopInvalidFrameError(`${what}: length ${n} exceeds the ${this.end - this.pos} bytes left at offset ${at}`);
+      throw new SpopInvalidFrameError(
+        `${what}: length ${n} exceeds the ${this.end - this.pos} bytes left at offset ${at}`,
+      );
     }
     return n;
   }

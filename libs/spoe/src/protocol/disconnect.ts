@@ -19,11 +19,27 @@ export function writeAgentDisconnect(w: ByteWriter, disconnect: Disconnect): voi
 }
 
 export function encodeAgentDisconnect(disconnect: Disconnect): Buffer {
-  return encodeFrame(MIN_FRAME_SIZE, FrameType.AgentDisconnect, FrameFlag.Fin, 0, 0, writeKvList, disconnectItems(disconnect));
+  return encodeFrame(
+    MIN_FRAME_SIZE,
+    FrameType.AgentDisconnect,
+    FrameFlag.Fin,
+    0,
+    0,
+    writeKvList,
+    disconnectItems(disconnect),
+  );
 }
 
 export function encodeHaproxyDisconnect(disconnect: Disconnect): Buffer {
-  return encodeFrame(MIN_FRAME_SIZE, FrameType.HaproxyDisconnect, FrameFlag.Fin, 0, 0, writeKvList, disconnectItems(disconnect));
+  return encodeFrame(
+    MIN_FRAME_SIZE,
+    FrameType.HaproxyDisconnect,
+    FrameFlag.Fin,
+    0,
+    0,
+    writeKvList,
+    disconnectItems(disconnect),
+  );
 }
 
 /** Decodes either DISCONNECT frame. Both items are mandatory. */
@@ -31,15 +47,20 @@ export function decodeDisconnect(frame: Frame): Disconnect {
   const items = readKvList(payloadReader(frame), 'DISCONNECT');
   const status = items.get('status-code');
   const message = items.get('message');
-  if (!status || status.type !== SpoeDataType.Uint32) throw new SpopInvalidFrameError('DISCONNECT: status-code (UINT32) not found');
-  if (!message || message.type !== SpoeDataType.String) throw new SpopInvalidFrameError('DISCONNECT: message (STRING) not found');
+  if (!status || status.type !== SpoeDataType.Uint32)
+    throw new SpopInvalidFrameError('DISCONNECT: status-code (UINT32) not found');
+  if (!message || message.type !== SpoeDataType.String)
+    throw new SpopInvalidFrameError('DISCONNECT: message (STRING) not found');
   return { status: status.value as number, message: message.value as string };
 }
 
 function disconnectItems(disconnect: Disconnect): Array<[string, SpoeEncodable]> {
   let message = disconnect.message;
   if (Buffer.byteLength(message) > MAX_MESSAGE_BYTES) {
-    message = Buffer.from(message).subarray(0, MAX_MESSAGE_BYTES).toString('utf8').replace(/\uFFFD$/, '');
+    message = Buffer.from(message)
+      .subarray(0, MAX_MESSAGE_BYTES)
+      .toString('utf8')
+      .replace(/\uFFFD$/, '');
   }
   return [
     ['status-code', TypedData.uint32(disconnect.status)],

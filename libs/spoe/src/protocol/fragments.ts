@@ -1,4 +1,10 @@
-import { SpopFragmentationError, SpopFrameIdNotFoundError, SpopFrameTooBigError, SpopInterlacedFramesError, SpopInvalidFrameError } from './errors';
+import {
+  SpopFragmentationError,
+  SpopFrameIdNotFoundError,
+  SpopFrameTooBigError,
+  SpopInterlacedFramesError,
+  SpopInvalidFrameError,
+} from './errors';
 import { Frame, FrameFlag, FrameType, SpopId } from './frame';
 
 /**
@@ -32,10 +38,15 @@ export class NotifyAssembler {
 
     if (frame.type === FrameType.Notify) {
       if (current) {
-        throw new SpopInterlacedFramesError(`NOTIFY ${describeIds(frame)} while fragments of ${describeIds(current)} are pending`);
+        throw new SpopInterlacedFramesError(
+          `NOTIFY ${describeIds(frame)} while fragments of ${describeIds(current)} are pending`,
+        );
       }
       if (fin) return frame;
-      if (!this.fragmentation) throw new SpopFragmentationError(`fragmented NOTIFY ${describeIds(frame)} but fragmentation was not negotiated`);
+      if (!this.fragmentation)
+        throw new SpopFragmentationError(
+          `fragmented NOTIFY ${describeIds(frame)} but fragmentation was not negotiated`,
+        );
       this.current = { streamId: frame.streamId, frameId: frame.frameId, parts: [], size: 0 };
       this.append(frame);
       return undefined;
@@ -43,7 +54,9 @@ export class NotifyAssembler {
 
     if (!current) throw new SpopFrameIdNotFoundError(`fragment ${describeIds(frame)} continues no frame`);
     if (current.streamId !== frame.streamId || current.frameId !== frame.frameId) {
-      throw new SpopInterlacedFramesError(`fragment ${describeIds(frame)} while fragments of ${describeIds(current)} are pending`);
+      throw new SpopInterlacedFramesError(
+        `fragment ${describeIds(frame)} while fragments of ${describeIds(current)} are pending`,
+      );
     }
     if (abort) {
       this.current = undefined;
@@ -53,7 +66,15 @@ export class NotifyAssembler {
     if (!fin) return undefined;
     this.current = undefined;
     const payload = Buffer.concat(current.parts, current.size);
-    return { type: FrameType.Notify, flags: FrameFlag.Fin, streamId: current.streamId, frameId: current.frameId, buffer: payload, payloadOffset: 0, end: payload.length };
+    return {
+      type: FrameType.Notify,
+      flags: FrameFlag.Fin,
+      streamId: current.streamId,
+      frameId: current.frameId,
+      buffer: payload,
+      payloadOffset: 0,
+      end: payload.length,
+    };
   }
 
   private append(frame: Frame): void {

@@ -34,17 +34,36 @@ const MAX_FRAME_SIZE = 16380;
 
 /** What identifies a frame read from the wire, for comparisons. */
 function summary(frame: Frame) {
-  return { type: frame.type, flags: frame.flags, streamId: frame.streamId, frameId: frame.frameId, payload: framePayload(frame).toString('hex') };
+  return {
+    type: frame.type,
+    flags: frame.flags,
+    streamId: frame.streamId,
+    frameId: frame.frameId,
+    payload: framePayload(frame).toString('hex'),
+  };
 }
 
 const messages: NotifyMessage[] = [
-  { name: 'check-client-ip', args: [['ip', SpoeIp.parse('10.1.2.3')], ['ua', 'Mozilla/5.0'], ['n', 7]] },
+  {
+    name: 'check-client-ip',
+    args: [
+      ['ip', SpoeIp.parse('10.1.2.3')],
+      ['ua', 'Mozilla/5.0'],
+      ['n', 7],
+    ],
+  },
   { name: 'log', args: [['body', Buffer.alloc(600, 0x5a)]] },
 ];
 
 /** A stream as HAProxy and an agent would exchange it, with frames of all kinds and sizes. */
 const frames: Buffer[] = [
-  encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: MAX_FRAME_SIZE, capabilities: ['pipelining'], healthcheck: false, engineId: 'engine' }),
+  encodeHaproxyHello({
+    supportedVersions: '2.0',
+    maxFrameSize: MAX_FRAME_SIZE,
+    capabilities: ['pipelining'],
+    healthcheck: false,
+    engineId: 'engine',
+  }),
   encodeNotify(MAX_FRAME_SIZE, 1, 1, messages),
   encodeAck(MAX_FRAME_SIZE, 1, 1, [{ type: ActionType.SetVar, scope: VarScope.Session, name: 'score', value: 3 }]),
   encodeNotify(MAX_FRAME_SIZE, UINT64_MAX, 2n ** 53n, [{ name: 'big', args: [['blob', Buffer.alloc(12000, 1)]] }]),
@@ -76,7 +95,10 @@ function splitAt(buf: Buffer, cuts: number[]): Buffer[] {
 
 /** Messages as a handler sees them (arguments' public fields), for comparisons. */
 function view(decoded: SpoeMessage[]) {
-  return decoded.map((m) => ({ name: m.name, args: m.args.map((a) => ({ name: a.name, type: a.type, value: a.value, bytes: a.bytes })) }));
+  return decoded.map((m) => ({
+    name: m.name,
+    args: m.args.map((a) => ({ name: a.name, type: a.type, value: a.value, bytes: a.bytes })),
+  }));
 }
 
 function bytesOf(...values: number[]): Buffer {
@@ -118,22 +140,28 @@ describe('FrameReader', () => {
 
     it('reads the same frames when several chunks arrive before reading', () => {
       fc.assert(
-        fc.property(fc.array(fc.integer({ min: 1, max: stream.length - 1 }), { maxLength: 30 }), fc.integer({ min: 1, max: 5 }), (cuts, every) => {
-          const reader = new FrameReader(MAX_FRAME_SIZE);
-          const out: Frame[] = [];
-          splitAt(stream, cuts).forEach((chunk, i) => {
-            reader.push(chunk);
-            if (i % every === 0) for (let frame = reader.next(); frame; frame = reader.next()) out.push(frame);
-          });
-          for (let frame = reader.next(); frame; frame = reader.next()) out.push(frame);
-          expect(out.map(summary)).toEqual(expected);
-        }),
+        fc.property(
+          fc.array(fc.integer({ min: 1, max: stream.length - 1 }), { maxLength: 30 }),
+          fc.integer({ min: 1, max: 5 }),
+          (cuts, every) => {
+            const reader = new FrameReader(MAX_FRAME_SIZE);
+            const out: Frame[] = [];
+            splitAt(stream, cuts).forEach((chunk, i) => {
+              reader.push(chunk);
+              if (i % every === 0) for (let frame = reader.next(); frame; frame = reader.next()) out.push(frame);
+            });
+            for (let frame = reader.next(); frame; frame = reader.next()) out.push(frame);
+            expect(out.map(summary)).toEqual(expected);
+          },
+        ),
         { numRuns: 200 },
       );
     });
 
     it('ignores empty chunks', () => {
-      expect(readAll([Buffer.alloc(0), stream.subarray(0, 3), Buffer.alloc(0), stream.subarray(3)]).map(summary)).toEqual(expected);
+      expect(
+        readAll([Buffer.alloc(0), stream.subarray(0, 3), Buffer.alloc(0), stream.subarray(3)]).map(summary),
+      ).toEqual(expected);
     });
 
     it('returns nothing until the frame is whole, and counts the bytes it holds', () => {
@@ -192,7 +220,11 @@ describe('FrameReader', () => {
       reader.push(bytesOf(0xff));
       const err = thrown(() => reader.next());
       expect(err).toBeInstanceOf(SpopFrameTooBigError);
-      expect(err).toMatchObject({ status: SpopStatus.FrameTooBig, frameSize: 0xffffffff, maxFrameSize: MAX_FRAME_SIZE });
+      expect(err).toMatchObject({
+        status: SpopStatus.FrameTooBig,
+        frameSize: 0xffffffff,
+        maxFrameSize: MAX_FRAME_SIZE,
+      });
     });
 
     it('refuses a lying length without allocating for it', () => {
@@ -214,7 +246,9 @@ describe('FrameReader', () => {
     });
 
     it('accepts exactly maxFrameSize', () => {
-      const wire = encodeAck(256, 1, 1, [{ type: ActionType.UnsetVar, scope: VarScope.Session, name: 'x'.repeat(244) }]);
+      const wire = encodeAck(256, 1, 1, [
+        { type: ActionType.UnsetVar, scope: VarScope.Session, name: 'x'.repeat(244) },
+      ]);
       expect(wire.readUInt32BE(0)).toBe(256);
       expect(readAll([wire], 256)).toHaveLength(1);
     });
@@ -255,7 +289,13 @@ describe('NotifyAssembler', () => {
   function fragments(cuts: number[], streamId: SpopId = 7, frameId: SpopId = 3): Frame[] {
     const parts = splitAt(payload, cuts);
     return parts.map((part, i) =>
-      fragment(i === 0 ? FrameType.Notify : FrameType.Unset, part, i === parts.length - 1 ? FrameFlag.Fin : 0, streamId, frameId),
+      fragment(
+        i === 0 ? FrameType.Notify : FrameType.Unset,
+        part,
+        i === parts.length - 1 ? FrameFlag.Fin : 0,
+        streamId,
+        frameId,
+      ),
     );
   }
 
@@ -283,13 +323,16 @@ describe('NotifyAssembler', () => {
 
   it('reassembles the same payload wherever it is cut', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: payload.length - 1 }), { minLength: 1, maxLength: 20 }), (cuts) => {
-        const assembler = new NotifyAssembler(true, MAX_PAYLOAD);
-        const results = fragments(cuts).map((f) => assembler.accept(f));
-        const notify = results.pop();
-        expect(results.every((r) => r === undefined)).toBe(true);
-        expect(notify && framePayload(notify).equals(payload)).toBe(true);
-      }),
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: payload.length - 1 }), { minLength: 1, maxLength: 20 }),
+        (cuts) => {
+          const assembler = new NotifyAssembler(true, MAX_PAYLOAD);
+          const results = fragments(cuts).map((f) => assembler.accept(f));
+          const notify = results.pop();
+          expect(results.every((r) => r === undefined)).toBe(true);
+          expect(notify && framePayload(notify).equals(payload)).toBe(true);
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -305,7 +348,9 @@ describe('NotifyAssembler', () => {
     const assembler = new NotifyAssembler(true, MAX_PAYLOAD);
     const [first] = fragments([10]);
     assembler.accept(first);
-    expect(assembler.accept(fragment(FrameType.Unset, Buffer.alloc(0), FrameFlag.Fin | FrameFlag.Abort))).toBeUndefined();
+    expect(
+      assembler.accept(fragment(FrameType.Unset, Buffer.alloc(0), FrameFlag.Fin | FrameFlag.Abort)),
+    ).toBeUndefined();
     expect(assembler.inProgress).toBe(false);
     const frame = parseFrame(whole, 4, whole.length);
     expect(assembler.accept(frame)).toBe(frame);
@@ -320,7 +365,9 @@ describe('NotifyAssembler', () => {
     const [first] = fragments([10]);
     const assembler = new NotifyAssembler(false, MAX_PAYLOAD);
     expect(() => assembler.accept(first)).toThrow(SpopFragmentationError);
-    expect(status(() => new NotifyAssembler(false, MAX_PAYLOAD).accept(first))).toBe(SpopStatus.FragmentationNotSupported);
+    expect(status(() => new NotifyAssembler(false, MAX_PAYLOAD).accept(first))).toBe(
+      SpopStatus.FragmentationNotSupported,
+    );
   });
 
   it('refuses an UNSET frame with nothing pending (status 12)', () => {
@@ -374,6 +421,8 @@ describe('NotifyAssembler', () => {
   });
 
   it('refuses a first fragment already above the bound', () => {
-    expect(status(() => new NotifyAssembler(true, 100).accept(fragment(FrameType.Notify, Buffer.alloc(101), 0)))).toBe(SpopStatus.FrameTooBig);
+    expect(status(() => new NotifyAssembler(true, 100).accept(fragment(FrameType.Notify, Buffer.alloc(101), 0)))).toBe(
+      SpopStatus.FrameTooBig,
+    );
   });
 });

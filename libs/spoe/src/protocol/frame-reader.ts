@@ -38,7 +38,8 @@ export class FrameReader {
     if (this.buffered < 4) return undefined;
     const length = this.peekLength();
     if (length > this.maxFrameSize) throw new SpopFrameTooBigError(length, this.maxFrameSize);
-    if (length < MIN_FRAME_LENGTH) throw new SpopInvalidFrameError(`frame of ${length} bytes is shorter than its metadata`);
+    if (length < MIN_FRAME_LENGTH)
+      throw new SpopInvalidFrameError(`frame of ${length} bytes is shorter than its metadata`);
     if (this.buffered < 4 + length) return undefined;
 
     const head = this.chunks[0];
@@ -63,7 +64,8 @@ export class FrameReader {
   private peekLength(): number {
     const head = this.chunks[0];
     const offset = this.offset;
-    if (head.length - offset >= 4) return head[offset] * 0x1000000 + ((head[offset + 1] << 16) | (head[offset + 2] << 8) | head[offset + 3]);
+    if (head.length - offset >= 4)
+      return head[offset] * 0x1000000 + ((head[offset + 1] << 16) | (head[offset + 2] << 8) | head[offset + 3]);
     let value = 0;
     let index = 0;
     let at = this.offset;

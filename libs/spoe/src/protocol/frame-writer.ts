@@ -34,8 +34,7 @@ export class FrameWriter {
   constructor(
     private readonly sink: FrameSink,
     public maxFrameSize: number,
-  ) {
-  }
+  ) {}
 
   /** A writer positioned at the end of the pending bytes, with room for exactly one frame. */
   begin(): ByteWriter {

@@ -156,7 +156,12 @@ describe('frames (SPOE.txt 3.2)', () => {
     });
 
     it('encodes a health check HELLO with healthcheck and without engine-id', () => {
-      const healthcheck: HaproxyHello = { supportedVersions: '2.0', maxFrameSize: 16380, capabilities: ['pipelining', 'async'], healthcheck: true };
+      const healthcheck: HaproxyHello = {
+        supportedVersions: '2.0',
+        maxFrameSize: 16380,
+        capabilities: ['pipelining', 'async'],
+        healthcheck: true,
+      };
       expect(encodeHaproxyHello(healthcheck).toString('hex')).toBe(HEALTHCHECK_HELLO.toString('hex'));
     });
 
@@ -191,7 +196,10 @@ describe('frames (SPOE.txt 3.2)', () => {
         0e "max-frame-size" 03 fc f0 06
         0c "capabilities" 08 14 " pipelining , ,async"
       `);
-      expect(decodeHaproxyHello(readFrame(frameOf(FrameType.HaproxyHello, payload))).capabilities).toEqual(['pipelining', 'async']);
+      expect(decodeHaproxyHello(readFrame(frameOf(FrameType.HaproxyHello, payload))).capabilities).toEqual([
+        'pipelining',
+        'async',
+      ]);
     });
 
     it('keeps unknown items out of the way', () => {
@@ -212,7 +220,11 @@ describe('frames (SPOE.txt 3.2)', () => {
     it.each<[string, string, SpopStatus]>([
       ['supported-versions', '0e "max-frame-size" 03 fc f0 06  0c "capabilities" 08 00', SpopStatus.NoVersion],
       ['max-frame-size', '12 "supported-versions" 08 03 "2.0"  0c "capabilities" 08 00', SpopStatus.NoMaxFrameSize],
-      ['capabilities', '12 "supported-versions" 08 03 "2.0"  0e "max-frame-size" 03 fc f0 06', SpopStatus.NoCapabilities],
+      [
+        'capabilities',
+        '12 "supported-versions" 08 03 "2.0"  0e "max-frame-size" 03 fc f0 06',
+        SpopStatus.NoCapabilities,
+      ],
     ])('without %s raises SpopHelloError with status %p', (_, payload, status) => {
       const err = thrown(() => decodeHaproxyHello(readFrame(frameOf(FrameType.HaproxyHello, bytes(payload)))));
       expect(err).toBeInstanceOf(SpopHelloError);
@@ -220,13 +232,19 @@ describe('frames (SPOE.txt 3.2)', () => {
     });
 
     it('rejects a max-frame-size that is not a UINT32 as an invalid frame', () => {
-      const payload = bytes('12 "supported-versions" 08 03 "2.0"  0e "max-frame-size" 02 fc f0 06  0c "capabilities" 08 00');
-      expect(() => decodeHaproxyHello(readFrame(frameOf(FrameType.HaproxyHello, payload)))).toThrow(SpopInvalidFrameError);
+      const payload = bytes(
+        '12 "supported-versions" 08 03 "2.0"  0e "max-frame-size" 02 fc f0 06  0c "capabilities" 08 00',
+      );
+      expect(() => decodeHaproxyHello(readFrame(frameOf(FrameType.HaproxyHello, payload)))).toThrow(
+        SpopInvalidFrameError,
+      );
     });
 
     it('rejects a repeated item as an invalid frame', () => {
       const payload = bytes('12 "supported-versions" 08 03 "2.0"  12 "supported-versions" 08 03 "2.0"');
-      expect(() => decodeHaproxyHello(readFrame(frameOf(FrameType.HaproxyHello, payload)))).toThrow(SpopInvalidFrameError);
+      expect(() => decodeHaproxyHello(readFrame(frameOf(FrameType.HaproxyHello, payload)))).toThrow(
+        SpopInvalidFrameError,
+      );
     });
   });
 
@@ -288,7 +306,10 @@ describe('frames (SPOE.txt 3.2)', () => {
     });
 
     it('answers the capabilities both sides announce', () => {
-      expect(negotiate({ capabilities: ['pipelining', 'async', 'fragmentation', 'future'] }).capabilities).toEqual(['pipelining', 'fragmentation']);
+      expect(negotiate({ capabilities: ['pipelining', 'async', 'fragmentation', 'future'] }).capabilities).toEqual([
+        'pipelining',
+        'fragmentation',
+      ]);
     });
 
     it('answers no capability when they share none', () => {
@@ -321,8 +342,21 @@ describe('frames (SPOE.txt 3.2)', () => {
 
   describe('NOTIFY', () => {
     const messages = [
-      { name: 'check-client-ip', args: [['ip', SpoeIp.parse('192.168.0.1')], ['port', 443]] as const },
-      { name: 'log-request', args: [['', 'GET'], ['secure', true], ['body', Buffer.from([0xde, 0xad])]] as const },
+      {
+        name: 'check-client-ip',
+        args: [
+          ['ip', SpoeIp.parse('192.168.0.1')],
+          ['port', 443],
+        ] as const,
+      },
+      {
+        name: 'log-request',
+        args: [
+          ['', 'GET'],
+          ['secure', true],
+          ['body', Buffer.from([0xde, 0xad])],
+        ] as const,
+      },
     ];
 
     it('encodes byte for byte', () => {
@@ -336,7 +370,12 @@ describe('frames (SPOE.txt 3.2)', () => {
     });
 
     it('decodes the header', () => {
-      expect(readFrame(NOTIFY)).toMatchObject({ type: FrameType.Notify, flags: FrameFlag.Fin, streamId: 300, frameId: 1 });
+      expect(readFrame(NOTIFY)).toMatchObject({
+        type: FrameType.Notify,
+        flags: FrameFlag.Fin,
+        streamId: 300,
+        frameId: 1,
+      });
     });
 
     it('decodes every message and argument, with names, types and values', () => {
@@ -373,14 +412,32 @@ describe('frames (SPOE.txt 3.2)', () => {
     });
 
     it('get() answers the first of repeated names', () => {
-      const [message] = decodeNotify(readFrame(encodeNotify(256, 1, 1, [{ name: 'm', args: [['a', 1], ['a', 2]] }])));
+      const [message] = decodeNotify(
+        readFrame(
+          encodeNotify(256, 1, 1, [
+            {
+              name: 'm',
+              args: [
+                ['a', 1],
+                ['a', 2],
+              ],
+            },
+          ]),
+        ),
+      );
       expect(message.get('a')).toBe(1);
       expect(message.args.map((a) => a.value)).toEqual([1, 2]);
     });
 
     it('checks every value when the frame is read, before any is decoded', () => {
       // An INT32 out of range in the second argument: the frame is invalid even if only the first is ever read.
-      const wire = frameOf(FrameType.Notify, bytes('01 "m" 02  01 "a" 00  01 "b" 02 ff ff ff ff 7f'), FrameFlag.Fin, 1, 1);
+      const wire = frameOf(
+        FrameType.Notify,
+        bytes('01 "m" 02  01 "a" 00  01 "b" 02 ff ff ff ff 7f'),
+        FrameFlag.Fin,
+        1,
+        1,
+      );
       expect(() => decodeNotify(readFrame(wire))).toThrow(SpopInvalidFrameError);
     });
 
@@ -410,13 +467,21 @@ describe('frames (SPOE.txt 3.2)', () => {
     }
 
     it('decodes any names, again and again, whatever names came before', () => {
-      const name = fc.oneof(fc.string({ maxLength: 6 }), fc.string({ unit: 'binary', maxLength: 70 }), fc.constantFrom('ip', 'host', 'check-client-ip'));
+      const name = fc.oneof(
+        fc.string({ maxLength: 6 }),
+        fc.string({ unit: 'binary', maxLength: 70 }),
+        fc.constantFrom('ip', 'host', 'check-client-ip'),
+      );
       fc.assert(
-        fc.property(fc.array(fc.tuple(name, fc.array(name, { maxLength: 8 })), { minLength: 1, maxLength: 20 }), (messages) => {
-          for (let pass = 0; pass < 2; pass++) {
-            for (const [messageName, argNames] of messages) expect(decodedNames(notifyNames(messageName, argNames))).toEqual([messageName, ...argNames]);
-          }
-        }),
+        fc.property(
+          fc.array(fc.tuple(name, fc.array(name, { maxLength: 8 })), { minLength: 1, maxLength: 20 }),
+          (messages) => {
+            for (let pass = 0; pass < 2; pass++) {
+              for (const [messageName, argNames] of messages)
+                expect(decodedNames(notifyNames(messageName, argNames))).toEqual([messageName, ...argNames]);
+            }
+          },
+        ),
         { numRuns: 100 },
       );
     });
@@ -435,7 +500,9 @@ describe('frames (SPOE.txt 3.2)', () => {
     it('decodes a name that is not valid UTF-8 with replacement characters, every time', () => {
       const payload = bytes('02 ff 41 00');
       for (let i = 0; i < 3; i++) {
-        expect(decodeNotify(readFrame(frameOf(FrameType.Notify, payload, FrameFlag.Fin, 1, 1)))[0].name).toBe('\ufffdA');
+        expect(decodeNotify(readFrame(frameOf(FrameType.Notify, payload, FrameFlag.Fin, 1, 1)))[0].name).toBe(
+          '\ufffdA',
+        );
       }
     });
 
@@ -461,15 +528,20 @@ describe('frames (SPOE.txt 3.2)', () => {
       const expected = bytes(`00 00 00 14  67 00 00 00 01 01 02  01 03 ${scopeByte} 05 "score" 08 02 "ok"`);
       const wire = encodeAck(16380, 1, 2, [{ type: ActionType.SetVar, scope, name: 'score', value: 'ok' }]);
       expect(wire.toString('hex')).toBe(expected.toString('hex'));
-      expect(decodeAck(readFrame(wire))).toEqual([{ type: ActionType.SetVar, scope, name: 'score', value: 'ok', dataType: SpoeDataType.String }]);
+      expect(decodeAck(readFrame(wire))).toEqual([
+        { type: ActionType.SetVar, scope, name: 'score', value: 'ok', dataType: SpoeDataType.String },
+      ]);
     });
 
-    it.each([VarScope.Process, VarScope.Session, VarScope.Transaction, VarScope.Request, VarScope.Response])('encodes an unset-var in scope %i', (scope) => {
-      const expected = bytes(`00 00 00 10  67 00 00 00 01 01 02  02 02 0${scope} 05 "score"`);
-      const wire = encodeAck(16380, 1, 2, [{ type: ActionType.UnsetVar, scope, name: 'score' }]);
-      expect(wire.toString('hex')).toBe(expected.toString('hex'));
-      expect(decodeAck(readFrame(wire))).toEqual([{ type: ActionType.UnsetVar, scope, name: 'score' }]);
-    });
+    it.each([VarScope.Process, VarScope.Session, VarScope.Transaction, VarScope.Request, VarScope.Response])(
+      'encodes an unset-var in scope %i',
+      (scope) => {
+        const expected = bytes(`00 00 00 10  67 00 00 00 01 01 02  02 02 0${scope} 05 "score"`);
+        const wire = encodeAck(16380, 1, 2, [{ type: ActionType.UnsetVar, scope, name: 'score' }]);
+        expect(wire.toString('hex')).toBe(expected.toString('hex'));
+        expect(decodeAck(readFrame(wire))).toEqual([{ type: ActionType.UnsetVar, scope, name: 'score' }]);
+      },
+    );
 
     it('encodes an ACK without actions', () => {
       expect(encodeAck(256, 7, 8, []).toString('hex')).toBe(bytes('00 00 00 07  67 00 00 00 01 07 08').toString('hex'));
@@ -484,7 +556,13 @@ describe('frames (SPOE.txt 3.2)', () => {
         { type: ActionType.SetVar, scope: VarScope.Process, name: 'd', value: null },
       ]);
       expect(decodeAck(readFrame(wire))).toEqual([
-        { type: ActionType.SetVar, scope: VarScope.Transaction, name: 'a', value: UINT64_MAX, dataType: SpoeDataType.Uint64 },
+        {
+          type: ActionType.SetVar,
+          scope: VarScope.Transaction,
+          name: 'a',
+          value: UINT64_MAX,
+          dataType: SpoeDataType.Uint64,
+        },
         { type: ActionType.UnsetVar, scope: VarScope.Request, name: 'b' },
         { type: ActionType.SetVar, scope: VarScope.Response, name: 'c', value: ip, dataType: SpoeDataType.Ipv4 },
         { type: ActionType.SetVar, scope: VarScope.Process, name: 'd', value: null, dataType: SpoeDataType.Null },
@@ -492,11 +570,15 @@ describe('frames (SPOE.txt 3.2)', () => {
     });
 
     it('refuses to encode an unknown scope', () => {
-      expect(() => encodeAck(256, 1, 1, [{ type: ActionType.SetVar, scope: 5 as VarScope, name: 'x', value: 1 }])).toThrow(SpoeEncodeError);
+      expect(() =>
+        encodeAck(256, 1, 1, [{ type: ActionType.SetVar, scope: 5 as VarScope, name: 'x', value: 1 }]),
+      ).toThrow(SpoeEncodeError);
     });
 
     it('refuses to encode an unknown action type', () => {
-      expect(() => encodeAck(256, 1, 1, [{ type: 3 as ActionType, scope: VarScope.Session, name: 'x' }])).toThrow(SpoeEncodeError);
+      expect(() => encodeAck(256, 1, 1, [{ type: 3 as ActionType, scope: VarScope.Session, name: 'x' }])).toThrow(
+        SpoeEncodeError,
+      );
     });
 
     it.each<[string, string]>([
@@ -506,13 +588,17 @@ describe('frames (SPOE.txt 3.2)', () => {
       ['an unknown action type', '03 02 01 01 "x"'],
       ['a truncated action', '01 03 01 05 "x"'],
     ])('rejects %s when decoding', (_, payload) => {
-      expect(() => decodeAck(readFrame(frameOf(FrameType.Ack, bytes(payload), FrameFlag.Fin, 1, 1)))).toThrow(SpopInvalidFrameError);
+      expect(() => decodeAck(readFrame(frameOf(FrameType.Ack, bytes(payload), FrameFlag.Fin, 1, 1)))).toThrow(
+        SpopInvalidFrameError,
+      );
     });
   });
 
   describe('DISCONNECT', () => {
     it('encodes an AGENT-DISCONNECT byte for byte', () => {
-      expect(encodeAgentDisconnect({ status: 3, message: 'frame is too big' }).toString('hex')).toBe(AGENT_DISCONNECT.toString('hex'));
+      expect(encodeAgentDisconnect({ status: 3, message: 'frame is too big' }).toString('hex')).toBe(
+        AGENT_DISCONNECT.toString('hex'),
+      );
     });
 
     it('writes the same bytes through a ByteWriter', () => {
@@ -524,12 +610,17 @@ describe('frames (SPOE.txt 3.2)', () => {
     it('encodes a HAPROXY-DISCONNECT the same way with type 2', () => {
       const expected = Buffer.from(AGENT_DISCONNECT);
       expected[4] = 0x02;
-      expect(encodeHaproxyDisconnect({ status: 3, message: 'frame is too big' }).toString('hex')).toBe(expected.toString('hex'));
+      expect(encodeHaproxyDisconnect({ status: 3, message: 'frame is too big' }).toString('hex')).toBe(
+        expected.toString('hex'),
+      );
     });
 
     it('decodes either DISCONNECT', () => {
       expect(decodeDisconnect(readFrame(AGENT_DISCONNECT))).toEqual({ status: 3, message: 'frame is too big' });
-      expect(decodeDisconnect(readFrame(encodeHaproxyDisconnect({ status: 0, message: 'normal' })))).toEqual({ status: 0, message: 'normal' });
+      expect(decodeDisconnect(readFrame(encodeHaproxyDisconnect({ status: 0, message: 'normal' })))).toEqual({
+        status: 0,
+        message: 'normal',
+      });
     });
 
     it('truncates a long message on a character boundary so the frame fits 256 bytes', () => {
@@ -543,7 +634,9 @@ describe('frames (SPOE.txt 3.2)', () => {
       ['status-code', '07 "message" 08 01 "x"'],
       ['message', '0b "status-code" 03 03'],
     ])('rejects a DISCONNECT without %s', (_, payload) => {
-      expect(() => decodeDisconnect(readFrame(frameOf(FrameType.AgentDisconnect, bytes(payload))))).toThrow(SpopInvalidFrameError);
+      expect(() => decodeDisconnect(readFrame(frameOf(FrameType.AgentDisconnect, bytes(payload))))).toThrow(
+        SpopInvalidFrameError,
+      );
     });
   });
 
@@ -566,7 +659,9 @@ describe('frames (SPOE.txt 3.2)', () => {
 
     it('encodes 64-bit stream-id and frame-id byte for byte', () => {
       const wire = encodeAck(256, UINT64_MAX, 2n ** 53n, []);
-      expect(wire.toString('hex')).toBe(bytes('00 00 00 17  67 00 00 00 01  ff f0 fe fe fe fe fe fe fe 0e  f0 f1 fe fe fe fe fe 7e').toString('hex'));
+      expect(wire.toString('hex')).toBe(
+        bytes('00 00 00 17  67 00 00 00 01  ff f0 fe fe fe fe fe fe fe 0e  f0 f1 fe fe fe fe fe 7e').toString('hex'),
+      );
     });
 
     it.each<[string, number | bigint]>([
@@ -592,32 +687,42 @@ describe('frames (SPOE.txt 3.2)', () => {
   describe('writeFrame limits', () => {
     it('fits a frame of exactly max-frame-size bytes', () => {
       // 7 header bytes + action type, nb-args, scope (3) + name length (2 bytes, as 244 >= 240) + 244 = 256.
-      const wire = encodeAck(256, 1, 1, [{ type: ActionType.UnsetVar, scope: VarScope.Session, name: 'x'.repeat(244) }]);
+      const wire = encodeAck(256, 1, 1, [
+        { type: ActionType.UnsetVar, scope: VarScope.Session, name: 'x'.repeat(244) },
+      ]);
       expect(wire.readUInt32BE(0)).toBe(256);
       expect(wire).toHaveLength(260);
     });
 
     it('refuses a frame one byte over max-frame-size with SpoeEncodeError', () => {
-      expect(() => encodeAck(256, 1, 1, [{ type: ActionType.UnsetVar, scope: VarScope.Session, name: 'x'.repeat(245) }])).toThrow(SpoeEncodeError);
+      expect(() =>
+        encodeAck(256, 1, 1, [{ type: ActionType.UnsetVar, scope: VarScope.Session, name: 'x'.repeat(245) }]),
+      ).toThrow(SpoeEncodeError);
     });
 
     it('leaves the writer where it was after an overflow', () => {
       const buf = Buffer.alloc(300, 0xaa);
       const w = new ByteWriter(buf, 10, 10 + 4 + 256);
-      const actions: SpoeAction[] = [{ type: ActionType.SetVar, scope: VarScope.Session, name: 'n', value: 'v'.repeat(300) }];
+      const actions: SpoeAction[] = [
+        { type: ActionType.SetVar, scope: VarScope.Session, name: 'n', value: 'v'.repeat(300) },
+      ];
       expect(() => writeAck(w, 1, 1, actions)).toThrow(SpoeEncodeError);
       expect(w.pos).toBe(10);
     });
 
     it('overflows cleanly on a varint crossing the limit', () => {
       const w = new ByteWriter(Buffer.alloc(64), 0, 16);
-      expect(() => writeFrame(w, FrameType.Ack, FrameFlag.Fin, UINT64_MAX, UINT64_MAX, () => undefined, undefined)).toThrow(SpoeEncodeError);
+      expect(() =>
+        writeFrame(w, FrameType.Ack, FrameFlag.Fin, UINT64_MAX, UINT64_MAX, () => undefined, undefined),
+      ).toThrow(SpoeEncodeError);
       expect(w.pos).toBe(0);
     });
 
     it('lets errors other than overflow through, still restoring the position', () => {
       const w = new ByteWriter(Buffer.alloc(300), 5, 5 + 260);
-      const err = thrown(() => writeAck(w, 1, 1, [{ type: ActionType.SetVar, scope: VarScope.Session, name: 'x', value: 1.5 }]));
+      const err = thrown(() =>
+        writeAck(w, 1, 1, [{ type: ActionType.SetVar, scope: VarScope.Session, name: 'x', value: 1.5 }]),
+      );
       expect(err).toBeInstanceOf(SpoeEncodeError);
       expect(err).not.toBeInstanceOf(SpopError);
       expect(w.pos).toBe(5);
@@ -625,7 +730,9 @@ describe('frames (SPOE.txt 3.2)', () => {
   });
 
   describe('FrameWriter', () => {
-    const ack = (i: number): SpoeAction[] => [{ type: ActionType.SetVar, scope: VarScope.Session, name: 'ip_score', value: i }];
+    const ack = (i: number): SpoeAction[] => [
+      { type: ActionType.SetVar, scope: VarScope.Session, name: 'ip_score', value: i },
+    ];
 
     function recordingWriter(maxFrameSize = 16380): { writer: FrameWriter; calls: Buffer[] } {
       const calls: Buffer[] = [];
@@ -681,7 +788,9 @@ describe('frames (SPOE.txt 3.2)', () => {
       const { writer, calls } = recordingWriter(256);
       writeAck(writer.begin(), 1, 1, ack(1));
       writer.commit();
-      expect(() => writeAck(writer.begin(), 2, 2, [{ type: ActionType.UnsetVar, scope: VarScope.Session, name: 'x'.repeat(300) }])).toThrow(SpoeEncodeError);
+      expect(() =>
+        writeAck(writer.begin(), 2, 2, [{ type: ActionType.UnsetVar, scope: VarScope.Session, name: 'x'.repeat(300) }]),
+      ).toThrow(SpoeEncodeError);
       writeAck(writer.begin(), 3, 3, ack(3));
       writer.commit();
       await nextTurn();
@@ -729,7 +838,9 @@ describe('frames (SPOE.txt 3.2)', () => {
 
     it('keeps frames of nearly max-frame-size whole across slab boundaries', async () => {
       const { writer, calls } = recordingWriter(16380);
-      const big = (i: number): SpoeAction[] => [{ type: ActionType.SetVar, scope: VarScope.Transaction, name: 'blob', value: Buffer.alloc(16300, i) }];
+      const big = (i: number): SpoeAction[] => [
+        { type: ActionType.SetVar, scope: VarScope.Transaction, name: 'blob', value: Buffer.alloc(16300, i) },
+      ];
       const expected: Buffer[] = [];
       for (let i = 0; i < 10; i++) {
         writeAck(writer.begin(), i, i, big(i));
@@ -743,7 +854,15 @@ describe('frames (SPOE.txt 3.2)', () => {
       for (let i = 0; i < 10; i++) {
         const frame = reader.next();
         expect(frame?.frameId).toBe(i);
-        expect(frame && decodeAck(frame)).toEqual([{ type: ActionType.SetVar, scope: VarScope.Transaction, name: 'blob', value: Buffer.alloc(16300, i), dataType: SpoeDataType.Binary }]);
+        expect(frame && decodeAck(frame)).toEqual([
+          {
+            type: ActionType.SetVar,
+            scope: VarScope.Transaction,
+            name: 'blob',
+            value: Buffer.alloc(16300, i),
+            dataType: SpoeDataType.Binary,
+          },
+        ]);
       }
       expect(reader.next()).toBeUndefined();
       expect(calls[0].equals(Buffer.concat(expected))).toBe(true);
@@ -764,7 +883,9 @@ describe('frames (SPOE.txt 3.2)', () => {
     it('applies a raised maxFrameSize to the next frame', async () => {
       const { writer, calls } = recordingWriter(256);
       writer.maxFrameSize = 100_000;
-      const actions: SpoeAction[] = [{ type: ActionType.SetVar, scope: VarScope.Session, name: 'big', value: Buffer.alloc(90_000, 7) }];
+      const actions: SpoeAction[] = [
+        { type: ActionType.SetVar, scope: VarScope.Session, name: 'big', value: Buffer.alloc(90_000, 7) },
+      ];
       writeAck(writer.begin(), 1, 1, actions);
       writer.commit();
       await nextTurn();

@@ -58,7 +58,15 @@ function rawFrame(type: FrameType, flags: number, streamId: number, frameId: num
 
 /** A NOTIFY payload cut in three: NOTIFY (FIN clear), UNSET, UNSET (FIN). */
 function fragmentedNotify(streamId: number, frameId: number): Buffer[] {
-  const whole = encodeNotify(MAX_FRAME_SIZE, streamId, frameId, [{ name: 'fragmented', args: [['s', 'abcdefghij'], ['n', 7]] }]);
+  const whole = encodeNotify(MAX_FRAME_SIZE, streamId, frameId, [
+    {
+      name: 'fragmented',
+      args: [
+        ['s', 'abcdefghij'],
+        ['n', 7],
+      ],
+    },
+  ]);
   const payload = whole.subarray(4 + 7);
   return [
     rawFrame(FrameType.Notify, 0, streamId, frameId, payload.subarray(0, 5)),
@@ -69,8 +77,19 @@ function fragmentedNotify(streamId: number, frameId: number): Buffer[] {
 
 /** Valid frames of every kind, mutations of which make up most of the fuzz input. */
 const corpus: Buffer[] = [
-  encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: MAX_FRAME_SIZE, capabilities: ['pipelining', 'async'], healthcheck: false, engineId: 'a1b2' }),
-  encodeHaproxyHello({ supportedVersions: '2.0, 1.5', maxFrameSize: 256, capabilities: ['fragmentation'], healthcheck: true }),
+  encodeHaproxyHello({
+    supportedVersions: '2.0',
+    maxFrameSize: MAX_FRAME_SIZE,
+    capabilities: ['pipelining', 'async'],
+    healthcheck: false,
+    engineId: 'a1b2',
+  }),
+  encodeHaproxyHello({
+    supportedVersions: '2.0, 1.5',
+    maxFrameSize: 256,
+    capabilities: ['fragmentation'],
+    healthcheck: true,
+  }),
   encodeAgentHello({ version: '2.0', maxFrameSize: MAX_FRAME_SIZE, capabilities: ['pipelining'] }),
   encodeNotify(MAX_FRAME_SIZE, 1, 1, [{ name: 'check-client-ip', args: [['ip', SpoeIp.parse('192.168.0.1')]] }]),
   encodeNotify(MAX_FRAME_SIZE, 300, 2, [
@@ -113,15 +132,27 @@ type Mutation =
 
 const position = fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true });
 
-// Local damage (a flipped bit, a changed byte) weighs more: it keeps the stream in sync, so the payload decoders see it.
+// Local damage (a flipped bit, a changed byte) weighs more: it keeps the stream in sync, so the payload decoders see
+// it.
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('flip' as const), at: position, bit: fc.integer({ min: 0, max: 7 }) }) },
   {
     weight: 4,
-    arbitrary: fc.record({ kind: fc.constant('set' as const), at: position, byte: fc.oneof(fc.constantFrom(0x00, 0x7f, 0x80, 0xef, 0xf0, 0xff), fc.integer({ min: 0, max: 255 })) }),
+    arbitrary: fc.record({ kind: fc.constant('flip' as const), at: position, bit: fc.integer({ min: 0, max: 7 }) }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('set' as const),
+      at: position,
+      byte: fc.oneof(fc.constantFrom(0x00, 0x7f, 0x80, 0xef, 0xf0, 0xff), fc.integer({ min: 0, max: 255 })),
+    }),
   },
   fc.record({ kind: fc.constant('truncate' as const), at: position }),
-  fc.record({ kind: fc.constant('insert' as const), at: position, bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: position,
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }),
+  }),
   fc.record({ kind: fc.constant('delete' as const), at: position, count: fc.integer({ min: 1, max: 16 }) }),
   fc.record({
     kind: fc.constant('length' as const),
@@ -167,13 +198,28 @@ function mutate(stream: { bytes: Buffer; starts: number[] }, mutations: Mutation
 /** A well-formed header (any type, flags and ids) around random bytes: reaches deep into the payload decoders. */
 const randomPayloadFrame = fc
   .record({
-    type: fc.constantFrom(FrameType.Unset, FrameType.HaproxyHello, FrameType.HaproxyDisconnect, FrameType.Notify, FrameType.AgentHello, FrameType.AgentDisconnect, FrameType.Ack, 4, 200),
-    flags: fc.oneof(fc.constantFrom(0, FrameFlag.Fin, FrameFlag.Abort, FrameFlag.Fin | FrameFlag.Abort), fc.integer({ min: 0, max: 0xffffffff })),
+    type: fc.constantFrom(
+      FrameType.Unset,
+      FrameType.HaproxyHello,
+      FrameType.HaproxyDisconnect,
+      FrameType.Notify,
+      FrameType.AgentHello,
+      FrameType.AgentDisconnect,
+      FrameType.Ack,
+      4,
+      200,
+    ),
+    flags: fc.oneof(
+      fc.constantFrom(0, FrameFlag.Fin, FrameFlag.Abort, FrameFlag.Fin | FrameFlag.Abort),
+      fc.integer({ min: 0, max: 0xffffffff }),
+    ),
     streamId: fc.oneof(fc.constantFrom(0, 1), fc.bigInt({ min: 0n, max: UINT64_MAX })),
     frameId: fc.oneof(fc.constantFrom(0, 1), fc.bigInt({ min: 0n, max: UINT64_MAX })),
     payload: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ maxLength: 600 })),
   })
-  .map(({ type, flags, streamId, frameId, payload }) => encodeFrame(MAX_FRAME_SIZE, type, flags, streamId, frameId, (w, p: Uint8Array) => w.bytes(p), payload));
+  .map(({ type, flags, streamId, frameId, payload }) =>
+    encodeFrame(MAX_FRAME_SIZE, type, flags, streamId, frameId, (w, p: Uint8Array) => w.bytes(p), payload),
+  );
 
 const anyValue = fc.oneof(
   fc.constant(null),
@@ -189,7 +235,16 @@ const anyValue = fc.oneof(
 );
 
 const itemName = fc.oneof(
-  fc.constantFrom('supported-versions', 'max-frame-size', 'capabilities', 'healthcheck', 'engine-id', 'version', 'status-code', 'message'),
+  fc.constantFrom(
+    'supported-versions',
+    'max-frame-size',
+    'capabilities',
+    'healthcheck',
+    'engine-id',
+    'version',
+    'status-code',
+    'message',
+  ),
   fc.string({ unit: 'binary', maxLength: 12 }),
 );
 
@@ -197,14 +252,25 @@ const itemName = fc.oneof(
 const generatedFrame = fc.oneof(
   fc
     .record({
-      type: fc.constantFrom(FrameType.HaproxyHello, FrameType.AgentHello, FrameType.HaproxyDisconnect, FrameType.AgentDisconnect),
+      type: fc.constantFrom(
+        FrameType.HaproxyHello,
+        FrameType.AgentHello,
+        FrameType.HaproxyDisconnect,
+        FrameType.AgentDisconnect,
+      ),
       items: fc.uniqueArray(fc.tuple(itemName, anyValue), { maxLength: 8, selector: ([key]) => key }),
     })
     .map(({ type, items }) => encodeFrame(MAX_FRAME_SIZE, type, FrameFlag.Fin, 0, 0, writeKvList, items)),
   fc
     .record({
       ids: fc.tuple(fc.nat(), fc.nat()),
-      messages: fc.array(fc.record({ name: fc.string({ unit: 'binary', maxLength: 20 }), args: fc.array(fc.tuple(fc.string({ unit: 'binary', maxLength: 8 }), anyValue), { maxLength: 6 }) }), { maxLength: 4 }),
+      messages: fc.array(
+        fc.record({
+          name: fc.string({ unit: 'binary', maxLength: 20 }),
+          args: fc.array(fc.tuple(fc.string({ unit: 'binary', maxLength: 8 }), anyValue), { maxLength: 6 }),
+        }),
+        { maxLength: 4 },
+      ),
     })
     .map(({ ids, messages }) => encodeNotify(MAX_FRAME_SIZE, ids[0], ids[1], messages)),
   fc
@@ -213,7 +279,13 @@ const generatedFrame = fc.oneof(
       actions: fc.array(
         fc.record({
           type: fc.constantFrom(ActionType.SetVar, ActionType.UnsetVar),
-          scope: fc.constantFrom(VarScope.Process, VarScope.Session, VarScope.Transaction, VarScope.Request, VarScope.Response),
+          scope: fc.constantFrom(
+            VarScope.Process,
+            VarScope.Session,
+            VarScope.Transaction,
+            VarScope.Request,
+            VarScope.Response,
+          ),
           name: fc.string({ unit: 'binary', maxLength: 12 }),
           value: anyValue,
         }),
@@ -223,7 +295,10 @@ const generatedFrame = fc.oneof(
     .map(({ ids, actions }) => encodeAck(MAX_FRAME_SIZE, ids[0], ids[1], actions)),
 );
 
-const chunkSizes = fc.array(fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2048 })), { minLength: 1, maxLength: 16 });
+const chunkSizes = fc.array(fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2048 })), {
+  minLength: 1,
+  maxLength: 16,
+});
 
 function isSpopError(err: unknown): boolean {
   return err instanceof SpopError;
@@ -315,7 +390,11 @@ function feed(input: Buffer, sizes: number[]): void {
       expect(largestAllocation).toBeLessThanOrEqual(held);
       if (!frame) break;
       const length = input.readUInt32BE(consumed);
-      expect(frame.buffer.subarray(frame.end - length, frame.end).equals(input.subarray(consumed + 4, consumed + 4 + length))).toBe(true);
+      expect(
+        frame.buffer
+          .subarray(frame.end - length, frame.end)
+          .equals(input.subarray(consumed + 4, consumed + 4 + length)),
+      ).toBe(true);
       consumed += 4 + length;
       try {
         decode(frame, assembler);
@@ -342,8 +421,11 @@ describe('fuzzing the codec', () => {
     'survives mutated valid frames (bit flips, truncation, corrupted lengths, inserted and deleted bytes)',
     () => {
       fc.assert(
-        fc.property(validStream, fc.array(mutation, { minLength: 1, maxLength: 6 }), chunkSizes, (stream, mutations, sizes) =>
-          feed(mutate(stream, mutations), sizes),
+        fc.property(
+          validStream,
+          fc.array(mutation, { minLength: 1, maxLength: 6 }),
+          chunkSizes,
+          (stream, mutations, sizes) => feed(mutate(stream, mutations), sizes),
         ),
         { numRuns: RUNS },
       );
@@ -355,7 +437,9 @@ describe('fuzzing the codec', () => {
     'survives random payloads behind well-formed headers',
     () => {
       fc.assert(
-        fc.property(fc.array(randomPayloadFrame, { minLength: 1, maxLength: 6 }), chunkSizes, (frames, sizes) => feed(Buffer.concat(frames), sizes)),
+        fc.property(fc.array(randomPayloadFrame, { minLength: 1, maxLength: 6 }), chunkSizes, (frames, sizes) =>
+          feed(Buffer.concat(frames), sizes),
+        ),
         { numRuns: RUNS },
       );
     },
@@ -375,7 +459,9 @@ describe('fuzzing the codec', () => {
         return { bytes: Buffer.concat(frames), starts };
       });
       fc.assert(
-        fc.property(streams, fc.array(mutation, { maxLength: 3 }), chunkSizes, (stream, mutations, sizes) => feed(mutate(stream, mutations), sizes)),
+        fc.property(streams, fc.array(mutation, { maxLength: 3 }), chunkSizes, (stream, mutations, sizes) =>
+          feed(mutate(stream, mutations), sizes),
+        ),
         { numRuns: RUNS },
       );
     },

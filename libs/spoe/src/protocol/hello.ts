@@ -75,10 +75,16 @@ export interface AgentHelloPolicy {
  */
 export function negotiateHello(hello: HaproxyHello, policy: AgentHelloPolicy): AgentHello {
   if (!supportsVersion(hello.supportedVersions, SPOP_VERSION)) {
-    throw new SpopHelloError(SpopStatus.UnsupportedVersion, `unsupported version: HAProxy offers "${hello.supportedVersions}", agent speaks ${SPOP_VERSION}`);
+    throw new SpopHelloError(
+      SpopStatus.UnsupportedVersion,
+      `unsupported version: HAProxy offers "${hello.supportedVersions}", agent speaks ${SPOP_VERSION}`,
+    );
   }
   if (hello.maxFrameSize < MIN_FRAME_SIZE) {
-    throw new SpopHelloError(SpopStatus.BadFrameSize, `max-frame-size ${hello.maxFrameSize} is below ${MIN_FRAME_SIZE}`);
+    throw new SpopHelloError(
+      SpopStatus.BadFrameSize,
+      `max-frame-size ${hello.maxFrameSize} is below ${MIN_FRAME_SIZE}`,
+    );
   }
   return {
     version: SPOP_VERSION,
@@ -108,7 +114,15 @@ export function encodeHaproxyHello(hello: HaproxyHello): Buffer {
   ];
   if (hello.healthcheck) items.push(['healthcheck', true]);
   if (hello.engineId !== undefined) items.push(['engine-id', hello.engineId]);
-  return encodeFrame(Math.max(hello.maxFrameSize, MIN_FRAME_SIZE), FrameType.HaproxyHello, FrameFlag.Fin, 0, 0, writeKvList, items);
+  return encodeFrame(
+    Math.max(hello.maxFrameSize, MIN_FRAME_SIZE),
+    FrameType.HaproxyHello,
+    FrameFlag.Fin,
+    0,
+    0,
+    writeKvList,
+    items,
+  );
 }
 
 /** Writes an AGENT-HELLO frame (a HELLO fits the 256-byte minimum by construction). */
@@ -133,14 +147,16 @@ type MissingItemStatus = SpopStatus.NoVersion | SpopStatus.NoMaxFrameSize | Spop
 function item(items: Map<string, KvItem>, key: string, type: SpoeDataType, missing: MissingItemStatus): unknown {
   const found = items.get(key);
   if (!found) throw new SpopHelloError(missing, `${key} value not found`);
-  if (found.type !== type) throw new SpopInvalidFrameError(`${key}: expected ${SpoeDataType[type]}, got ${SpoeDataType[found.type]}`);
+  if (found.type !== type)
+    throw new SpopInvalidFrameError(`${key}: expected ${SpoeDataType[type]}, got ${SpoeDataType[found.type]}`);
   return found.value;
 }
 
 function optionalItem(items: Map<string, KvItem>, key: string, type: SpoeDataType): unknown {
   const found = items.get(key);
   if (!found) return undefined;
-  if (found.type !== type) throw new SpopInvalidFrameError(`${key}: expected ${SpoeDataType[type]}, got ${SpoeDataType[found.type]}`);
+  if (found.type !== type)
+    throw new SpopInvalidFrameError(`${key}: expected ${SpoeDataType[type]}, got ${SpoeDataType[found.type]}`);
   return found.value;
 }
 

@@ -3,10 +3,14 @@ import { BlockList, isIPv4, SocketAddress } from 'node:net';
 import { inspect } from 'node:util';
 import { SpoeIp } from './ip';
 
-/** The full, uncompressed, upper-case form with leading zeros: "0001:0DB8:…". Valid, and as far from RFC 5952 as it gets. */
+/**
+ * The full, uncompressed, upper-case form with leading zeros: "0001:0DB8:…". Valid, and as far from RFC 5952 as it
+ * gets.
+ */
 function longForm(bytes: Uint8Array): string {
   const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16).padStart(4, '0').toUpperCase());
+  for (let i = 0; i < 16; i += 2)
+    groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16).padStart(4, '0').toUpperCase());
   return groups.join(':');
 }
 
@@ -52,7 +56,9 @@ describe('SpoeIp', () => {
     });
 
     it('keeps IPv6 bytes in network order', () => {
-      expect(Buffer.from(SpoeIp.parse('2001:db8::102:304').bytes).toString('hex')).toBe('20010db8000000000000000001020304');
+      expect(Buffer.from(SpoeIp.parse('2001:db8::102:304').bytes).toString('hex')).toBe(
+        '20010db8000000000000000001020304',
+      );
     });
 
     it.each([
@@ -80,16 +86,28 @@ describe('SpoeIp', () => {
       expect(ip.toString()).toBe(printed);
     });
 
-    it.each(['', 'abc', '1.2.3', '1.2.3.4.5', '256.0.0.1', '01.2.3.4', '1:2:3:4:5:6:7:8:9', ':::', '1::2::3', '::g', ' 1.2.3.4'])(
-      'rejects %p with a TypeError',
+    it.each([
+      '',
+      'abc',
+      '1.2.3',
+      '1.2.3.4.5',
+      '256.0.0.1',
+      '01.2.3.4',
+      '1:2:3:4:5:6:7:8:9',
+      ':::',
+      '1::2::3',
+      '::g',
+      ' 1.2.3.4',
+    ])('rejects %p with a TypeError', (text) => {
+      expect(() => SpoeIp.parse(text)).toThrow(TypeError);
+    });
+
+    it.each(['fe80::1%eth0', 'fe80::1%eth0.5', 'fe80::1%1'])(
+      'rejects the scoped address %s: IPV6 carries no zone',
       (text) => {
         expect(() => SpoeIp.parse(text)).toThrow(TypeError);
       },
     );
-
-    it.each(['fe80::1%eth0', 'fe80::1%eth0.5', 'fe80::1%1'])('rejects the scoped address %s: IPV6 carries no zone', (text) => {
-      expect(() => SpoeIp.parse(text)).toThrow(TypeError);
-    });
   });
 
   describe('agreement with node:net', () => {
@@ -226,7 +244,9 @@ describe('SpoeIp', () => {
     });
 
     it('is antisymmetric and zero exactly for equal addresses', () => {
-      const ip = fc.oneof(fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.uint8Array({ minLength: 16, maxLength: 16 })).map((b) => SpoeIp.fromBytes(b));
+      const ip = fc
+        .oneof(fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.uint8Array({ minLength: 16, maxLength: 16 }))
+        .map((b) => SpoeIp.fromBytes(b));
       fc.assert(
         fc.property(ip, ip, (a, b) => {
           expect(Math.sign(a.compare(b))).toBe(-Math.sign(b.compare(a)) || 0);

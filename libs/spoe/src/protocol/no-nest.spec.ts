@@ -7,7 +7,11 @@ const FORBIDDEN = /^(@nestjs\/|rxjs(\/|$))/;
 
 /** Every module specifier of a source: static imports and re-exports, `import('…')` and `require('…')`. */
 function specifiers(source: string): string[] {
-  const patterns = [/\b(?:import|export)\s[^'"]*?\bfrom\s*['"]([^'"]+)['"]/g, /\bimport\s*['"]([^'"]+)['"]/g, /\b(?:import|require)\s*\(\s*['"]([^'"]+)['"]\s*\)/g];
+  const patterns = [
+    /\b(?:import|export)\s[^'"]*?\bfrom\s*['"]([^'"]+)['"]/g,
+    /\bimport\s*['"]([^'"]+)['"]/g,
+    /\b(?:import|require)\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
+  ];
   return patterns.flatMap((pattern) => [...source.matchAll(pattern)].map((m) => m[1]));
 }
 
@@ -31,7 +35,12 @@ describe('protocol/ depends on neither Nest nor RxJS', () => {
       `const x = require('${nest}/core');`,
       "const y = await import('./local');",
     ].join('\n');
-    expect(specifiers(sample).filter((s) => FORBIDDEN.test(s))).toEqual(['@nestjs/common', 'rxjs', 'rxjs/operators', '@nestjs/core']);
+    expect(specifiers(sample).filter((s) => FORBIDDEN.test(s))).toEqual([
+      '@nestjs/common',
+      'rxjs',
+      'rxjs/operators',
+      '@nestjs/core',
+    ]);
   });
 
   it.each(sources)('%s imports nothing from @nestjs or rxjs', (name) => {

@@ -2,7 +2,16 @@ import { ByteReader, decodeName } from './byte-reader';
 import { ByteWriter } from './byte-writer';
 import { SpoeEncodeError } from './errors';
 import { encodeFrame, Frame, FrameFlag, FrameType, SpopId, writeFrame } from './frame';
-import { scanTypedData, SpoeDataType, SpoeEncodable, SpoeValue, TypedData, TypedDataSlot, typedValue, writeTypedData } from './typed-data';
+import {
+  scanTypedData,
+  SpoeDataType,
+  SpoeEncodable,
+  SpoeValue,
+  TypedData,
+  TypedDataSlot,
+  typedValue,
+  writeTypedData,
+} from './typed-data';
 
 /** One argument of a message (a KV-LIST item of LIST-OF-MESSAGES). */
 export class SpoeArgument {
@@ -98,7 +107,12 @@ export class SpoeMessage {
     let value = decoded[index];
     if (value === undefined) {
       const at = STRIDE * index + 2;
-      value = decoded[index] = typedValue(this.buffer, this.layout[at] as SpoeDataType, this.layout[at + 1], this.layout[at + 2]);
+      value = decoded[index] = typedValue(
+        this.buffer,
+        this.layout[at] as SpoeDataType,
+        this.layout[at + 1],
+        this.layout[at + 2],
+      );
     }
     return value;
   }
@@ -178,18 +192,31 @@ export interface NotifyMessage {
 }
 
 /** Writes a whole NOTIFY frame. */
-export function writeNotify(w: ByteWriter, streamId: SpopId, frameId: SpopId, messages: readonly NotifyMessage[], flags: number = FrameFlag.Fin): void {
+export function writeNotify(
+  w: ByteWriter,
+  streamId: SpopId,
+  frameId: SpopId,
+  messages: readonly NotifyMessage[],
+  flags: number = FrameFlag.Fin,
+): void {
   writeFrame(w, FrameType.Notify, flags, streamId, frameId, writeMessages, messages);
 }
 
-export function encodeNotify(maxFrameSize: number, streamId: SpopId, frameId: SpopId, messages: readonly NotifyMessage[], flags: number = FrameFlag.Fin): Buffer {
+export function encodeNotify(
+  maxFrameSize: number,
+  streamId: SpopId,
+  frameId: SpopId,
+  messages: readonly NotifyMessage[],
+  flags: number = FrameFlag.Fin,
+): Buffer {
   return encodeFrame(maxFrameSize, FrameType.Notify, flags, streamId, frameId, writeMessages, messages);
 }
 
 /** Writes a LIST-OF-MESSAGES (a NOTIFY payload). */
 export function writeMessages(w: ByteWriter, messages: readonly NotifyMessage[]): void {
   for (const message of messages) {
-    if (message.args.length > 255) throw new SpoeEncodeError(`message "${message.name}" has ${message.args.length} arguments; NB-ARGS is one byte`);
+    if (message.args.length > 255)
+      throw new SpoeEncodeError(`message "${message.name}" has ${message.args.length} arguments; NB-ARGS is one byte`);
     w.string(message.name);
     w.u8(message.args.length);
     for (const [name, value] of message.args) {

@@ -4,7 +4,16 @@ import { ByteWriter } from './byte-writer';
 import { SpoeEncodeError, SpopInvalidFrameError } from './errors';
 import { SpoeIp } from './ip';
 import { decodeMessages } from './notify';
-import { inferDataType, readTypedData, SpoeDataType, SpoeEncodable, SpoeValue, TypedData, TypedDataSlot, writeTypedData } from './typed-data';
+import {
+  inferDataType,
+  readTypedData,
+  SpoeDataType,
+  SpoeEncodable,
+  SpoeValue,
+  TypedData,
+  TypedDataSlot,
+  writeTypedData,
+} from './typed-data';
 import { INT64_MAX, INT64_MIN, UINT64_MAX } from './varint';
 
 function hex(text: string): Buffer {
@@ -63,10 +72,28 @@ const vectors: Array<[string, SpoeEncodable, string, SpoeDataType, SpoeValue]> =
   ['UINT32 max', TypedData.uint32(UINT32_MAX), '03 ff f0 fe fe 7e', SpoeDataType.Uint32, UINT32_MAX],
   ['INT64 42', TypedData.int64(42), '04 2a', SpoeDataType.Int64, 42],
   ['INT64 -1', TypedData.int64(-1n), `04 ${MINUS_ONE}`, SpoeDataType.Int64, -1],
-  ['INT64 2^53-1', TypedData.int64(Number.MAX_SAFE_INTEGER), '04 ff f0 fe fe fe fe fe 7e', SpoeDataType.Int64, Number.MAX_SAFE_INTEGER],
+  [
+    'INT64 2^53-1',
+    TypedData.int64(Number.MAX_SAFE_INTEGER),
+    '04 ff f0 fe fe fe fe fe 7e',
+    SpoeDataType.Int64,
+    Number.MAX_SAFE_INTEGER,
+  ],
   ['INT64 2^53', TypedData.int64(2n ** 53n), '04 f0 f1 fe fe fe fe fe 7e', SpoeDataType.Int64, 2n ** 53n],
-  ['INT64 -(2^53-1)', TypedData.int64(-Number.MAX_SAFE_INTEGER), '04 f1 f1 fe fe fe fe fe fe fd 0e', SpoeDataType.Int64, -Number.MAX_SAFE_INTEGER],
-  ['INT64 -(2^53)', TypedData.int64(-(2n ** 53n)), '04 f0 f1 fe fe fe fe fe fe fd 0e', SpoeDataType.Int64, -(2n ** 53n)],
+  [
+    'INT64 -(2^53-1)',
+    TypedData.int64(-Number.MAX_SAFE_INTEGER),
+    '04 f1 f1 fe fe fe fe fe fe fd 0e',
+    SpoeDataType.Int64,
+    -Number.MAX_SAFE_INTEGER,
+  ],
+  [
+    'INT64 -(2^53)',
+    TypedData.int64(-(2n ** 53n)),
+    '04 f0 f1 fe fe fe fe fe fe fd 0e',
+    SpoeDataType.Int64,
+    -(2n ** 53n),
+  ],
   ['INT64 max', TypedData.int64(INT64_MAX), '04 ff f0 fe fe fe fe fe fe fe 06', SpoeDataType.Int64, INT64_MAX],
   ['INT64 min', TypedData.int64(INT64_MIN), '04 f0 f1 fe fe fe fe fe fe fe 06', SpoeDataType.Int64, INT64_MIN],
   ['UINT64 0', TypedData.uint64(0), '05 00', SpoeDataType.Uint64, 0],
@@ -74,8 +101,20 @@ const vectors: Array<[string, SpoeEncodable, string, SpoeDataType, SpoeValue]> =
   ['UINT64 2^63', TypedData.uint64(2n ** 63n), '05 f0 f1 fe fe fe fe fe fe fe 06', SpoeDataType.Uint64, 2n ** 63n],
   ['UINT64 max', TypedData.uint64(UINT64_MAX), `05 ${MINUS_ONE}`, SpoeDataType.Uint64, UINT64_MAX],
   ['IPV4', SpoeIp.parse('192.168.1.2'), '06 c0 a8 01 02', SpoeDataType.Ipv4, SpoeIp.parse('192.168.1.2')],
-  ['IPV6', SpoeIp.parse('2001:db8::1'), '07 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01', SpoeDataType.Ipv6, SpoeIp.parse('2001:db8::1')],
-  ['IPV6 v4-mapped', SpoeIp.parse('::ffff:10.0.0.1'), '07 00 00 00 00 00 00 00 00 00 00 ff ff 0a 00 00 01', SpoeDataType.Ipv6, SpoeIp.parse('::ffff:10.0.0.1')],
+  [
+    'IPV6',
+    SpoeIp.parse('2001:db8::1'),
+    '07 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01',
+    SpoeDataType.Ipv6,
+    SpoeIp.parse('2001:db8::1'),
+  ],
+  [
+    'IPV6 v4-mapped',
+    SpoeIp.parse('::ffff:10.0.0.1'),
+    '07 00 00 00 00 00 00 00 00 00 00 ff ff 0a 00 00 01',
+    SpoeDataType.Ipv6,
+    SpoeIp.parse('::ffff:10.0.0.1'),
+  ],
   ['STRING empty', '', '08 00', SpoeDataType.String, ''],
   ['STRING ascii', 'hello', '08 05 68 65 6c 6c 6f', SpoeDataType.String, 'hello'],
   ['STRING utf-8', 'é€', '08 05 c3 a9 e2 82 ac', SpoeDataType.String, 'é€'],
@@ -255,7 +294,9 @@ describe('typed data (SPOE.txt 3.1)', () => {
     });
 
     it('ipv6 sends an IPv4 address in its IPv4-mapped form', () => {
-      expect(encode(TypedData.ipv6('10.0.0.1')).toString('hex')).toBe(hex('07 00000000 00000000 0000ffff 0a000001').toString('hex'));
+      expect(encode(TypedData.ipv6('10.0.0.1')).toString('hex')).toBe(
+        hex('07 00000000 00000000 0000ffff 0a000001').toString('hex'),
+      );
     });
 
     it('binary copies its bytes', () => {
@@ -268,7 +309,9 @@ describe('typed data (SPOE.txt 3.1)', () => {
 
   describe('invalid typed data', () => {
     it.each([10, 11, 12, 13, 14, 15])('rejects the reserved type %i', (type) => {
-      expect(() => decode(Buffer.of(type, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))).toThrow(SpopInvalidFrameError);
+      expect(() => decode(Buffer.of(type, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))).toThrow(
+        SpopInvalidFrameError,
+      );
     });
 
     it.each([0, 2, 3, 4, 5, 6, 7, 8, 9])('rejects any flag on type %i', (type) => {
@@ -279,13 +322,16 @@ describe('typed data (SPOE.txt 3.1)', () => {
       }
     });
 
-    it.each(vectors.filter(([, , bytes]) => hex(bytes).length > 1))('rejects every truncation of %s', (_, __, bytes) => {
-      const whole = hex(bytes);
-      for (let cut = 0; cut < whole.length; cut++) {
-        const r = new ByteReader(whole, 0, cut);
-        expect(() => readTypedData(r, { type: SpoeDataType.Null, start: 0, end: 0 })).toThrow(SpopInvalidFrameError);
-      }
-    });
+    it.each(vectors.filter(([, , bytes]) => hex(bytes).length > 1))(
+      'rejects every truncation of %s',
+      (_, __, bytes) => {
+        const whole = hex(bytes);
+        for (let cut = 0; cut < whole.length; cut++) {
+          const r = new ByteReader(whole, 0, cut);
+          expect(() => readTypedData(r, { type: SpoeDataType.Null, start: 0, end: 0 })).toThrow(SpopInvalidFrameError);
+        }
+      },
+    );
   });
 
   describe('STRING that is not valid UTF-8', () => {
@@ -327,7 +373,9 @@ describe('typed data (SPOE.txt 3.1)', () => {
     });
 
     it('BOOL', () => {
-      fc.assert(fc.property(fc.boolean(), (b) => expect(roundTrip(b)).toEqual({ type: SpoeDataType.Boolean, value: b })));
+      fc.assert(
+        fc.property(fc.boolean(), (b) => expect(roundTrip(b)).toEqual({ type: SpoeDataType.Boolean, value: b })),
+      );
     });
 
     it('INT32', () => {

@@ -90,7 +90,9 @@ export class TypedData {
   static stringBytes(value: Uint8Array): TypedData {
     return new TypedData(SpoeDataType.String, Buffer.from(value));
   }
-  /** A value of the given wire type, checked as the dedicated helper checks it (e.g. to send back what was received). */
+  /**
+   * A value of the given wire type, checked as the dedicated helper checks it (e.g. to send back what was received).
+   */
   static of(type: SpoeDataType, value: SpoeValue): TypedData {
     switch (type) {
       case SpoeDataType.Null:
@@ -118,7 +120,10 @@ export class TypedData {
   }
 
   static binary(value: Uint8Array | string): TypedData {
-    return new TypedData(SpoeDataType.Binary, typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value));
+    return new TypedData(
+      SpoeDataType.Binary,
+      typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value),
+    );
   }
 }
 
@@ -137,7 +142,8 @@ export function inferDataType(value: SpoeEncodable): SpoeDataType {
     case 'boolean':
       return SpoeDataType.Boolean;
     case 'number':
-      if (!Number.isSafeInteger(value)) throw new SpoeEncodeError(`cannot encode ${value}: SPOP integers are whole and exact`);
+      if (!Number.isSafeInteger(value))
+        throw new SpoeEncodeError(`cannot encode ${value}: SPOP integers are whole and exact`);
       return value >= INT32_MIN && value <= INT32_MAX ? SpoeDataType.Int32 : SpoeDataType.Int64;
     case 'bigint':
       if (value >= INT64_MIN && value <= INT64_MAX) return SpoeDataType.Int64;
@@ -301,7 +307,10 @@ function varintAt(buf: Buffer, start: number, end: number): number | bigint {
   return r.varint('integer');
 }
 
-/** Scratch filled by {@link scanTypedData} and {@link readTypedData}: reused across reads so decoding allocates nothing for it. */
+/**
+ * Scratch filled by {@link scanTypedData} and {@link readTypedData}: reused across reads so decoding allocates nothing
+ * for it.
+ */
 export interface TypedDataSlot {
   type: SpoeDataType;
   start: number;

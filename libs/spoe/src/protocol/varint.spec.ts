@@ -117,9 +117,12 @@ describe('varint (Peers encoding, SPOE.txt 3.1)', () => {
       expect([...encode(value)]).toEqual(bytes);
     });
 
-    it.each(boundaries.filter((b) => b.value <= SAFE_MAX))('writes $value identically from a number and a bigint', ({ value }) => {
-      expect(encode(Number(value))).toEqual(encode(value));
-    });
+    it.each(boundaries.filter((b) => b.value <= SAFE_MAX))(
+      'writes $value identically from a number and a bigint',
+      ({ value }) => {
+        expect(encode(Number(value))).toEqual(encode(value));
+      },
+    );
 
     it.each([
       ['2^53-1', SAFE_MAX, 'ff f0 fe fe fe fe fe 7e'],
@@ -205,11 +208,14 @@ describe('varint (Peers encoding, SPOE.txt 3.1)', () => {
       expect(reader.pos).toBe(3);
     });
 
-    it.each(boundaries.filter((b) => b.length > 1))('rejects every truncation of the $length-byte value $value', ({ bytes }) => {
-      for (let cut = 0; cut < bytes.length; cut++) {
-        expect(() => decode(bytes.slice(0, cut))).toThrow(SpopInvalidFrameError);
-      }
-    });
+    it.each(boundaries.filter((b) => b.length > 1))(
+      'rejects every truncation of the $length-byte value $value',
+      ({ bytes }) => {
+        for (let cut = 0; cut < bytes.length; cut++) {
+          expect(() => decode(bytes.slice(0, cut))).toThrow(SpopInvalidFrameError);
+        }
+      },
+    );
 
     it('treats the reader end as the end of the data, even when the buffer goes on', () => {
       const buf = Buffer.from(hex('f0 80 00'));

@@ -98,7 +98,8 @@ export class SpoeConnection {
     private readonly host: SpoeConnectionHost,
   ) {
     const options = host.options;
-    this.remoteAddress = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : (options.path ?? 'unix');
+    this.remoteAddress =
+      socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : (options.path ?? 'unix');
     this.reader = new FrameReader(options.maxFrameSize);
     this.writer = new FrameWriter((data) => this.flushed(data), options.maxFrameSize);
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -107,7 +108,10 @@ export class SpoeConnection {
     socket.on('error', (error: NodeJS.ErrnoException) => this.onError(error));
     socket.on('close', () => this.onClose());
     socket.on('drain', this.onDrain);
-    this.helloTimer = setTimeout(() => this.disconnect(SpopStatus.Timeout, `no HAPROXY-HELLO within ${options.helloTimeoutMs} ms`), options.helloTimeoutMs);
+    this.helloTimer = setTimeout(
+      () => this.disconnect(SpopStatus.Timeout, `no HAPROXY-HELLO within ${options.helloTimeoutMs} ms`),
+      options.helloTimeoutMs,
+    );
   }
 
   /** NOTIFY frames being handled. */
@@ -200,10 +204,13 @@ export class SpoeConnection {
   private onHello(frame: Frame): void {
     if (frame.type === FrameType.HaproxyDisconnect) return this.onHaproxyDisconnect(frame);
     if (frame.type !== FrameType.HaproxyHello) {
-      throw new SpopInvalidFrameError(`expected HAPROXY-HELLO, got ${FrameType[frame.type] ?? `frame type ${frame.type}`}`);
+      throw new SpopInvalidFrameError(
+        `expected HAPROXY-HELLO, got ${FrameType[frame.type] ?? `frame type ${frame.type}`}`,
+      );
     }
     if (!(frame.flags & FrameFlag.Fin)) throw new SpopFragmentationError('fragmented HAPROXY-HELLO');
-    if (frame.streamId !== 0 || frame.frameId !== 0) throw new SpopInvalidFrameError('HAPROXY-HELLO with a non-zero stream-id or frame-id');
+    if (frame.streamId !== 0 || frame.frameId !== 0)
+      throw new SpopInvalidFrameError('HAPROXY-HELLO with a non-zero stream-id or frame-id');
     const options = this.host.options;
     const hello = decodeHaproxyHello(frame);
     const settings = negotiateHello(hello, { maxFrameSize: options.maxFrameSize, capabilities: options.capabilities });
@@ -249,7 +256,8 @@ export class SpoeConnection {
   private readonly onDrain = (): void => {
     if (this.gate === 'unsent') this.pump();
   };
-  private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void => this.ack(streamId, frameId, actions);
+  private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void =>
+    this.ack(streamId, frameId, actions);
 
   private ack(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void {
     this.inFlight--;
@@ -274,7 +282,9 @@ export class SpoeConnection {
       writeAck(w, streamId, frameId, actions);
     } catch (error) {
       if (!(error instanceof SpoeEncodeError)) throw error;
-      logger.error(`ACK for stream-id ${streamId}, frame-id ${frameId} could not be encoded (${error.message}); sent without its actions`);
+      logger.error(
+        `ACK for stream-id ${streamId}, frame-id ${frameId} could not be encoded (${error.message}); sent without its actions`,
+      );
       const flag = this.host.dispatcher.failureAction(SpoeFailure.HandlerFailed);
       writeAck(w, streamId, frameId, flag ? [flag] : []);
     }
@@ -286,7 +296,8 @@ export class SpoeConnection {
     try {
       const { status, message } = decodeDisconnect(frame);
       reason = `HAPROXY-DISCONNECT status ${status} (${message})`;
-      if (status !== SpopStatus.Normal) logger.warn(`${this.remoteAddress} disconnected: status ${status} ${spopStatusReason(status)}: ${message}`);
+      if (status !== SpopStatus.Normal)
+        logger.warn(`${this.remoteAddress} disconnected: status ${status} ${spopStatusReason(status)}: ${message}`);
     } catch (error) {
       logger.warn(`${this.remoteAddress} sent a malformed HAPROXY-DISCONNECT: ${(error as Error).message}`);
     }
@@ -295,11 +306,16 @@ export class SpoeConnection {
 
   private protocolError(error: unknown): void {
     if (error instanceof SpopError) {
-      logger.warn(`protocol error from ${this.remoteAddress}: status ${error.status} (${spopStatusReason(error.status)}): ${error.message}`);
+      logger.warn(
+        `protocol error from ${this.remoteAddress}: status ${error.status} (${spopStatusReason(error.status)}): ${error.message}`,
+      );
       this.disconnect(error.status, error.message);
       return;
     }
-    logger.error(`internal error on connection ${this.remoteAddress}: ${(error as Error)?.message}`, (error as Error)?.stack);
+    logger.error(
+      `internal error on connection ${this.remoteAddress}: ${(error as Error)?.message}`,
+      (error as Error)?.stack,
+    );
     this.disconnect(SpopStatus.Unknown, 'internal agent error');
   }
 
@@ -330,7 +346,11 @@ export class SpoeConnection {
     clearTimeout(this.helloTimer);
     clearTimeout(this.lingerTimer);
     this.writer.discard();
-    const event = this.closeEvent ?? { remoteAddress: this.remoteAddress, status: undefined, reason: previous === 'hello' ? 'closed before HELLO' : 'closed by peer' };
+    const event = this.closeEvent ?? {
+      remoteAddress: this.remoteAddress,
+      status: undefined,
+      reason: previous === 'hello' ? 'closed before HELLO' : 'closed by peer',
+    };
     this.host.closed(this, event);
     this.resolveClosed();
   }

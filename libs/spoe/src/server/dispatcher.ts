@@ -19,7 +19,12 @@ export type SpoePayload = Record<string, SpoeValue>;
  * Runs one message through its `@MessagePattern` handler and returns what the handler returned: a value, a Promise or
  * an Observable. Builds only what the handler reads (its payload, its {@link SpoeContext}).
  */
-export type SpoeMessageInvoker = (message: SpoeMessage, streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo) => unknown;
+export type SpoeMessageInvoker = (
+  message: SpoeMessage,
+  streamId: SpopId,
+  frameId: SpopId,
+  connection: SpoeConnectionInfo,
+) => unknown;
 
 /** The handlers bound to one message name. */
 export interface SpoeRoute {
@@ -66,7 +71,13 @@ export class Dispatcher {
    * Dispatches a NOTIFY; `done` is called exactly once with the ACK's actions: before this returns when every handler
    * answered at once (the common case, which then allocates no job and no deadline), later otherwise.
    */
-  dispatch(messages: readonly SpoeMessage[], streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo, done: SpoeAckCallback): void {
+  dispatch(
+    messages: readonly SpoeMessage[],
+    streamId: SpopId,
+    frameId: SpopId,
+    connection: SpoeConnectionInfo,
+    done: SpoeAckCallback,
+  ): void {
     if (messages.length === 1) return this.dispatchOne(messages[0], streamId, frameId, connection, done);
     const job = new NotifyJob(this, messages, streamId, frameId, done);
     let deadline = Infinity;
@@ -87,7 +98,13 @@ export class Dispatcher {
   }
 
   /** A NOTIFY of one message (nearly all of them): when its handler answers at once, no job, no deadline. */
-  private dispatchOne(message: SpoeMessage, streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo, done: SpoeAckCallback): void {
+  private dispatchOne(
+    message: SpoeMessage,
+    streamId: SpopId,
+    frameId: SpopId,
+    connection: SpoeConnectionInfo,
+    done: SpoeAckCallback,
+  ): void {
     const route = this.routeOf(message, streamId, frameId, connection);
     if (!route?.invoke) {
       done(streamId, frameId, NO_ACTIONS);
@@ -116,7 +133,12 @@ export class Dispatcher {
   }
 
   /** The route of a message with a `@MessagePattern` handler; event handlers fired on the way; undefined otherwise. */
-  private routeOf(message: SpoeMessage, streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo): SpoeRoute | undefined {
+  private routeOf(
+    message: SpoeMessage,
+    streamId: SpopId,
+    frameId: SpopId,
+    connection: SpoeConnectionInfo,
+  ): SpoeRoute | undefined {
     const route = this.route(message.name);
     if (!route || (!route.handler && route.events.length === 0)) {
       this.warnUnknown(message.name);
@@ -154,16 +176,22 @@ export class Dispatcher {
   /** @internal */
   logFailure(name: string, streamId: SpopId, frameId: SpopId, error: unknown): void {
     const where = `message "${name}" (stream-id ${streamId}, frame-id ${frameId})`;
-    this.logger.error(`handler failed for ${where}: ${describeError(error)}`, error instanceof Error ? error.stack : undefined);
+    this.logger.error(
+      `handler failed for ${where}: ${describeError(error)}`,
+      error instanceof Error ? error.stack : undefined,
+    );
   }
 
   /** @internal */
   logDeadline(job: NotifyJob, pending: string[]): void {
-    this.logger.warn(`deadline passed for message(s) ${pending.map((n) => `"${n}"`).join(', ')} (stream-id ${job.streamId}, frame-id ${job.frameId}); acknowledged with the actions that were ready`);
+    this.logger.warn(
+      `deadline passed for message(s) ${pending.map((n) => `"${n}"`).join(', ')} (stream-id ${job.streamId}, frame-id ${job.frameId}); acknowledged with the actions that were ready`,
+    );
   }
 
   private fireEvent(handler: SpoeHandler, payload: SpoePayload, context: SpoeContext): void {
-    const report = (error: unknown): void => this.logger.error(`event handler failed for message "${context.getMessageName()}": ${describeError(error)}`);
+    const report = (error: unknown): void =>
+      this.logger.error(`event handler failed for message "${context.getMessageName()}": ${describeError(error)}`);
     try {
       const result = this.invoke(handler, payload, context);
       const settle = (value: unknown): void => {
@@ -237,7 +265,10 @@ class NotifyJob implements Expirable {
 
   expire(): void {
     if (this.settled) return;
-    this.dispatcher.logDeadline(this, this.messages.filter((_, i) => this.actions[i] === undefined).map((m) => m.name));
+    this.dispatcher.logDeadline(
+      this,
+      this.messages.filter((_, i) => this.actions[i] === undefined).map((m) => m.name),
+    );
     this.settleWithFailure(SpoeFailure.DeadlinePassed);
   }
 
@@ -289,7 +320,10 @@ function follow(job: NotifyJob, index: number, result: unknown): void {
   }
 }
 
-/** What a handler returned, as the actions it adds: nothing, one action or an array of them; undefined for anything else. */
+/**
+ * What a handler returned, as the actions it adds: nothing, one action or an array of them; undefined for anything
+ * else.
+ */
 function actionsOf(value: unknown): readonly SpoeAction[] | undefined {
   if (value === undefined || value === null) return NO_ACTIONS;
   if (!Array.isArray(value)) return isSpoeAction(value) ? [value] : undefined;
@@ -308,7 +342,13 @@ export function toPayload(message: SpoeMessage): SpoePayload {
   for (let i = 0; i < message.size; i++) {
     const name = message.nameAt(i);
     if (Object.prototype.hasOwnProperty.call(payload, name)) continue;
-    if (name === '__proto__') Object.defineProperty(payload, name, { value: message.valueAt(i), enumerable: true, writable: true, configurable: true });
+    if (name === '__proto__')
+      Object.defineProperty(payload, name, {
+        value: message.valueAt(i),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     else payload[name] = message.valueAt(i);
   }
   return payload;

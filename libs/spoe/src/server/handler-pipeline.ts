@@ -122,7 +122,8 @@ export class HandlerPipelines {
       config.getGlobalRequestInterceptors().length +
       config.getGlobalRequestPipes().length +
       config.getGlobalRequestFilters().length;
-    if (this.source.hybrid && globals > 0) return 'a hybrid app has global enhancers that the microservice may not inherit';
+    if (this.source.hybrid && globals > 0)
+      return 'a hybrid app has global enhancers that the microservice may not inherit';
     return undefined;
   }
 
@@ -136,7 +137,10 @@ export class HandlerPipelines {
     return new HandlerPipeline(this.plan(found.instance, found.methodKey, found.moduleKey)).invoke;
   }
 
-  private find(pattern: string, transportId: symbol): { instance: object; methodKey: string; moduleKey: string } | undefined {
+  private find(
+    pattern: string,
+    transportId: symbol,
+  ): { instance: object; methodKey: string; moduleKey: string } | undefined {
     const matches: Array<{ instance: object; methodKey: string; moduleKey: string; isStatic: boolean }> = [];
     for (const [moduleKey, module] of this.source.modules) {
       for (const wrapper of module.controllers.values()) {
@@ -147,7 +151,12 @@ export class HandlerPipelines {
           // As ListenersController: a handler bound to another transport is not this server's.
           if (definition.transport !== undefined && (definition.transport as unknown) !== transportId) continue;
           if (!definition.patterns.includes(pattern)) continue;
-          matches.push({ instance, methodKey: definition.methodKey, moduleKey, isStatic: wrapper.isDependencyTreeStatic() });
+          matches.push({
+            instance,
+            methodKey: definition.methodKey,
+            moduleKey,
+            isStatic: wrapper.isDependencyTreeStatic(),
+          });
         }
       }
     }
@@ -159,9 +168,14 @@ export class HandlerPipelines {
   private plan(instance: object, methodKey: string, moduleKey: string): PipelinePlan {
     const callback = (instance as Record<string, (...args: unknown[]) => unknown>)[methodKey];
     const metadata: Record<string, ParamMetadata> =
-      this.utils.reflectCallbackMetadata<Record<string, ParamMetadata> | undefined>(instance, methodKey, PARAM_ARGS_METADATA) ?? DEFAULT_CALLBACK_METADATA;
+      this.utils.reflectCallbackMetadata<Record<string, ParamMetadata> | undefined>(
+        instance,
+        methodKey,
+        PARAM_ARGS_METADATA,
+      ) ?? DEFAULT_CALLBACK_METADATA;
     const keys = Object.keys(metadata);
-    const paramtypes = this.utils.reflectCallbackParamtypes(instance, methodKey) as Array<Type<unknown> | undefined> | undefined;
+    const paramtypes = this.utils.reflectCallbackParamtypes(instance, methodKey) as
+      Array<Type<unknown> | undefined> | undefined;
     const contextFactory = this.utils.getContextFactory('rpc', instance, callback);
     const pipes = this.pipes.create(instance, callback, moduleKey, STATIC_CONTEXT);
     this.pipes.setModuleContext(moduleKey);
@@ -177,7 +191,12 @@ export class HandlerPipelines {
         type,
         data,
         // Frozen and shared by every call: Nest builds one per call, which pipes only read.
-        metadata: Object.freeze({ metatype: paramtypes?.[index], type: token, data: data as string | undefined, schema }),
+        metadata: Object.freeze({
+          metatype: paramtypes?.[index],
+          type: token,
+          data: data as string | undefined,
+          schema,
+        }),
         pipes: [...pipes, ...paramPipes],
         custom: custom ? this.utils.getCustomFactory(factory!, data, contextFactory) : undefined,
       };
@@ -270,8 +289,16 @@ class HandlerPipeline {
     // Parameters read straight from the message, no pipe in between: the common case, kept free of promises.
     this.simpleArgs = plan.params.every((p) => p.pipes.length === 0 && p.custom === undefined);
     const [only] = plan.params;
-    const bare = plan.guards.length === 0 && plan.interceptors.length === 0 && plan.params.length === 1 && plan.argsLength === 1 && only.custom === undefined;
-    this.onlyArgument = bare && only.type === RpcParamtype.PAYLOAD && typeof only.data === 'string' && only.data !== '' ? only.data : undefined;
+    const bare =
+      plan.guards.length === 0 &&
+      plan.interceptors.length === 0 &&
+      plan.params.length === 1 &&
+      plan.argsLength === 1 &&
+      only.custom === undefined;
+    this.onlyArgument =
+      bare && only.type === RpcParamtype.PAYLOAD && typeof only.data === 'string' && only.data !== ''
+        ? only.data
+        : undefined;
     this.invoke = this.onlyArgument === undefined ? this.invokeFull : this.invokeBare;
   }
 
@@ -286,20 +313,30 @@ class HandlerPipeline {
       let value = argument(message, this.onlyArgument!);
       if (params[0].pipes.length > 0) {
         value = this.applyPipes(params[0], value);
-        if (isThenable(value)) return this.settled(Promise.resolve(value).then((v) => callback.call(instance, v)), new Call(message, streamId, frameId, connection));
+        if (isThenable(value))
+          return this.settled(
+            Promise.resolve(value).then((v) => callback.call(instance, v)),
+            new Call(message, streamId, frameId, connection),
+          );
       }
       result = callback.call(instance, value);
     } catch (error) {
       return this.handleError(error, new Call(message, streamId, frameId, connection));
     }
-    return isThenable(result) || isObservable(result) ? this.settled(result, new Call(message, streamId, frameId, connection)) : result;
+    return isThenable(result) || isObservable(result)
+      ? this.settled(result, new Call(message, streamId, frameId, connection))
+      : result;
   };
 
   private readonly invokeFull: SpoeMessageInvoker = (message, streamId, frameId, connection) => {
     const call = new Call(message, streamId, frameId, connection);
     try {
       const allowed = this.plan.guards.length === 0 ? true : this.canActivate(call);
-      if (allowed instanceof Promise) return this.settled(allowed.then((ok) => this.afterGuards(call, ok)), call);
+      if (allowed instanceof Promise)
+        return this.settled(
+          allowed.then((ok) => this.afterGuards(call, ok)),
+          call,
+        );
       return this.settled(this.afterGuards(call, allowed), call);
     } catch (error) {
       return this.handleError(error, call);
@@ -324,7 +361,8 @@ class HandlerPipeline {
       }
       return (async () => {
         if (!(await pickResult(result))) return false;
-        for (let j = i + 1; j < guards.length; j++) if (!(await pickResult(guards[j].canActivate(context)))) return false;
+        for (let j = i + 1; j < guards.length; j++)
+          if (!(await pickResult(guards[j].canActivate(context)))) return false;
         return true;
       })();
     }
@@ -406,7 +444,8 @@ class HandlerPipeline {
     // Any thenable is followed, as `await` in Nest's RpcProxy follows it; what leaves here is a native Promise.
     if (isThenable(result)) {
       return Promise.resolve(result).then(
-        (value: unknown) => (isObservable(value) ? value.pipe(catchError((error: unknown) => this.handleError(error, call))) : value),
+        (value: unknown) =>
+          isObservable(value) ? value.pipe(catchError((error: unknown) => this.handleError(error, call))) : value,
         (error: unknown) => this.handleError(error, call),
       );
     }
@@ -444,7 +483,11 @@ function toObservable(value: unknown): Observable<unknown> {
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as PromiseLike<unknown>).then === 'function';
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as PromiseLike<unknown>).then === 'function'
+  );
 }
 
 /**

@@ -32,11 +32,16 @@ export interface SpoeServerOptions {
   idleTimeoutMs?: number;
   /** On `close()`, how long in-flight NOTIFY may still finish, in ms. Default 5000. */
   drainTimeoutMs?: number;
-  /** After sending AGENT-DISCONNECT, how long to wait for HAProxy to close before destroying the socket. Default 1000. */
+  /**
+   * After sending AGENT-DISCONNECT, how long to wait for HAProxy to close before destroying the socket. Default 1000.
+   */
   disconnectLingerMs?: number;
   /** Bound, in bytes, on a NOTIFY reassembled from fragments. Default 1 MiB. */
   maxFragmentedPayload?: number;
-  /** Bytes of ACKs queued unsent on a connection beyond which its NOTIFY are not read until the peer reads. Default 1 MiB. */
+  /**
+   * Bytes of ACKs queued unsent on a connection beyond which its NOTIFY are not read until the peer reads. Default 1
+   * MiB.
+   */
   maxPendingWriteBytes?: number;
   /** Announce `pipelining` (when HAProxy does). Default true. */
   pipelining?: boolean;
@@ -97,14 +102,17 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     throw new SpoeOptionsError(`path must be a non-empty string, got ${String(options.path)}`);
   }
   const host = options.host ?? SPOE_DEFAULTS.host;
-  if (typeof host !== 'string' || host.length === 0) throw new SpoeOptionsError(`host must be a non-empty string, got ${String(host)}`);
+  if (typeof host !== 'string' || host.length === 0)
+    throw new SpoeOptionsError(`host must be a non-empty string, got ${String(host)}`);
   const errorVariable = options.errorVariable;
   if (errorVariable !== undefined) {
     if (!(errorVariable.scope >= VarScope.Process && errorVariable.scope <= VarScope.Response)) {
       throw new SpoeOptionsError(`errorVariable.scope must be a VarScope, got ${String(errorVariable.scope)}`);
     }
     if (typeof errorVariable.name !== 'string' || !isVariableName(errorVariable.name)) {
-      throw new SpoeOptionsError(`errorVariable.name must be a HAProxy variable name ([A-Za-z0-9._]+), got ${JSON.stringify(errorVariable.name)}`);
+      throw new SpoeOptionsError(
+        `errorVariable.name must be a HAProxy variable name ([A-Za-z0-9._]+), got ${JSON.stringify(errorVariable.name)}`,
+      );
     }
   }
   const capabilities: SpopCapability[] = [];

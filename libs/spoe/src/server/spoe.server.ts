@@ -5,7 +5,15 @@ import { lstat, unlink } from 'node:fs/promises';
 import { AddressInfo, connect, createServer, Server as NetServer, Socket } from 'node:net';
 import { isObservable } from 'rxjs';
 import { finalize } from 'rxjs/operators';
-import { Dispatcher, SpoeHandler, SpoeInvoker, SpoeMessageInvoker, SpoePayload, SpoeRoute, toPayload } from './dispatcher';
+import {
+  Dispatcher,
+  SpoeHandler,
+  SpoeInvoker,
+  SpoeMessageInvoker,
+  SpoePayload,
+  SpoeRoute,
+  toPayload,
+} from './dispatcher';
 import { SpoeConnection, SpoeConnectionHost } from './connection';
 import { HandlerPipelines, NestHandlerSource } from './handler-pipeline';
 import { formatAddress } from '../address';
@@ -95,7 +103,12 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
    * Registers in Nest's registry, with SPOE's rules: a pattern is a message name; one @MessagePattern handler per
    * message (its actions make the ACK), ahead of the message's @EventPattern handlers whatever the order they came in.
    */
-  override addHandler(pattern: unknown, callback: MessageHandler, isEventHandler = false, extras: Record<string, unknown> = {}): void {
+  override addHandler(
+    pattern: unknown,
+    callback: MessageHandler,
+    isEventHandler = false,
+    extras: Record<string, unknown> = {},
+  ): void {
     if (typeof pattern !== 'string') {
       throw new SpoeHandlerError(`SPOE patterns are spoe-message names (strings), got ${JSON.stringify(pattern)}`);
     }
@@ -104,7 +117,9 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       super.addHandler(pattern, callback, true, extras);
     } else {
       if (existing && messageHandlerOf(existing)) {
-        throw new SpoeHandlerError(`two @MessagePattern handlers for SPOE message "${pattern}": each message has one handler (its actions make the ACK)`);
+        throw new SpoeHandlerError(
+          `two @MessagePattern handlers for SPOE message "${pattern}": each message has one handler (its actions make the ACK)`,
+        );
       }
       this.deadlineOf(pattern, extras);
       super.addHandler(pattern, callback, false, extras);
@@ -181,7 +196,6 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     if (!this.server) throw new Error('nestjs-spoe: the server is not listening yet; call unwrap() after listen()');
     return this.server as T;
   }
-
 
   private accept(socket: Socket): void {
     if (this.closing) {
@@ -263,7 +277,8 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     const reason = pipelines.unsupportedReason();
     try {
       const invoke = reason === undefined ? pipelines.compile(pattern, this.transportId) : undefined;
-      if (!invoke) this.logger.debug(`"${pattern}" keeps Nest's RPC pipeline: ${reason ?? 'request-scoped or not found'}`);
+      if (!invoke)
+        this.logger.debug(`"${pattern}" keeps Nest's RPC pipeline: ${reason ?? 'request-scoped or not found'}`);
       return invoke;
     } catch (error) {
       this.logger.debug(`"${pattern}" keeps Nest's RPC pipeline: ${(error as Error).message}`);
@@ -273,14 +288,17 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
 
   /** Runs a message through the handler as Nest registered it: `(payload, context)`, every argument decoded. */
   private viaNest(handler: SpoeHandler): SpoeMessageInvoker {
-    return (message, streamId, frameId, connection) => this.invoker(handler, toPayload(message), new SpoeContext([message, streamId, frameId, connection]));
+    return (message, streamId, frameId, connection) =>
+      this.invoker(handler, toPayload(message), new SpoeContext([message, streamId, frameId, connection]));
   }
 
   private deadlineOf(pattern: string, extras: Record<string, unknown>): number {
     const deadline = extras[SPOE_DEADLINE_EXTRA];
     if (deadline === undefined) return this.options.handlerDeadlineMs;
     if (typeof deadline !== 'number' || !Number.isInteger(deadline) || deadline < 1 || deadline > MAX_TIMEOUT_MS) {
-      throw new SpoeHandlerError(`@MessagePattern("${pattern}") extras.deadline must be a positive integer (ms), got ${String(deadline)}`);
+      throw new SpoeHandlerError(
+        `@MessagePattern("${pattern}") extras.deadline must be a positive integer (ms), got ${String(deadline)}`,
+      );
     }
     return deadline;
   }
@@ -289,7 +307,6 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     if (this.events.listenerCount('error') > 0) this.events.emit('error', error);
     else this.logger.error(`server error: ${error.message}`);
   }
-
 }
 
 /**
