@@ -108,10 +108,15 @@ describeIf(redisServer(), haproxy32.prerequisite)(
     it('denies IPv6 sources in an IPv6 network added through the admin API', async () => {
       expect(await statuses({ 'x-forwarded-for': '2001:db8::7' }, 2)).toEqual([200, 200]);
       expect((await api(agents[1].httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32' })).status).toBe(201);
-      expect(await statuses({ 'x-forwarded-for': '2001:db8::7' })).toEqual(Array(6).fill(403));
+      try {
+        expect(await statuses({ 'x-forwarded-for': '2001:db8::7' })).toEqual(Array(6).fill(403));
+      } finally {
+        expect((await api(agents[0].httpUrl, 'DELETE', '/blocklist?cidr=2001:db8::/32')).status).toBe(204);
+      }
     });
 
-    it('had both agents answer (the decisions above did not all come from one instance)', async () => {
+    it('has both agents answer (the decisions do not all come from one instance)', async () => {
+      expect(await statuses()).toEqual(Array(6).fill(200));
       const rows = (await showStat(statsSocket)).filter(
         (row) => row.pxname === 'spoe-agents' && row.svname.startsWith('agent'),
       );
@@ -120,10 +125,15 @@ describeIf(redisServer(), haproxy32.prerequisite)(
     });
 
     it('shows the same decision when asked directly over SPOP, on either instance', async () => {
-      for (const agent of agents) {
-        const client = await SpoeClient.connect({ port: agent.spoePort });
-        expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('2001:db8::7') }))[0].value).toBe(100);
-        await client.close();
+      expect((await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '2001:db8:5::/48' })).status).toBe(201);
+      try {
+        for (const agent of agents) {
+          const client = await SpoeClient.connect({ port: agent.spoePort });
+          expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('2001:db8:5::7') }))[0].value).toBe(100);
+          await client.close();
+        }
+      } finally {
+        expect((await api(agents[1].httpUrl, 'DELETE', '/blocklist?cidr=2001:db8:5::/48')).status).toBe(204);
       }
     });
   },

@@ -61,18 +61,29 @@ describeRedis('example agent: health with Redis', () => {
   let agent: ExampleAgent;
   let client: SpoeClient;
 
-  beforeAll(async () => {
+  // Each test has a Redis and an agent of its own.
+  beforeEach(async () => {
     redis = await RedisServer.start();
     // The agent warns while Redis is away: expected here.
     agent = await startExampleAgent({ REDIS_URL: redis.url, HEALTH_TIMEOUT_MS: '500', LOG_LEVEL: 'fatal' });
     client = await SpoeClient.connect({ port: agent.spoePort });
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await client?.close();
     await agent?.close();
     await redis?.stop();
-    await cleanupAll();
   });
+  afterAll(() => cleanupAll());
+
+  /** 192.0.2.0/24 blocked, then Redis stopped: resolves with the first readiness answer that says so. */
+  async function redisAway(): Promise<{ status: number; body: Health }> {
+    expect((await api(agent.httpUrl, 'POST', '/blocklist', { cidr: '192.0.2.0/24' })).status).toBe(201);
+    await redis.stop();
+    return waitFor('readiness to fail', async () => {
+      const response = await api<Health>(agent.httpUrl, 'GET', '/health/ready');
+      return response.status === 503 && response;
+    });
+  }
 
   it('is ready with a Redis indicator: both connections ready, PING answered', async () => {
     const { status, body } = await api<Health>(agent.httpUrl, 'GET', '/health/ready');
@@ -88,12 +99,7 @@ describeRedis('example agent: health with Redis', () => {
   });
 
   it('turns readiness 503 with the Redis details when Redis stops; liveness stays 200; SPOE keeps answering', async () => {
-    await api(agent.httpUrl, 'POST', '/blocklist', { cidr: '192.0.2.0/24' });
-    await redis.stop();
-    const { status, body } = await waitFor('readiness to fail', async () => {
-      const response = await api<Health>(agent.httpUrl, 'GET', '/health/ready');
-      return response.status === 503 && response;
-    });
+    const { status, body } = await redisAway();
     expect(status).toBe(503);
     expect(body.status).toBe('error');
     expect(body.error.redis).toMatchObject({
@@ -107,6 +113,7 @@ describeRedis('example agent: health with Redis', () => {
   });
 
   it('answers admin writes 503 at once while Redis is away: refused, not queued until a timeout', async () => {
+    await redisAway();
     const { status, body } = await api<{ message: string }>(agent.httpUrl, 'POST', '/blocklist', {
       cidr: '198.51.100.0/24',
     });
@@ -119,6 +126,7 @@ describeRedis('example agent: health with Redis', () => {
   });
 
   it('is ready again once Redis is back, and has caught up with changes made meanwhile', async () => {
+    await redisAway();
     await redis.restart();
     await waitFor(
       'readiness to recover',

@@ -26,31 +26,31 @@ describeRedis('example agent: blocklist shared through Redis', () => {
   const score = async (client: SpoeClient, ip: string): Promise<unknown> =>
     (await client.notify('check-client-ip', { ip: SpoeIp.parse(ip) }))[0]?.value;
 
-  beforeAll(async () => {
+  // Each test has a Redis of its own and two instances on it, a and b: no test sees what another left.
+  let a: { agent: ExampleAgent; client: SpoeClient };
+  let b: { agent: ExampleAgent; client: SpoeClient };
+  beforeEach(async () => {
     redis = await RedisServer.start();
+    a = await startAgent();
+    b = await startAgent();
   });
-  afterAll(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    for (const agent of agents) await agent.close();
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+    for (const agent of agents.splice(0)) await agent.close();
     await redis?.stop();
-    await cleanupAll();
   });
+  afterAll(() => cleanupAll());
 
   it('seeds the default blocklist once: a later instance does not re-add what was removed', async () => {
-    const a = await startAgent();
     expect(await score(a.client, '10.1.2.3')).toBe(100);
     expect((await api(a.agent.httpUrl, 'DELETE', '/blocklist?cidr=10.0.0.0/8')).status).toBe(204);
-    const b = await startAgent({ BLOCKLIST: '10.0.0.0/8,192.0.2.0/24' });
-    expect(await score(b.client, '10.1.2.3')).toBe(0);
-    expect(await score(b.client, '192.0.2.1')).toBe(0);
-    expect((await api(b.agent.httpUrl, 'GET', '/blocklist')).body).toEqual([]);
+    const later = await startAgent({ BLOCKLIST: '10.0.0.0/8,192.0.2.0/24' });
+    expect(await score(later.client, '10.1.2.3')).toBe(0);
+    expect(await score(later.client, '192.0.2.1')).toBe(0);
+    expect((await api(later.agent.httpUrl, 'GET', '/blocklist')).body).toEqual([]);
   });
 
   it('agrees on both instances at the next NOTIFY after a POST to either one', async () => {
-    const [a, b] = [
-      { agent: agents[0], client: clients[0] },
-      { agent: agents[1], client: clients[1] },
-    ];
     expect(
       (await api(a.agent.httpUrl, 'POST', '/blocklist', { cidr: '203.0.113.0/24', reason: 'from a' })).status,
     ).toBe(201);
@@ -66,25 +66,33 @@ describeRedis('example agent: blocklist shared through Redis', () => {
   });
 
   it('lists the same entries on every instance', async () => {
+    expect((await api(b.agent.httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32', reason: 'from b' })).status).toBe(
+      201,
+    );
     const [listA, listB] = await Promise.all(
-      agents.map(
-        async (agent) => (await api<Array<{ cidr: string; reason: string }>>(agent.httpUrl, 'GET', '/blocklist')).body,
+      [a, b].map(
+        async ({ agent }) =>
+          (await api<Array<{ cidr: string; reason: string }>>(agent.httpUrl, 'GET', '/blocklist')).body,
       ),
     );
     expect(listA).toEqual(listB);
-    expect(listA.map((e) => [e.cidr, e.reason])).toEqual([['2001:db8::/32', 'from b']]);
+    expect(listA.map((e) => [e.cidr, e.reason])).toEqual([
+      ['10.0.0.0/8', 'default blocklist'],
+      ['2001:db8::/32', 'from b'],
+    ]);
   });
 
   it('loads the current blocklist when an instance starts later', async () => {
-    const c = await startAgent();
-    expect(await score(c.client, '2001:db8::1')).toBe(100);
+    expect((await api(a.agent.httpUrl, 'POST', '/blocklist', { cidr: '2001:db8::/32' })).status).toBe(201);
+    const later = await startAgent();
+    expect(await score(later.client, '2001:db8::1')).toBe(100);
   });
 
   it('stops blocking everywhere when an entry with a TTL expires', async () => {
-    expect((await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7', ttlSeconds: 1 })).status).toBe(
+    expect((await api(a.agent.httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.7', ttlSeconds: 1 })).status).toBe(
       201,
     );
-    expect(await Promise.all(clients.map((c) => score(c, '198.51.100.7')))).toEqual([100, 100, 100]);
+    expect(await Promise.all(clients.map((c) => score(c, '198.51.100.7')))).toEqual([100, 100]);
     // Redis expires the entry after its TTL; every instance follows.
     await waitFor('the entry to expire on every instance', async () =>
       (await Promise.all(clients.map((c) => score(c, '198.51.100.7')))).every((s) => s === 0),
@@ -92,6 +100,8 @@ describeRedis('example agent: blocklist shared through Redis', () => {
   });
 
   it('answers 404 for removing an entry that is not there, on any instance', async () => {
-    expect((await api(agents[1].httpUrl, 'DELETE', '/blocklist?cidr=192.0.2.99')).status).toBe(404);
+    for (const { agent } of [a, b]) {
+      expect((await api(agent.httpUrl, 'DELETE', '/blocklist?cidr=192.0.2.99')).status).toBe(404);
+    }
   });
 });

@@ -74,64 +74,90 @@ const byNumber = (a: number, b: number): number => a - b;
 const readiness = (agent: AgentProcess): Promise<{ status: number; body: Readiness }> =>
   api<Readiness>(agent.httpUrl, 'GET', '/health/ready');
 
-describe('SPOE_WORKERS=2, in-memory blocklist', () => {
+/** A supervisor of two workers (in-memory blocklist) for the tests of one describe, and the connections they open. */
+function twoWorkers(): { agent: () => AgentProcess; workers: () => number[]; open: SpoeClient[] } {
   let agent: AgentProcess;
   let workers: number[];
   const open: SpoeClient[] = [];
-
   beforeAll(async () => {
     agent = await AgentProcess.start({ SPOE_WORKERS: '2', SHUTDOWN_GRACE_MS: '60000', LOG_LEVEL: 'log' });
     workers = agent.workerPids();
   });
+  // A test's connections end with it: the next one counts only its own.
+  afterEach(async () => {
+    for (const client of open.splice(0)) client.destroy();
+    await waitFor('the workers to hold no connection', () =>
+      agent.workerPids().every((pid) => connectionsServedBy(pid, agent.spoePort) === 0),
+    );
+  });
   afterAll(async () => {
-    for (const client of open) client.destroy();
     await agent?.stop();
     await cleanupAll();
   });
+  return { agent: () => agent, workers: () => workers, open };
+}
+
+/** Opens 4 SPOP connections that the describe closes at its end. */
+async function fourClients(agent: AgentProcess, open: SpoeClient[]): Promise<SpoeClient[]> {
+  const { clients } = await connect(agent, 4);
+  open.push(...clients);
+  return clients;
+}
+
+// Each test stands alone: the ones that end a worker or the supervisor have a supervisor of their own.
+describe('SPOE_WORKERS=2, in-memory blocklist', () => {
+  const { agent, workers, open } = twoWorkers();
 
   it('runs two workers, named by the supervisor once they are ready', () => {
-    expect(workers).toHaveLength(2);
-    const line = agent.lines.find((l) => l.includes('[Supervisor] 2 workers ready: pids '));
+    expect(workers()).toHaveLength(2);
+    const line = agent().lines.find((l) => l.includes('[Supervisor] 2 workers ready: pids '));
     expect(
       line
         ?.replace(/.*pids /, '')
         .split(', ')
         .map(Number)
         .sort(byNumber),
-    ).toEqual([...workers].sort(byNumber));
+    ).toEqual([...workers()].sort(byNumber));
   });
 
   it('spreads SPOP connections over both workers', async () => {
-    const { clients, served } = await connect(agent, 4);
+    const { clients, served } = await connect(agent(), 4);
     open.push(...clients);
-    expect([...served.keys()].sort(byNumber)).toEqual([...workers].sort(byNumber));
-    for (const pid of workers) expect(served.get(pid)).toBeGreaterThanOrEqual(1);
+    expect([...served.keys()].sort(byNumber)).toEqual([...workers()].sort(byNumber));
+    for (const pid of workers()) expect(served.get(pid)).toBeGreaterThanOrEqual(1);
   });
 
   it('is ready with a workers indicator: both workers ready', async () => {
-    const { status, body } = await readiness(agent);
+    const { status, body } = await readiness(agent());
     expect(status).toBe(200);
     expect(body.details.workers).toEqual({
       status: 'up',
       expected: 2,
       ready: 2,
-      processes: expect.arrayContaining(workers.map((pid) => ({ pid, state: 'ready' }))),
+      processes: expect.arrayContaining(workers().map((pid) => ({ pid, state: 'ready' }))),
     });
   });
 
   it('has every worker score an address 100 as soon as the POST returns, and 0 as soon as the DELETE returns', async () => {
+    const clients = await fourClients(agent(), open);
     for (const [i, cidr] of ['203.0.113.0/24', '198.51.100.0/24'].entries()) {
       const ip = cidr.replace('0/24', '7');
-      expect(await admin(agent, 'POST', '/blocklist', { cidr, reason: `write ${i}` })).toBe(201);
-      expect(await Promise.all(open.map((c) => score(c, ip)))).toEqual([100, 100, 100, 100]);
-      expect(await admin(agent, 'DELETE', `/blocklist?cidr=${cidr}`)).toBe(204);
-      expect(await Promise.all(open.map((c) => score(c, ip)))).toEqual([0, 0, 0, 0]);
+      expect(await admin(agent(), 'POST', '/blocklist', { cidr, reason: `write ${i}` })).toBe(201);
+      expect(await Promise.all(clients.map((c) => score(c, ip)))).toEqual([100, 100, 100, 100]);
+      expect(await admin(agent(), 'DELETE', `/blocklist?cidr=${cidr}`)).toBe(204);
+      expect(await Promise.all(clients.map((c) => score(c, ip)))).toEqual([0, 0, 0, 0]);
     }
   });
+});
 
-  it('replaces a killed worker, saying why; readiness is 503 naming it until the replacement is ready, which has the current blocklist', async () => {
+describe('SPOE_WORKERS=2: a worker that dies', () => {
+  const { agent: current, workers, open } = twoWorkers();
+
+  it('is replaced, saying why; readiness is 503 naming it until the replacement is ready, which has the current blocklist', async () => {
+    const agent = current();
+    await fourClients(agent, open);
     expect(await admin(agent, 'POST', '/blocklist', { cidr: '192.0.2.0/24', reason: 'before the crash' })).toBe(201);
-    const [victim, survivor] = workers;
+    const [victim, survivor] = workers();
     process.kill(victim, 'SIGKILL');
 
     const down = await waitFor(
@@ -177,17 +203,23 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
       processes: expect.arrayContaining([{ pid: replacement, state: 'ready' }]),
     });
     expect(agent.workerPids().sort(byNumber)).toEqual([survivor, replacement].sort(byNumber));
-    workers = [survivor, replacement];
 
     // The connections of the killed worker are gone; new ones spread over the survivor and the replacement.
     for (const client of open.splice(0)) client.destroy();
     const { clients, served } = await connect(agent, 4);
     open.push(...clients);
-    for (const pid of workers) expect(served.get(pid)).toBeGreaterThanOrEqual(1);
-    expect(await Promise.all(open.map((c) => score(c, '192.0.2.1')))).toEqual([100, 100, 100, 100]);
+    for (const pid of [survivor, replacement]) expect(served.get(pid)).toBeGreaterThanOrEqual(1);
+    expect(await Promise.all(clients.map((c) => score(c, '192.0.2.1')))).toEqual([100, 100, 100, 100]);
   });
+});
 
-  it('drains every worker on SIGTERM (a second signal skips the grace period): AGENT-DISCONNECT 0 everywhere, exit 0, no worker left', async () => {
+describe('SPOE_WORKERS=2: SIGTERM', () => {
+  const { agent: current, workers, open } = twoWorkers();
+
+  it('drains every worker (a second signal skips the grace period): AGENT-DISCONNECT 0 everywhere, exit 0, no worker left', async () => {
+    const agent = current();
+    const clients = await fourClients(agent, open);
+    expect(await admin(agent, 'POST', '/blocklist', { cidr: '192.0.2.0/24', reason: 'before SIGTERM' })).toBe(201);
     agent.child.kill('SIGTERM');
     const stopping = await waitFor('readiness to turn 503', async () => {
       const response = await readiness(agent);
@@ -195,9 +227,9 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
     });
     expect(stopping.body.details.workers).toMatchObject({ status: 'down', message: 'the supervisor is shutting down' });
     // The grace period: every worker still answers on its connections.
-    expect(await Promise.all(open.map((c) => score(c, '192.0.2.1')))).toEqual([100, 100, 100, 100]);
+    expect(await Promise.all(clients.map((c) => score(c, '192.0.2.1')))).toEqual([100, 100, 100, 100]);
 
-    const inFlight = open.map((c) =>
+    const inFlight = clients.map((c) =>
       c.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') }).then(
         () => 'answered',
         (error: Error) =>
@@ -206,11 +238,11 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
     );
     agent.child.kill('SIGINT');
     for (const outcome of await Promise.all(inFlight)) expect(['answered', 'AGENT-DISCONNECT 0']).toContain(outcome);
-    expect(await Promise.all(open.map((c) => c.whenClosed()))).toEqual(
-      open.map(() => ({ status: 0, message: expect.any(String) })),
+    expect(await Promise.all(clients.map((c) => c.whenClosed()))).toEqual(
+      clients.map(() => ({ status: 0, message: expect.any(String) })),
     );
     expect(await agent.exited).toEqual({ code: 0, signal: null });
-    for (const pid of workers) expect(processExists(pid)).toBe(false);
+    for (const pid of workers()) expect(processExists(pid)).toBe(false);
     expect(agent.output()).toMatch(
       /\[Supervisor\] SIGTERM: stopping 2 workers[\s\S]*\[Supervisor\] SIGINT again[\s\S]*\[Supervisor\] every worker has exited/,
     );
