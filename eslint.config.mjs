@@ -14,10 +14,18 @@ export default tseslint.config(
     },
   },
   {
-    // The protocol layer is pure: bytes in, frames out. It must not know Nest or rxjs.
+    // Production code never imports the test kit (nestjs-spoe/testing re-exports the client, not the other way round).
+    files: ['libs/spoe/src/**/*.ts'],
+    ignores: ['libs/spoe/src/testing/**', '**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['**/testing', '**/testing/*'] }],
+    },
+  },
+  {
+    // The protocol layer is pure: bytes in, frames out. It must not know Nest or rxjs (nor the test kit).
     files: ['libs/spoe/src/protocol/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['@nestjs/*', 'rxjs', 'rxjs/*'] }],
+      'no-restricted-imports': ['error', { patterns: ['@nestjs/*', 'rxjs', 'rxjs/*', '**/testing', '**/testing/*'] }],
     },
   },
   {

@@ -18,8 +18,7 @@
  * Environment:
  *   BENCH_IDLE_CONNECTIONS (1000, 0 skips), BENCH_IDLE_ROUNDS (3), BENCH_IDLE_BATCH (100), BENCH_IDLE_SETTLE_MS (2000),
  *   BENCH_IDLE_WARMUP_CONNECTIONS (50)
- *   BENCH_SOAK_S (120, 0 skips), BENCH_SOAK_WARMUP_S (20, at most a third of the soak), BENCH_SOAK_GC_EVERY_S (0:
- * post-GC
+ *   BENCH_SOAK_S (120, 0 skips), BENCH_SOAK_WARMUP_S (20, at most a third of the soak), BENCH_SOAK_GC_EVERY_S (0: post-GC
  *   samples at the end of the warm-up and at the end only), BENCH_SOAK_CONNECTIONS (4), BENCH_SOAK_INFLIGHT (16)
  *   BENCH_CEILING_SOAK_S (30, 0 skips)
  *   BENCH_TRACE_GC=1 (agents run with --trace-gc, the trace goes to bench/results/memory-trace-gc-<run>.log)

@@ -13,8 +13,7 @@ import { SupervisedApp, SupervisorLink } from '../../src/cluster/worker';
  * a handler that heavy, the transport is a small share of each frame and the question is only whether N processes
  * get N times the work done.
  *
- *   PORT=12345 HEAVY_WORKERS=2 HEAVY_TARGET_US=50 [HEAVY_ITERATIONS=n] node -r @swc-node/register
- * bench/agents/heavy-agent.ts
+ *   PORT=12345 HEAVY_WORKERS=2 HEAVY_TARGET_US=50 [HEAVY_ITERATIONS=n] node -r @swc-node/register bench/agents/heavy-agent.ts
  *
  * The supervisor (primary) calibrates the work once, before forking, unless HEAVY_ITERATIONS gives it: a number of
  * iterations of a cheap integer hash that take HEAVY_TARGET_US on this machine. Every worker then does exactly that

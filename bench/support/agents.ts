@@ -1,12 +1,10 @@
 /**
  * The agents the benchmarks measure, each in its own process on 127.0.0.1, started the same way by every bench:
  *
- *   ceiling    bench/agents/ceiling.js: plain Node, no framework, no library (what Node itself allows); prints `READY
- * <port>`
+ *   ceiling    bench/agents/ceiling.js: plain Node, no framework, no library (what Node itself allows); prints `READY <port>`
  *   server     SpoeServer in a Nest microservice, the plainest handler          (bench/agents/nest-agents.ts server)
  *   pipeline   `server` plus one global interceptor and one pipe               (bench/agents/nest-agents.ts pipeline)
- *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO
- * once up)
+ *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO once up)
  *   heavy      a ≈50 µs/message handler under src/'s worker supervisor         (bench/agents/heavy-agent.ts)
  *
  * Each answers check-client-ip with set-var sess.ip_score. A start resolves once the agent serves, and stops the

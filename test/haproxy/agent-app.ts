@@ -5,8 +5,7 @@
  * ports ({@link startStack}).
  *
  * Messages (see config/spoe.conf for the matching `spoe-message` sections):
- * - `check-client-ip` (arg `ip`, on-frontend-http-request, except for /nospoe): sets `sess.ip_score` (INT32) to 100 for
- * 10.0.0.0/8,
+ * - `check-client-ip` (arg `ip`, on-frontend-http-request, except for /nospoe): sets `sess.ip_score` (INT32) to 100 for 10.0.0.0/8,
  *   fd00::/8 and ::ffff:10.0.0.0/104, else 5; `txn.ip_family` to the family it received ("ipv4", "ipv6" or
  *   "ipv4-mapped") and `txn.ip_seen` to the address.
  * - `audit` (same event as check-client-ip, so in the same NOTIFY): only recorded. /nospoe sends no message at all.

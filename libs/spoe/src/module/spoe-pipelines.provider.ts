@@ -6,8 +6,7 @@ import { SpoeServer } from '../server/spoe.server';
 /**
  * Hands every SpoeServer of the app — provided by SpoeModule or built with `new SpoeServer()` and given to
  * `createMicroservice`/`connectMicroservice` — what it needs to run its handlers through nestjs-spoe's own pipeline:
- * the app's modules and config. Nest announces each microservice transport on
- * `ModulesContainer.getRpcTargetRegistry()`.
+ * the app's modules and config. Nest announces each microservice transport on `ModulesContainer.getRpcTargetRegistry()`.
  */
 @Injectable()
 export class SpoePipelinesProvider implements OnModuleDestroy {

@@ -45,8 +45,8 @@ const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<SpoeServerOpti
  * installed, provide the `SpoeHealthIndicator` of 'nestjs-spoe/health':
  *
  * ```ts
- * const app = await NestFactory.create(AppModule);               // AppModule imports SpoeModule.forRoot({ port: 12345
- * })
+ * // AppModule imports SpoeModule.forRoot({ port: 12345 })
+ * const app = await NestFactory.create(AppModule);
  * app.connectMicroservice({ strategy: app.get(SpoeServer) }, { inheritAppConfig: true });
  * await app.startAllMicroservices();
  * await app.listen(3000);
