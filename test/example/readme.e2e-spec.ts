@@ -70,21 +70,27 @@ describe('README: adding SPOE to an existing Nest app (test/example/readme/exist
 });
 
 describe('README: health (test/example/readme/health.ts)', () => {
-  let app: INestApplication;
-  let url: string;
-
-  beforeAll(async () => {
+  /** The README's health app, SPOE on a free port, HTTP on another; each test has its own. */
+  async function startHealthApp(): Promise<{ app: INestApplication; url: string }> {
     process.env.SPOE_PORT = String(await freePort(['127.0.0.1']));
-    app = await NestFactory.create(HealthAppModule, { logger: ['error'] });
-    app.connectMicroservice({ strategy: app.get(SpoeServer) }, { inheritAppConfig: true });
-    await app.startAllMicroservices();
-    await app.listen(0, '127.0.0.1');
-    url = await app.getUrl();
-    delete process.env.SPOE_PORT;
+    try {
+      const app = await NestFactory.create(HealthAppModule, { logger: ['error'] });
+      app.connectMicroservice({ strategy: app.get(SpoeServer) }, { inheritAppConfig: true });
+      await app.startAllMicroservices();
+      await app.listen(0, '127.0.0.1');
+      return { app, url: await app.getUrl() };
+    } finally {
+      delete process.env.SPOE_PORT;
+    }
+  }
+  const apps: INestApplication[] = [];
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
   });
-  afterAll(() => app?.close());
 
   it('is live and ready, with the SPOE details and the probe', async () => {
+    const { app, url } = await startHealthApp();
+    apps.push(app);
     expect((await api(url, 'GET', '/health/live')).status).toBe(200);
     const { status, body } = await api<{ details: { spoe: Record<string, unknown> } }>(url, 'GET', '/health/ready');
     expect(status).toBe(200);
@@ -98,6 +104,8 @@ describe('README: health (test/example/readme/health.ts)', () => {
   });
 
   it('turns readiness 503 once the SPOE server is closed', async () => {
+    const { app, url } = await startHealthApp();
+    apps.push(app);
     await app.get(SpoeServer).close();
     const { status, body } = await api<{ error: { spoe: Record<string, unknown> } }>(url, 'GET', '/health/ready');
     expect(status).toBe(503);
