@@ -149,6 +149,14 @@ export class HaproxyProcess {
     return this.lines.filter((l) => /\[(ALERT|WARNING|EMERG)\]/.test(l.text)).map((l) => l.text);
   }
 
+  /**
+   * {@link problems} but those of running as root, which the tests do and a deployment does not (HAProxy warns of
+   * root itself, of no `chroot` and of no `user`/`uid`): what a configuration under test should never produce.
+   */
+  unexpectedProblems(): string[] {
+    return this.problems().filter((line) => !/started as (root|the root user)|'chroot'|'user' nor 'uid'/.test(line));
+  }
+
   /** Runs a command on the stats socket (see {@link haproxyCli}). */
   private cli(command: string): Promise<string> {
     if (!this.options.statsSocket) throw new Error('this HAProxy has no statsSocket in its options');

@@ -53,16 +53,7 @@ export class RawPeer {
     hello: Partial<HaproxyHello> = {},
   ): Promise<{ peer: RawPeer; agentHello: AgentHello }> {
     const peer = await RawPeer.connect(target);
-    peer.send(
-      encodeHaproxyHello({
-        supportedVersions: '2.0',
-        maxFrameSize: 16380,
-        capabilities: ['pipelining'],
-        healthcheck: false,
-        engineId: 'raw-peer',
-        ...hello,
-      }),
-    );
+    peer.send(haproxyHello({ engineId: 'raw-peer', ...hello }));
     const frame = await peer.nextFrame();
     if (frame.type !== FrameType.AgentHello) throw new Error(`expected AGENT-HELLO, got type ${frame.type}`);
     return { peer, agentHello: decodeAgentHello(frame) };
@@ -127,4 +118,15 @@ export class RawPeer {
     this.waiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** A HAPROXY-HELLO as HAProxy 3.1+ sends it (SPOP 2.0, 16380 bytes, pipelining, not a health check), amended. */
+export function haproxyHello(hello: Partial<HaproxyHello> = {}): Buffer {
+  return encodeHaproxyHello({
+    supportedVersions: '2.0',
+    maxFrameSize: 16380,
+    capabilities: ['pipelining'],
+    healthcheck: false,
+    ...hello,
+  });
 }

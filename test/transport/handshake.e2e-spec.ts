@@ -1,9 +1,9 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern } from '@nestjs/microservices';
 import { SetVar, SpopStatus, TypedData } from 'nestjs-spoe';
-import { encodeFrame, encodeHaproxyHello, encodeNotify, FrameFlag, FrameType, writeKvList } from 'nestjs-spoe/protocol';
+import { encodeFrame, encodeNotify, FrameFlag, FrameType, writeKvList } from 'nestjs-spoe/protocol';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { RawPeer } from '../support/raw-peer';
+import { haproxyHello, RawPeer } from '../support/raw-peer';
 import { startAgent, TestAgent } from '../support/agent';
 
 @Controller()
@@ -70,9 +70,7 @@ describe('HELLO handshake', () => {
     ['two', false],
   ])('supported-versions "%s" is accepted: %s', async (versions, accepted) => {
     const peer = await RawPeer.connect({ port: agent.port });
-    peer.send(
-      encodeHaproxyHello({ supportedVersions: versions, maxFrameSize: 16380, capabilities: [], healthcheck: false }),
-    );
+    peer.send(haproxyHello({ supportedVersions: versions, capabilities: [] }));
     if (accepted) {
       expect((await peer.nextFrame()).type).toBe(FrameType.AgentHello);
       peer.destroy();
@@ -98,9 +96,7 @@ describe('HELLO handshake', () => {
 
   it('a max-frame-size below 256 gets AGENT-DISCONNECT status 9', async () => {
     const peer = await RawPeer.connect({ port: agent.port });
-    peer.send(
-      encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 255, capabilities: [], healthcheck: false }),
-    );
+    peer.send(haproxyHello({ maxFrameSize: 255, capabilities: [] }));
     expect(await peer.expectDisconnect()).toMatchObject({ status: SpopStatus.BadFrameSize });
   });
 
@@ -112,9 +108,7 @@ describe('HELLO handshake', () => {
 
   it('a health-check HELLO gets AGENT-HELLO and a plain close, without AGENT-DISCONNECT', async () => {
     const peer = await RawPeer.connect({ port: agent.port });
-    peer.send(
-      encodeHaproxyHello({ supportedVersions: '2.0', maxFrameSize: 16380, capabilities: [], healthcheck: true }),
-    );
+    peer.send(haproxyHello({ capabilities: [], healthcheck: true }));
     expect((await peer.nextFrame()).type).toBe(FrameType.AgentHello);
     await peer.expectClosed();
     expect(peer.pendingFrames).toHaveLength(0);
@@ -131,12 +125,7 @@ describe('HELLO handshake', () => {
 
   it('answers a HELLO that arrives one byte at a time', async () => {
     const peer = await RawPeer.connect({ port: agent.port });
-    const hello = encodeHaproxyHello({
-      supportedVersions: '2.0',
-      maxFrameSize: 16380,
-      capabilities: ['pipelining'],
-      healthcheck: false,
-    });
+    const hello = haproxyHello();
     for (const byte of hello) {
       peer.send(Buffer.from([byte]));
       await new Promise((r) => setImmediate(r));
@@ -149,14 +138,7 @@ describe('HELLO handshake', () => {
     const peer = await RawPeer.connect({ port: agent.port });
     const chunks: Buffer[] = [];
     peer.socket.prependListener('data', (chunk: Buffer) => chunks.push(chunk));
-    peer.send(
-      encodeHaproxyHello({
-        supportedVersions: '2.0',
-        maxFrameSize: 16380,
-        capabilities: ['pipelining'],
-        healthcheck: false,
-      }),
-    );
+    peer.send(haproxyHello());
     expect((await peer.nextFrame()).type).toBe(FrameType.AgentHello);
     expect(chunks).toHaveLength(1);
     expect(chunks[0].length).toBe(4 + chunks[0].readUInt32BE(0));
