@@ -1,7 +1,7 @@
 import { INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AddressInfo } from 'node:net';
-import { ActionType, SpoeIp, SpoeServer, VarScope } from 'nestjs-spoe';
+import { SetVar, SpoeIp, SpoeServer } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { AppModule } from './quick-start';
 
@@ -23,11 +23,6 @@ describe('ReputationController over real SPOP', () => {
 
   it('scores a blocked address 100', async () => {
     const actions = await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') });
-    expect(actions[0]).toMatchObject({
-      type: ActionType.SetVar,
-      scope: VarScope.Session,
-      name: 'ip_score',
-      value: 100,
-    });
+    expect(actions[0]).toMatchObject(SetVar.sess('ip_score', 100)); // what HAProxy received, as the handler returned it
   });
 });

@@ -3,6 +3,13 @@
  *
  * Subpaths: 'nestjs-spoe/health' (terminus: SpoeHealthIndicator), 'nestjs-spoe/testing' (HAProxy's side of SPOP:
  * SpoeClient, for tests and probes), 'nestjs-spoe/protocol' (the SPOP 2.0 codec, for tools built on it).
+ *
+ * Names come from the modules that define them, never through a folder's index: run from source (swc's CommonJS, as
+ * `npm start` and the benchmarks do), a module's exports are getters defined in alphabetical order, and V8 turns a
+ * module's exports into a slow dictionary when another module defined the same first getter before it. This file
+ * runs first, so an index re-exporting a module's first name, or a module whose first name is also this file's first
+ * (ActionType was: it stays in 'nestjs-spoe/protocol'), costs a dictionary lookup on every frame. public-api.spec.ts
+ * checks the modules a NOTIFY passes through.
  */
 
 // The transport and its module.
@@ -36,12 +43,12 @@ export { SpoeDataType, TypedData } from './protocol/typed-data';
 export type { SpoeEncodable, SpoeValue } from './protocol/typed-data';
 export type { AgentHello, SpopCapability } from './protocol/hello';
 export type { SpopId } from './protocol/frame';
-export { ParseSpoeIpPipe } from './pipes';
-export type { ParseSpoeIpPipeOptions } from './pipes';
+export { ParseSpoeIpPipe } from './pipes/parse-spoe-ip.pipe';
+export type { ParseSpoeIpPipeOptions } from './pipes/parse-spoe-ip.pipe';
 
 // What a handler returns.
-export { isSpoeAction, isVariableName, SetVar, UnsetVar } from './actions';
-export { ActionType, VarScope } from './protocol/ack';
+export { isSpoeAction, isVariableName, SetVar, UnsetVar } from './actions/set-var';
+export { VarScope } from './protocol/ack';
 export type { SpoeAction } from './protocol/ack';
 export { SpoeFailure } from './server/dispatcher';
 

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
 import * as protocol from './protocol';
 import * as root from './index';
 
@@ -8,7 +10,6 @@ import * as root from './index';
 describe('the public API of nestjs-spoe', () => {
   it('exports exactly these values from the root entry point (types are checked by the build)', () => {
     expect(Object.keys(root).sort()).toEqual([
-      'ActionType',
       'HAPROXY_MAX_FRAME_SIZE',
       'MAX_TIMEOUT_MS',
       'ParseSpoeIpPipe',
@@ -56,8 +57,31 @@ describe('the public API of nestjs-spoe', () => {
       expect(protocol).toHaveProperty(name);
       expect(root).not.toHaveProperty(name);
     }
-    for (const name of ['SpoeIp', 'TypedData', 'SpoeDataType', 'SpopStatus', 'SpopError', 'ActionType', 'VarScope']) {
+    for (const name of ['SpoeIp', 'TypedData', 'SpoeDataType', 'SpopStatus', 'SpopError', 'VarScope']) {
       expect(root[name as keyof typeof root]).toBe(protocol[name as keyof typeof protocol]);
     }
+  });
+});
+
+/** The root entry point and the folders of the frame path (codec, server, actions, pipes). */
+const FRAME_PATH = String.raw`/\/libs\/spoe\/src\/(index\.ts$|protocol\/|server\/|actions\/|pipes\/)/`;
+
+describe('the modules a NOTIFY passes through', () => {
+  it('keep fast exports when loaded from the root entry point from source (see index.ts)', () => {
+    const script = `
+      const fast = new Function('o', 'return %HasFastProperties(o)');
+      require(${JSON.stringify(path.join(__dirname, 'index.ts'))});
+      const checked = Object.keys(require.cache).filter((file) => ${FRAME_PATH}.test(file));
+      const slow = checked.filter((file) => !fast(require.cache[file].exports));
+      const names = (files) => files.map((file) => path.relative(${JSON.stringify(__dirname)}, file));
+      process.stdout.write(JSON.stringify({ checked: names(checked), slow: names(slow) }));
+    `;
+    const out = execFileSync(process.execPath, ['--allow-natives-syntax', '-r', '@swc-node/register', '-e', script], {
+      cwd: path.join(__dirname, '../../..'),
+      encoding: 'utf8',
+    });
+    const { checked, slow } = JSON.parse(out) as { checked: string[]; slow: string[] };
+    expect(checked).toEqual(expect.arrayContaining(['index.ts', 'protocol/ack.ts', 'server/connection.ts']));
+    expect(slow).toEqual([]);
   });
 });

@@ -1,1 +1,0 @@
-export { SetVar, UnsetVar, isSpoeAction, isVariableName } from './set-var';

@@ -1,2 +1,0 @@
-export { ParseSpoeIpPipe } from './parse-spoe-ip.pipe';
-export type { ParseSpoeIpPipeOptions } from './parse-spoe-ip.pipe';
