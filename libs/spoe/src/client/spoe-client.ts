@@ -1,27 +1,14 @@
 import { connect, Socket } from 'node:net';
-import {
-  AgentHello,
-  ByteWriter,
-  decodeAck,
-  decodeAgentHello,
-  decodeDisconnect,
-  DecodedAction,
-  Disconnect,
-  encodeFrame,
-  encodeHaproxyDisconnect,
-  encodeHaproxyHello,
-  encodeNotify,
-  Frame,
-  FrameFlag,
-  FrameReader,
-  FrameType,
-  NotifyMessage,
-  SpoeEncodable,
-  SpopError,
-  SpopId,
-  SpopStatus,
-  writeMessages,
-} from '../protocol';
+import { decodeAck, DecodedAction } from '../protocol/ack';
+import { ByteWriter } from '../protocol/byte-writer';
+import { decodeDisconnect, Disconnect, encodeHaproxyDisconnect } from '../protocol/disconnect';
+import { SpopError } from '../protocol/errors';
+import { encodeFrame, Frame, FrameFlag, FrameType, SpopId } from '../protocol/frame';
+import { FrameReader } from '../protocol/frame-reader';
+import { AgentHello, decodeAgentHello, encodeHaproxyHello } from '../protocol/hello';
+import { encodeNotify, NotifyMessage, writeMessages } from '../protocol/notify';
+import { SpopStatus } from '../protocol/status';
+import { SpoeEncodable } from '../protocol/typed-data';
 import { SPOE_CLIENT_DEFAULTS } from '../spoe.constants';
 
 /** How a {@link SpoeClient} reaches the agent and what it announces, like HAProxy's side of the HELLO. */
