@@ -1,6 +1,7 @@
 import { Controller, Module } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { ActionType, SetVar, SpoeContext, SpoeIp, VarScope } from 'nestjs-spoe';
+import { SetVar, SpoeContext, SpoeIp, VarScope } from 'nestjs-spoe';
+import { ActionType } from 'nestjs-spoe/protocol'; // the wire code of a decoded action
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { startAgent, TestAgent } from './support/agent';
 

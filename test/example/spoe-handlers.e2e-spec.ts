@@ -1,5 +1,6 @@
 // The example agent's SPOE handlers over a real socket, HAProxy played by SpoeClient: check-client-ip and echo.
-import { ActionType, SpoeDataType, SpoeIp, TypedData, VarScope } from 'nestjs-spoe';
+import { SpoeDataType, SpoeIp, TypedData, VarScope } from 'nestjs-spoe';
+import { ActionType } from 'nestjs-spoe/protocol'; // the wire code of a decoded action
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { api, ExampleAgent, startExampleAgent } from './support/example';
 

@@ -1,6 +1,7 @@
 import { Controller, Logger } from '@nestjs/common';
 import { MessagePattern } from '@nestjs/microservices';
-import { ActionType, SetVar, SpoeDataType, VarScope } from 'nestjs-spoe';
+import { SetVar, SpoeDataType, VarScope } from 'nestjs-spoe';
+import { ActionType } from 'nestjs-spoe/protocol'; // the wire code of a decoded action
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { NEVER, throwError } from 'rxjs';
 import { startAgent, TestAgent } from '../support/agent';

@@ -1,6 +1,7 @@
 import { Controller, Logger } from '@nestjs/common';
 import { Ctx, EventPattern, MessagePattern, Payload } from '@nestjs/microservices';
-import { ActionType, SetVar, SpoeContext, SpoeDataType, SpoeIp, TypedData, UnsetVar, VarScope } from 'nestjs-spoe';
+import { SetVar, SpoeContext, SpoeDataType, SpoeIp, TypedData, UnsetVar, VarScope } from 'nestjs-spoe';
+import { ActionType } from 'nestjs-spoe/protocol'; // the wire code of a decoded action
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { from, Observable, of } from 'rxjs';
 import { startAgent, TestAgent } from '../support/agent';
