@@ -165,7 +165,10 @@ export class SpoeConnection {
         // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write.
         if (unsent || this.inFlight >= maxInFlightPerConnection || this.writer.pendingBytes >= maxPendingWriteBytes) {
           this.gate = unsent ? 'unsent' : this.inFlight >= maxInFlightPerConnection ? 'in-flight' : 'unflushed';
-          if (!paused) this.socket.pause();
+          if (!paused) {
+            this.socket.pause();
+            this.host.dispatcher.observer?.paused?.(this.gate);
+          }
           return;
         }
         const frame = this.reader.next();
@@ -219,6 +222,7 @@ export class SpoeConnection {
     const w = this.writer.begin();
     writeAgentHello(w, settings);
     this.writer.commit();
+    this.host.dispatcher.observer?.hello?.(hello.healthcheck ? 'healthcheck' : 'accepted');
     if (hello.healthcheck) {
       // A health check gets its AGENT-HELLO and a plain close: HAProxy ≥ 3.2 fails a check followed by a DISCONNECT.
       this.lifecycle = 'closing';
@@ -243,8 +247,10 @@ export class SpoeConnection {
   private onNotify(frame: Frame): void {
     const messages = decodeNotify(frame);
     const { streamId, frameId } = frame;
+    const dispatcher = this.host.dispatcher;
     this.inFlight++;
-    this.host.dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound);
+    dispatcher.observer?.notify?.(messages.length);
+    dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound);
   }
 
   /** The writer's sink: one socket write per turn; a gate closed on unflushed ACKs may open now. */
@@ -278,6 +284,7 @@ export class SpoeConnection {
 
   private writeAck(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void {
     const w = this.writer.begin();
+    const start = w.pos;
     try {
       writeAck(w, streamId, frameId, actions);
     } catch (error) {
@@ -288,24 +295,31 @@ export class SpoeConnection {
       const flag = this.host.dispatcher.failureAction(SpoeFailure.HandlerFailed);
       writeAck(w, streamId, frameId, flag ? [flag] : []);
     }
+    this.host.dispatcher.observer?.ack?.(w.pos - start);
     this.writer.commit();
   }
 
   private onHaproxyDisconnect(frame: Frame): void {
     let reason = 'HAPROXY-DISCONNECT';
+    const observer = this.host.dispatcher.observer;
     try {
       const { status, message } = decodeDisconnect(frame);
+      observer?.haproxyDisconnect?.(status);
       reason = `HAPROXY-DISCONNECT status ${status} (${message})`;
       if (status !== SpopStatus.Normal)
         logger.warn(`${this.remoteAddress} disconnected: status ${status} ${spopStatusReason(status)}: ${message}`);
     } catch (error) {
+      observer?.haproxyDisconnect?.(undefined);
       logger.warn(`${this.remoteAddress} sent a malformed HAPROXY-DISCONNECT: ${(error as Error).message}`);
     }
     this.disconnect(SpopStatus.Normal, spopStatusReason(SpopStatus.Normal), reason);
   }
 
   private protocolError(error: unknown): void {
+    const observer = this.host.dispatcher.observer;
+    if (this.lifecycle === 'hello') observer?.hello?.('refused');
     if (error instanceof SpopError) {
+      observer?.protocolError?.(error.status);
       logger.warn(
         `protocol error from ${this.remoteAddress}: status ${error.status} (${spopStatusReason(error.status)}): ${error.message}`,
       );
@@ -325,6 +339,7 @@ export class SpoeConnection {
     this.lifecycle = 'closing';
     clearTimeout(this.helloTimer);
     this.closeEvent = { remoteAddress: this.remoteAddress, status, reason };
+    this.host.dispatcher.observer?.agentDisconnect?.(status);
     const w = this.writer.begin();
     writeAgentDisconnect(w, { status, message });
     this.writer.commit();
@@ -335,9 +350,9 @@ export class SpoeConnection {
   }
 
   private onError(error: NodeJS.ErrnoException): void {
-    // HAProxy 3.1+ closes connections with a reset: that is an ordinary end, not a failure.
-    if (QUIET_ERRORS.has(error.code ?? '')) logger.debug(`${this.remoteAddress}: ${error.code}`);
-    else logger.warn(`socket error on ${this.remoteAddress}: ${error.message}`);
+    // HAProxy 3.1+ closes connections (and every `option spop-check`) with a reset: an ordinary end, not logged, since
+    // Nest's default levels print even debug lines.
+    if (!QUIET_ERRORS.has(error.code ?? '')) logger.warn(`socket error on ${this.remoteAddress}: ${error.message}`);
   }
 
   private onClose(): void {

@@ -20,6 +20,7 @@ import { formatAddress } from '../address';
 import { MAX_TIMEOUT_MS, SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from '../spoe.constants';
 import { SpoeContext } from './spoe.context';
 import { SpoeEvents, SpoeStatus } from './spoe.events';
+import { combineObservers, SpoeObserver } from './spoe.observer';
 import { NormalizedSpoeOptions, normalizeSpoeOptions, SpoeServerOptions } from './spoe.options';
 
 /** A handler registration that cannot work (two handlers for one message, a non-string pattern, a bad deadline). */
@@ -61,6 +62,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   /** nestjs-spoe's pipeline of each @MessagePattern handler, built when Nest registered it. */
   private readonly compiled = new Map<MessageHandler, SpoeMessageInvoker>();
   private readonly connections = new Set<SpoeConnection>();
+  private readonly observers: SpoeObserver[] = [];
   private readonly events = new EventEmitter();
   private server: NetServer | undefined;
   private closing: Promise<void> | undefined;
@@ -91,6 +93,21 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   /** The bound address (TCP: `{ address, port }`; Unix: the path), once listening. */
   get address(): AddressInfo | string | undefined {
     return this.server?.address() ?? undefined;
+  }
+
+  /**
+   * Adds an observer of what the transport does (connections, HELLOs, NOTIFY, each message's outcome and duration,
+   * ACKs, disconnects, protocol errors, back-pressure): SpoeMetrics of 'nestjs-spoe/metrics' is one. Returns the
+   * function that removes it.
+   */
+  observe(observer: SpoeObserver): () => void {
+    this.observers.push(observer);
+    this.dispatcher.observer = combineObservers(this.observers);
+    return () => {
+      const index = this.observers.indexOf(observer);
+      if (index >= 0) this.observers.splice(index, 1);
+      this.dispatcher.observer = combineObservers(this.observers);
+    };
   }
 
   get stats(): SpoeServerStats {
@@ -202,7 +219,9 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       socket.destroy();
       return;
     }
-    this.connections.add(new SpoeConnection(socket, this.host));
+    const connection = new SpoeConnection(socket, this.host);
+    this.connections.add(connection);
+    this.dispatcher.observer?.connectionAccepted?.(connection.remoteAddress);
   }
 
   private async shutdown(): Promise<void> {
