@@ -2,12 +2,15 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { TerminusModule } from '@nestjs/terminus';
 import { SpoeModule } from 'nestjs-spoe';
+import { SpoeMetricsModule } from 'nestjs-spoe/metrics';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { BlocklistController } from './admin/blocklist.controller';
 import { SupervisorLink } from './cluster/worker';
 import { AgentSettings, validateAgentEnv } from './config/agent.config';
 import { EchoController } from './diagnostics/echo.controller';
 import { BlocklistHealthIndicator } from './health/blocklist.health';
 import { HealthController } from './health/health.controller';
+import { MetricsController } from './metrics/metrics.controller';
 import { Lifecycle } from './health/lifecycle';
 import { WorkersHealthIndicator } from './health/workers.health';
 import { BlocklistStore } from './reputation/blocklist.store';
@@ -29,13 +32,16 @@ export interface AppOptions {
 }
 
 /**
- * The example agent: SPOE handlers (`check-client-ip`, `echo`) and an HTTP side (health, blocklist admin API) in one
+ * The example agent: SPOE handlers (`check-client-ip`, `echo`) and an HTTP side (health, metrics, blocklist admin API) in one
  * hybrid app, configured from its environment (see AGENT_ENV). The store is Redis when `REDIS_URL` is set, in memory
  * otherwise — under the supervisor, a replica of the supervisor's blocklist — all behind {@link BlocklistStore}.
  */
 @Module({})
 export class AppModule {
   static forRoot({ env, supervisor }: AppOptions = {}): DynamicModule {
+    // A registry per app (the tests run several in one process), with Node's process metrics beside SPOE's.
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
     return {
       module: AppModule,
       imports: [
@@ -50,8 +56,9 @@ export class AppModule {
           useFactory: (config: ConfigService<AgentSettings, true>) => config.get('agent', { infer: true }).spoe,
         }),
         TerminusModule.forRoot({ errorLogStyle: 'pretty' }),
+        SpoeMetricsModule.forRoot({ registry }),
       ],
-      controllers: [ReputationController, EchoController, BlocklistController, HealthController],
+      controllers: [ReputationController, EchoController, BlocklistController, HealthController, MetricsController],
       providers: [
         ...(supervisor ? [{ provide: SupervisorLink, useValue: supervisor }] : []),
         {

@@ -48,7 +48,7 @@ export const AGENT_ENV = {
     default: String(SPOE_DEFAULTS.drainTimeoutMs),
     doc: 'On shutdown, how long in-flight NOTIFY may still finish.',
   },
-  HTTP_HOST: { default: '0.0.0.0', doc: 'Address of the HTTP side (health routes, admin API).' },
+  HTTP_HOST: { default: '0.0.0.0', doc: 'Address of the HTTP side (health routes, metrics, admin API).' },
   HTTP_PORT: { default: '3000', doc: 'Port of the HTTP side (0 picks a free one).' },
   REDIS_URL: {
     default: undefined,

@@ -13,6 +13,8 @@ import { HttpBackend, startHttpBackend } from '../support/http-backend';
 import { runLoad } from '../support/load';
 import { freePort } from '../support/ports';
 import { describeIf } from '../support/prerequisites';
+import { sample, scrape } from '../support/prometheus';
+import { waitFor } from '../support/wait';
 import { api, deployFile, ExampleAgent, RedisServer, redisServer, startExampleAgent } from './support/example';
 
 jest.setTimeout(90_000);
@@ -122,6 +124,33 @@ describeIf(redisServer(), haproxy32.prerequisite)(
       );
       expect(rows.map((row) => row.svname).sort()).toEqual(['agent1', 'agent2']);
       for (const row of rows) expect(Number(row.stot)).toBeGreaterThan(0);
+    });
+
+    it('counts in GET /metrics of its agents exactly the check-client-ip messages HAProxy sent, and its health checks', async () => {
+      const answered = async (): Promise<number> => {
+        let total = 0;
+        for (const agent of agents) {
+          total += sample(await scrape(agent.httpUrl), 'spoe_messages_total', {
+            message: 'check-client-ip',
+            outcome: 'ok',
+          });
+        }
+        return total;
+      };
+      const before = await answered();
+      expect(await statuses({}, 10)).toEqual(Array(10).fill(200));
+      expect((await answered()) - before).toBe(10);
+      for (const agent of agents) {
+        // HAProxy checks each agent with option spop-check: a HELLO with healthcheck=true, counted apart.
+        await waitFor(
+          'a health check',
+          async () => sample(await scrape(agent.httpUrl), 'spoe_hellos_total', { outcome: 'healthcheck' }) > 0,
+        );
+        const text = await scrape(agent.httpUrl);
+        expect(sample(text, 'spoe_hellos_total', { outcome: 'accepted' })).toBeGreaterThan(0);
+        expect(sample(text, 'spoe_protocol_errors_total')).toBe(0);
+        expect(sample(text, 'process_cpu_seconds_total')).toBeGreaterThan(0); // Node's own metrics beside SPOE's
+      }
     });
 
     it('shows the same decision when asked directly over SPOP, on either instance', async () => {

@@ -1,13 +1,16 @@
 // The README's library sections run: every code block there is one of these files, and README.md marks it with
 // `<!-- snippet: path -->` (test/example/readme.e2e-spec.ts checks that the README shows the file verbatim).
 import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import { SetVar, SpoeDataType, SpoeIp, SpoeServer } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../support/agent';
 import { freePort } from '../support/ports';
+import { sample, scrape } from '../support/prometheus';
 import { HandlersController } from './handlers';
+import { MetricsAppModule } from './metrics';
 import { server } from './options';
 import { main } from './quick-start';
 
@@ -56,6 +59,30 @@ describe('README: handlers (test/readme/handlers.ts)', () => {
     } finally {
       await client.close();
       await agent.close();
+      jest.restoreAllMocks();
+    }
+  });
+});
+
+describe('README: metrics (test/readme/metrics.ts)', () => {
+  it('serves the series of the app’s SpoeServer on GET /metrics', async () => {
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined); // no handler for the message sent
+    const spoePort = await freePort(['127.0.0.1']);
+    process.env.SPOE_PORT = String(spoePort);
+    const app = await NestFactory.create(MetricsAppModule, { logger: ['error'] });
+    delete process.env.SPOE_PORT;
+    try {
+      app.connectMicroservice({ strategy: app.get(SpoeServer) }, { inheritAppConfig: true });
+      await app.startAllMicroservices();
+      await app.listen(0, '127.0.0.1');
+      const client = await SpoeClient.connect({ port: spoePort });
+      await client.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') });
+      await client.close();
+      const text = await scrape(await app.getUrl());
+      expect(sample(text, 'spoe_hellos_total', { outcome: 'accepted' })).toBe(1);
+      expect(sample(text, 'spoe_messages_total', { message: '(unhandled)', outcome: 'unhandled' })).toBe(1);
+    } finally {
+      await app.close();
       jest.restoreAllMocks();
     }
   });

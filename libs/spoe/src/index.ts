@@ -31,6 +31,7 @@ export {
 export { SpoeStatus } from './server/spoe.events';
 export type { SpoeConnectionEvent, SpoeDisconnectEvent, SpoeEvents } from './server/spoe.events';
 export { SpopStatus, spopStatusReason } from './protocol/status';
+export type { SpoeHelloOutcome, SpoeMessageOutcome, SpoeObserver, SpoePauseCause } from './server/spoe.observer';
 export { formatAddress } from './address';
 
 // What a handler receives.

@@ -74,13 +74,15 @@ describe('the modules a NOTIFY passes through', () => {
       const checked = Object.keys(require.cache).filter((file) => ${FRAME_PATH}.test(file));
       const slow = checked.filter((file) => !fast(require.cache[file].exports));
       const names = (files) => files.map((file) => path.relative(${JSON.stringify(__dirname)}, file));
-      process.stdout.write(JSON.stringify({ checked: names(checked), slow: names(slow) }));
+      const peers = Object.keys(require.cache).filter((file) => file.includes('/node_modules/prom-client/'));
+      process.stdout.write(JSON.stringify({ checked: names(checked), slow: names(slow), peers }));
     `;
     const out = execFileSync(process.execPath, ['--allow-natives-syntax', '-r', '@swc-node/register', '-e', script], {
       cwd: path.join(__dirname, '../../..'),
       encoding: 'utf8',
     });
-    const { checked, slow } = JSON.parse(out) as { checked: string[]; slow: string[] };
+    const { checked, slow, peers } = JSON.parse(out) as { checked: string[]; slow: string[]; peers: string[] };
+    expect(peers).toEqual([]); // the optional peers of the subpaths (prom-client) stay unloaded
     expect(checked).toEqual(expect.arrayContaining(['index.ts', 'protocol/ack.ts', 'server/connection.ts']));
     expect(slow).toEqual([]);
   });
