@@ -64,6 +64,11 @@ export class Dispatcher {
   private readonly unknownMessages = new Set<string>();
   /** Told how each message ended (with its duration) when set; nothing is measured otherwise. */
   observer: SpoeObserver | undefined;
+  private clock = 0;
+  private clockStale = true;
+  private readonly staleClock = (): void => {
+    this.clockStale = true;
+  };
 
   constructor(
     private readonly route: (name: string) => SpoeRoute | undefined,
@@ -83,7 +88,7 @@ export class Dispatcher {
     done: SpoeAckCallback,
   ): void {
     if (messages.length === 1) return this.dispatchOne(messages[0], streamId, frameId, connection, done);
-    const job = new NotifyJob(this, messages, streamId, frameId, done, this.observer ? performance.now() : NaN);
+    const job = new NotifyJob(this, messages, streamId, frameId, done, this.observer ? this.now() : NaN);
     let deadline = Infinity;
     for (let i = 0; i < messages.length; i++) {
       const route = this.routeOf(messages[i], streamId, frameId, connection);
@@ -147,7 +152,7 @@ export class Dispatcher {
       done(streamId, frameId, NO_ACTIONS);
       return;
     }
-    const started = performance.now();
+    const started = this.now();
     let result: unknown;
     try {
       result = route.invoke(message, streamId, frameId, connection);
@@ -182,8 +187,29 @@ export class Dispatcher {
 
   /** @internal Tells the observer how a message ended; `started` is NaN for a message no handler ran. */
   observe(name: string | undefined, outcome: SpoeMessageOutcome, started: number): void {
-    const seconds = started === started ? (performance.now() - started) / 1000 : 0;
+    let seconds = 0;
+    if (started === started) {
+      const ended = performance.now();
+      this.clock = ended;
+      seconds = (ended - started) / 1000;
+    }
     this.observer?.message?.(name, outcome, seconds);
+  }
+
+  /**
+   * The time a handler starts, for its duration: the clock is read once when a burst of messages begins, then each
+   * message starts when the previous one ended. A clock read costs about 40 ns, as much as a fifth of what the
+   * transport spends on a message under load; what this adds to a duration (decoding the next frame, well under a
+   * microsecond) is below the smallest bucket.
+   */
+  private now(): number {
+    if (this.clockStale) {
+      this.clock = performance.now();
+      this.clockStale = false;
+      // Messages of one burst are dispatched in one synchronous run: the reading is stale once it ends.
+      queueMicrotask(this.staleClock);
+    }
+    return this.clock;
   }
 
   /** The route of a message with a `@MessagePattern` handler; event handlers fired on the way; undefined otherwise. */
