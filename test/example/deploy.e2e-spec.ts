@@ -1,6 +1,12 @@
 // docker-compose.yml, the Dockerfile and deploy/haproxy kept consistent without Docker: the compose file parses and
 // wires the services as documented, the HAProxy configuration it mounts passes `haproxy -c` with the real 3.2 binary,
-// and its defaults point at the compose services. `docker compose config` runs too when the CLI has compose.
+// and its defaults point at the compose services. `docker compose config` runs too when the CLI has compose. The
+// Prometheus and Grafana beside them: the scrape reaches the agent's /metrics, Grafana's provisioning loads the
+// dashboard with the datasource its panels name, and every series the dashboard queries is one the example agent
+// really exposes after SPOP traffic.
+import { Logger } from '@nestjs/common';
+import { SpoeIp } from 'nestjs-spoe';
+import { SpoeClient } from 'nestjs-spoe/testing';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +15,9 @@ import { AGENT_ENV, loadAgentConfig } from '../../src/config/agent.config';
 import { haproxyVersion } from '../support/haproxy-binaries';
 import { templatePlaceholders } from '../support/haproxy-config';
 import { describeIf, itIf, Prerequisite } from '../support/prerequisites';
-import { ensureBuilt, REPO_ROOT } from './support/example';
+import { sample, scrape } from '../support/prometheus';
+import { RawPeer } from '../support/raw-peer';
+import { ensureBuilt, ExampleAgent, REPO_ROOT, startExampleAgent } from './support/example';
 
 jest.setTimeout(120_000);
 
@@ -28,19 +36,28 @@ interface ComposeService {
 const compose = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8')) as {
   services: Record<string, ComposeService>;
 };
-const { haproxy, agent, redis, backend } = compose.services;
+const { haproxy, agent, redis, backend, prometheus, grafana } = compose.services;
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const haproxyCfg = readFileSync(join(REPO_ROOT, 'deploy', 'haproxy', 'haproxy.cfg'), 'utf8');
 /** The defaults of the `"${NAME-default}"` references of haproxy.cfg, by name. */
 const cfgDefaults = Object.fromEntries(templatePlaceholders(haproxyCfg).map((p) => [p.name, p.fallback]));
 
 describe('docker-compose.yml', () => {
-  it('has the four services: haproxy, agent, redis, backend', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['agent', 'backend', 'haproxy', 'redis']);
+  it('has the six services: haproxy, agent, redis, backend, prometheus, grafana', () => {
+    expect(Object.keys(compose.services).sort()).toEqual([
+      'agent',
+      'backend',
+      'grafana',
+      'haproxy',
+      'prometheus',
+      'redis',
+    ]);
     expect(haproxy.image).toBe('haproxy:3.2');
     expect(agent.build).toBe('.');
     expect(redis.image).toMatch(/^redis:/);
     expect(backend.image).toBe('traefik/whoami');
+    expect(prometheus.image).toMatch(/^prom\/prometheus(:|$)/);
+    expect(grafana.image).toMatch(/^grafana\/grafana(:|$)/);
   });
 
   it('mounts deploy/haproxy where the official image reads its configuration, and publishes 8080', () => {
@@ -101,6 +118,179 @@ describe('docker-compose.yml', () => {
       cwd: REPO_ROOT,
       stdio: 'pipe',
     });
+  });
+});
+
+interface PrometheusConfig {
+  global?: { scrape_interval?: string };
+  scrape_configs: Array<{
+    job_name: string;
+    metrics_path?: string;
+    scrape_interval?: string;
+    static_configs: Array<{ targets: string[] }>;
+  }>;
+}
+interface GrafanaDatasources {
+  datasources: Array<{ name: string; type: string; uid: string; url: string }>;
+}
+interface GrafanaDashboardProviders {
+  providers: Array<{ name: string; type: string; options: { path: string } }>;
+}
+interface DashboardDatasource {
+  type?: string;
+  uid?: string;
+}
+interface DashboardPanel {
+  id: number;
+  type: string;
+  title?: string;
+  datasource?: DashboardDatasource;
+  targets?: Array<{ refId: string; expr?: string; datasource?: DashboardDatasource }>;
+}
+interface Dashboard {
+  uid: string;
+  title: string;
+  schemaVersion: number;
+  panels: DashboardPanel[];
+}
+
+const readDeployYaml = <T>(...path: string[]): T =>
+  parse(readFileSync(join(REPO_ROOT, 'deploy', ...path), 'utf8')) as T;
+const DASHBOARD_FILE = join(REPO_ROOT, 'deploy', 'grafana', 'dashboards', 'nestjs-spoe.json');
+
+/** Where a service mounts a folder of the repository (`./folder:/in/the/container[:ro]`), if it does. */
+function mountOf(service: ComposeService, folder: string): string | undefined {
+  for (const volume of service.volumes ?? []) {
+    const [source, target] = volume.split(':');
+    if (source === `./${folder}`) return target;
+  }
+  return undefined;
+}
+
+describe('deploy/prometheus and deploy/grafana, as docker-compose.yml runs them', () => {
+  it("mounts deploy/prometheus where the image reads prometheus.yml, which scrapes the agent's HTTP port at /metrics", () => {
+    expect(prometheus.volumes).toEqual(['./deploy/prometheus:/etc/prometheus:ro']);
+    expect(prometheus.ports).toEqual(['127.0.0.1:9090:9090']);
+    expect(Object.keys(prometheus.depends_on!)).toEqual(['agent']);
+    const config = readDeployYaml<PrometheusConfig>('prometheus', 'prometheus.yml');
+    const target = `agent:${agent.environment!.HTTP_PORT}`;
+    const jobs = config.scrape_configs.filter((job) => job.static_configs.some((c) => c.targets.includes(target)));
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0].metrics_path).toBe('/metrics');
+    expect(jobs[0].scrape_interval ?? config.global?.scrape_interval).toBe('5s');
+  });
+
+  it('provisions Grafana with the prometheus service as the datasource every panel names, and the dashboards mounted', () => {
+    expect(grafana.ports).toEqual(['127.0.0.1:3001:3000']);
+    expect(grafana.environment).toMatchObject({
+      GF_AUTH_ANONYMOUS_ENABLED: 'true',
+      GF_AUTH_ANONYMOUS_ORG_ROLE: 'Viewer',
+    });
+    expect(Object.keys(grafana.depends_on!)).toEqual(['prometheus']);
+    expect(mountOf(grafana, 'deploy/grafana/provisioning')).toBe('/etc/grafana/provisioning');
+    const dashboardsMount = mountOf(grafana, 'deploy/grafana/dashboards');
+    expect(dashboardsMount).toBe('/var/lib/grafana/dashboards');
+    const home = grafana.environment!.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH;
+    if (home !== undefined) expect(home).toBe(`${dashboardsMount}/nestjs-spoe.json`);
+
+    // The datasource is the prometheus service, at the port its container listens on.
+    const { datasources } = readDeployYaml<GrafanaDatasources>(
+      'grafana',
+      'provisioning',
+      'datasources',
+      'prometheus.yml',
+    );
+    const prometheusPort = prometheus.ports![0].split(':').pop();
+    expect(datasources).toEqual([
+      expect.objectContaining({ type: 'prometheus', uid: 'prometheus', url: `http://prometheus:${prometheusPort}` }),
+    ]);
+    const { providers } = readDeployYaml<GrafanaDashboardProviders>(
+      'grafana',
+      'provisioning',
+      'dashboards',
+      'dashboards.yml',
+    );
+    expect(providers).toEqual([expect.objectContaining({ type: 'file', options: { path: dashboardsMount } })]);
+
+    // Every panel and every query names that datasource (a query without one uses its panel's).
+    const dashboard = JSON.parse(readFileSync(DASHBOARD_FILE, 'utf8')) as Dashboard;
+    const used = dashboard.panels.flatMap((panel) => [
+      panel.datasource,
+      ...(panel.targets ?? []).map((target) => target.datasource ?? panel.datasource),
+    ]);
+    expect(new Set(used.map((ds) => `${ds?.type}/${ds?.uid}`))).toEqual(new Set([`prometheus/${datasources[0].uid}`]));
+  });
+});
+
+describe("deploy/grafana/dashboards/nestjs-spoe.json against the example agent's real /metrics", () => {
+  let example: ExampleAgent | undefined;
+  let exposition: string;
+  const dashboard = JSON.parse(readFileSync(DASHBOARD_FILE, 'utf8')) as Dashboard;
+  const exprs = dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => target.expr ?? ''));
+
+  // The example agent in process after SPOP traffic: a decision, an unknown message, a health check, a protocol error.
+  beforeAll(async () => {
+    example = await startExampleAgent();
+    const port = example.spoePort;
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const error = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    try {
+      const client = await SpoeClient.connect({ port });
+      await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') });
+      await client.notify('no-such-message');
+      await client.close();
+      await SpoeClient.healthCheck({ port });
+      const peer = await RawPeer.connect({ port });
+      peer.send(Buffer.from([0, 0, 0, 1, 0xff])); // a frame of an unknown type where the HELLO must come
+      await peer.expectDisconnect();
+      peer.destroy();
+    } finally {
+      warn.mockRestore();
+      error.mockRestore();
+    }
+    exposition = await scrape(example.httpUrl);
+  });
+  afterAll(() => example?.close());
+
+  it('parses as a Grafana 11 dashboard whose panels all have a title and at least one query', () => {
+    expect(dashboard).toMatchObject({ uid: 'nestjs-spoe', title: 'nestjs-spoe' });
+    expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(39);
+    expect(dashboard.panels.length).toBeGreaterThan(0);
+    for (const panel of dashboard.panels) {
+      expect({ id: panel.id, title: panel.title }).toEqual({ id: panel.id, title: expect.stringMatching(/\S/) });
+      expect(panel.targets?.length ?? 0).toBeGreaterThanOrEqual(1);
+      for (const target of panel.targets!) expect(target.expr).toMatch(/\S/);
+    }
+    expect(new Set(dashboard.panels.map((panel) => panel.id)).size).toBe(dashboard.panels.length);
+  });
+
+  it('shows decisions/s and the latency quantiles by message', () => {
+    expect(exprs).toContain('sum by (message) (rate(spoe_messages_total[1m]))');
+    for (const q of ['0.5', '0.99'])
+      expect(exprs).toContain(
+        `histogram_quantile(${q}, sum by (le, message) (rate(spoe_handler_duration_seconds_bucket[1m])))`,
+      );
+  });
+
+  it('queries only series that a scrape of the example agent has', () => {
+    // The traffic above went through the agent's metrics.
+    expect(sample(exposition, 'spoe_messages_total', { message: 'check-client-ip', outcome: 'ok' })).toBe(1);
+    expect(sample(exposition, 'spoe_hellos_total', { outcome: 'healthcheck' })).toBe(1);
+
+    const names = [...new Set(exprs.flatMap((expr) => expr.match(/\b(?:spoe|process|nodejs)_[a-z0-9_]+\b/g) ?? []))];
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'spoe_handler_duration_seconds_bucket',
+        'process_cpu_seconds_total',
+        'nodejs_eventloop_lag_seconds',
+      ]),
+    );
+    const lines = exposition.split('\n');
+    const sampled = (name: string): boolean => lines.some((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+    // A labeled counter has series only once counted: back-pressure pauses need a peer sending faster than the agent
+    // answers, which this traffic is not. The family is declared all the same.
+    expect(names.filter((name) => !sampled(name))).toEqual(['spoe_backpressure_pauses_total']);
+    expect(lines).toContain('# TYPE spoe_backpressure_pauses_total counter');
   });
 });
 
