@@ -98,17 +98,23 @@ describe('a handler never leaves HAProxy waiting', () => {
     },
   );
 
-  it('the failure is logged with the message, stream-id and frame-id', async () => {
+  it('the failure is logged with the message, stream-id, frame-id and peer', async () => {
     await client.notifyMessages([{ name: 'throws' }], { streamId: 4242, frameId: 7 });
-    expect(logged.mock.calls.some(([m]) => /"throws".*stream-id 4242, frame-id 7/.test(String(m)))).toBe(true);
+    expect(
+      logged.mock.calls.some(([m]) => /"throws".*stream-id 4242, frame-id 7, from 127\.0\.0\.1:\d+/.test(String(m))),
+    ).toBe(true);
   });
 
   it('a handler past its @MessagePattern deadline (100 ms, the transport’s is a minute): ACK with the error variable (2)', async () => {
-    const actions = await client.notifyMessages([{ name: 'ok' }, { name: 'hangs' }]);
+    const warned = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const actions = await client.notifyMessages([{ name: 'ok' }, { name: 'hangs' }], { streamId: 4343, frameId: 9 });
     expect(actions.map((a) => [a.name, a.value])).toEqual([
       ['ok', 1],
       ['spoe_error', 2],
     ]);
+    // Logged with the message, its ids and the peer, like every line about a message.
+    const line = /"hangs".*stream-id 4343, frame-id 9, from 127\.0\.0\.1:\d+/;
+    expect(warned.mock.calls.some(([m]) => line.test(String(m)))).toBe(true);
   });
 
   it('a handler within its deadline is waited for: its answer, not the error variable, is in the ACK', async () => {

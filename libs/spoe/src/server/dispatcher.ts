@@ -88,7 +88,7 @@ export class Dispatcher {
     done: SpoeAckCallback,
   ): void {
     if (messages.length === 1) return this.dispatchOne(messages[0], streamId, frameId, connection, done);
-    const job = new NotifyJob(this, messages, streamId, frameId, done, this.observer ? this.now() : NaN);
+    const job = new NotifyJob(this, messages, streamId, frameId, connection, done, this.observer ? this.now() : NaN);
     let deadline = Infinity;
     for (let i = 0; i < messages.length; i++) {
       const route = this.routeOf(messages[i], streamId, frameId, connection);
@@ -125,17 +125,17 @@ export class Dispatcher {
     try {
       result = route.invoke(message, streamId, frameId, connection);
     } catch (error) {
-      return this.failed(message, streamId, frameId, error, done, NaN);
+      return this.failed(message, streamId, frameId, connection, error, done, NaN);
     }
     if (result instanceof Promise || isObservable(result)) {
-      const job = new NotifyJob(this, [message], streamId, frameId, done, NaN);
+      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, NaN);
       follow(job, 0, result);
       if (!job.settled) this.deadlines.add(route.deadlineMs, job);
       return;
     }
     const actions = actionsOf(result);
     if (actions) done(streamId, frameId, actions);
-    else this.failed(message, streamId, frameId, notActions(result), done, NaN);
+    else this.failed(message, streamId, frameId, connection, notActions(result), done, NaN);
   }
 
   /** {@link dispatchOne}, timing the handler and telling the observer how the message ended. */
@@ -157,16 +157,16 @@ export class Dispatcher {
     try {
       result = route.invoke(message, streamId, frameId, connection);
     } catch (error) {
-      return this.failed(message, streamId, frameId, error, done, started);
+      return this.failed(message, streamId, frameId, connection, error, done, started);
     }
     if (result instanceof Promise || isObservable(result)) {
-      const job = new NotifyJob(this, [message], streamId, frameId, done, started);
+      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, started);
       follow(job, 0, result);
       if (!job.settled) this.deadlines.add(route.deadlineMs, job);
       return;
     }
     const actions = actionsOf(result);
-    if (!actions) return this.failed(message, streamId, frameId, notActions(result), done, started);
+    if (!actions) return this.failed(message, streamId, frameId, connection, notActions(result), done, started);
     this.observe(message.name, 'ok', started);
     done(streamId, frameId, actions);
   }
@@ -176,11 +176,12 @@ export class Dispatcher {
     message: SpoeMessage,
     streamId: SpopId,
     frameId: SpopId,
+    connection: SpoeConnectionInfo,
     error: unknown,
     done: SpoeAckCallback,
     started: number,
   ): void {
-    this.logFailure(message.name, streamId, frameId, error);
+    this.logFailure(message.name, streamId, frameId, connection, error);
     if (this.observer) this.observe(message.name, 'failed', started);
     done(streamId, frameId, this.withFailure(NO_ACTIONS, SpoeFailure.HandlerFailed));
   }
@@ -254,8 +255,8 @@ export class Dispatcher {
   }
 
   /** @internal */
-  logFailure(name: string, streamId: SpopId, frameId: SpopId, error: unknown): void {
-    const where = `message "${name}" (stream-id ${streamId}, frame-id ${frameId})`;
+  logFailure(name: string, streamId: SpopId, frameId: SpopId, connection: SpoeConnectionInfo, error: unknown): void {
+    const where = `message "${name}" (${originOf(streamId, frameId, connection)})`;
     this.logger.error(
       `handler failed for ${where}: ${describeError(error)}`,
       error instanceof Error ? error.stack : undefined,
@@ -265,13 +266,15 @@ export class Dispatcher {
   /** @internal */
   logDeadline(job: NotifyJob, pending: string[]): void {
     this.logger.warn(
-      `deadline passed for message(s) ${pending.map((n) => `"${n}"`).join(', ')} (stream-id ${job.streamId}, frame-id ${job.frameId}); acknowledged with the actions that were ready`,
+      `deadline passed for message(s) ${pending.map((n) => `"${n}"`).join(', ')} (${originOf(job.streamId, job.frameId, job.connection)}); acknowledged with the actions that were ready`,
     );
   }
 
   private fireEvent(handler: SpoeHandler, payload: SpoePayload, context: SpoeContext): void {
     const report = (error: unknown): void =>
-      this.logger.error(`event handler failed for message "${context.getMessageName()}": ${describeError(error)}`);
+      this.logger.error(
+        `event handler failed for message "${context.getMessageName()}" (${originOf(context.getStreamId(), context.getFrameId(), { remoteAddress: context.getRemoteAddress(), engineId: context.getEngineId() })}): ${describeError(error)}`,
+      );
     try {
       const result = this.invoke(handler, payload, context);
       const settle = (value: unknown): void => {
@@ -304,6 +307,7 @@ class NotifyJob implements Expirable {
     readonly messages: readonly SpoeMessage[],
     readonly streamId: SpopId,
     readonly frameId: SpopId,
+    readonly connection: SpoeConnectionInfo,
     private readonly done: SpoeAckCallback,
     /** performance.now() at dispatch when the dispatcher has an observer, NaN otherwise. */
     private readonly started: number,
@@ -345,7 +349,7 @@ class NotifyJob implements Expirable {
    */
   fail(index: number, error: unknown): void {
     if (this.settled) return;
-    this.dispatcher.logFailure(this.messages[index].name, this.streamId, this.frameId, error);
+    this.dispatcher.logFailure(this.messages[index].name, this.streamId, this.frameId, this.connection, error);
     this.observePending('failed');
     this.settleWithFailure(SpoeFailure.HandlerFailed);
   }
@@ -452,6 +456,16 @@ export function toPayload(message: SpoeMessage): SpoePayload {
     else payload[name] = message.valueAt(i);
   }
   return payload;
+}
+
+/** Where a message came from, as every log line about one says it: its ids, the HAProxy peer and its engine. */
+function originOf(
+  streamId: SpopId,
+  frameId: SpopId,
+  connection: Pick<SpoeConnectionInfo, 'remoteAddress' | 'engineId'>,
+): string {
+  const engine = connection.engineId === undefined ? '' : `, engine ${connection.engineId}`;
+  return `stream-id ${streamId}, frame-id ${frameId}, from ${connection.remoteAddress}${engine}`;
 }
 
 function describeError(error: unknown): string {
