@@ -27,7 +27,7 @@ import { buildGenerator, compilerVersion } from './support/generator';
 import { LoadMeasure, LoadSummary, measureLoad, summarizeLoad } from './support/load';
 import { machineFacts, MachineFacts, withLoadAtEnd } from './support/machine';
 import { runBench, stopProcessTree } from './support/processes';
-import { fixed, int, textTable } from './support/report';
+import { fixed, FRAMES_COLUMNS, framesRow, int, textTable } from './support/report';
 import { writeResults } from './support/results';
 import { median } from './support/stats';
 
@@ -154,49 +154,20 @@ function summarize(agents: readonly string[], measurements: readonly Measurement
   return summaries;
 }
 
-function table(summaries: readonly Summary[]): string {
-  const header = [
-    'agent',
-    'frames/s',
-    '× ceiling',
-    'p50 µs',
-    'p99 µs',
-    'p99.9 µs',
-    'p99 × ceiling',
-    'agent µs/frame',
-    'agent cores',
-    'other cores',
-    'gen CPU %',
-  ];
-  const rows = summaries.map((s) => [
-    s.agent,
-    int(s.framesPerSecond),
-    fixed(2)(s.framesPerSecondVsCeiling),
-    fixed(0)(s.p50Us),
-    fixed(0)(s.p99Us),
-    fixed(0)(s.p999Us),
-    fixed(2)(s.p99VsCeiling),
-    fixed(2)(s.agentCpuUsPerFrame),
-    fixed(2)(s.agentCores),
-    fixed(2)(s.otherCores),
-    fixed(0)(s.generatorCpuPercent) +
-      (s.generatorLimitedRounds > 0 ? ` GEN-LIMITED(${s.generatorLimitedRounds}/${s.rounds})` : ''),
-  ]);
-  return textTable(header, rows);
-}
-
 function report(summaries: readonly Summary[]): void {
   console.log(
     `\nmedians over ${ROUNDS} round(s); ${DURATION_MS} ms measured after ${WARMUP_MS} ms of warm-up; generator threads: ${GENERATOR_THREADS}`,
   );
   for (const config of CONFIGURATIONS) {
     const rows = summaries.filter((s) => s.connections === config.connections && s.inflight === config.inflight);
-    console.log(`\n${config.connections} connection(s) × ${config.inflight} NOTIFY in flight\n${table(rows)}`);
+    console.log(
+      `\n${config.connections} connection(s) × ${config.inflight} NOTIFY in flight\n${textTable(FRAMES_COLUMNS, rows.map(framesRow))}`,
+    );
   }
   console.log(
     `\nagent µs/frame: the agent's CPU (user + system, whole process tree) per frame; agent cores: its CPU over the wall time.` +
       `\nother cores: CPU used meanwhile by everything else on the machine; well above 0, the machine was shared and the numbers are noisy.` +
-      `\ngen CPU %: the generator's own CPU (100 = one core); GEN-LIMITED: ≥ ${GENERATOR_LIMIT_PERCENT}% of its threads, the numbers then bound the generator, not the agent.`,
+      `\ngenerator CPU: its own CPU (100% = one core); (limit in N/M): in N rounds of M it used ≥ ${GENERATOR_LIMIT_PERCENT}% of its threads, and the numbers then bound the generator, not the agent.`,
   );
 }
 

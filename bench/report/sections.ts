@@ -2,7 +2,7 @@
 import type { Configuration, FramesResults, Summary as FramesSummary } from '../frames.bench';
 import type { HaproxyResults, Summary as HaproxySummary } from '../haproxy.bench';
 import type { MemoryResults } from '../memory.bench';
-import { fixed, int, markdownTable, signed } from '../support/report';
+import { fixed, FRAMES_COLUMNS, framesRow, int, markdownTable, signed } from '../support/report';
 import type { WorkersResults } from '../workers.bench';
 import type { AllResults, TargetRow } from './targets';
 import type { CodecResults, RunRecord } from './types';
@@ -85,33 +85,7 @@ export function targetsSection(rows: readonly TargetRow[]): string {
 // ------------------------------------------------------------------------------------------------------- frames
 
 function framesTable(rows: readonly FramesSummary[]): string {
-  const header = [
-    'agent',
-    'frames/s',
-    '× ceiling',
-    'p50 µs',
-    'p99 µs',
-    'p99.9 µs',
-    'p99 × ceiling',
-    'agent µs/frame',
-    'agent cores',
-    'generator CPU',
-    'other cores',
-  ];
-  const body = rows.map((s) => [
-    s.agent,
-    int(s.framesPerSecond),
-    fixed(2)(s.framesPerSecondVsCeiling),
-    int(s.p50Us),
-    int(s.p99Us),
-    int(s.p999Us),
-    fixed(2)(s.p99VsCeiling),
-    fixed(2)(s.agentCpuUsPerFrame),
-    fixed(2)(s.agentCores),
-    `${fixed(0)(s.generatorCpuPercent)}%${s.generatorLimitedRounds > 0 ? ` (limit in ${s.generatorLimitedRounds}/${s.rounds})` : ''}`,
-    fixed(2)(s.otherCores),
-  ]);
-  return markdownTable(header, body);
+  return markdownTable(FRAMES_COLUMNS, rows.map(framesRow));
 }
 
 export function framesSection(

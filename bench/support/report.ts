@@ -1,5 +1,7 @@
 /** Number formats and tables of the bench reports (console and BENCHMARKS.md), the same in every bench. */
 
+import type { Summary as FramesSummary } from '../frames.bench';
+
 /** 1,234,567 (en-US grouping, whatever the machine's locale); '-' for NaN or infinity. */
 export const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
 
@@ -34,4 +36,37 @@ export function markdownTable(
   const line = (cells: readonly string[]): string => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
   const align = header.map((_, i) => (i < leftColumns ? '---' : '---:'));
   return [line(header), `|${align.map((a) => ` ${a} `).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+/** The columns of a frames table, the same on the console (bench:frames) and in BENCHMARKS.md. */
+export const FRAMES_COLUMNS: readonly string[] = [
+  'agent',
+  'frames/s',
+  '× ceiling',
+  'p50 µs',
+  'p99 µs',
+  'p99.9 µs',
+  'p99 × ceiling',
+  'agent µs/frame',
+  'agent cores',
+  'generator CPU',
+  'other cores',
+];
+
+/** One agent's row of a frames table ({@link FRAMES_COLUMNS}). */
+export function framesRow(s: FramesSummary): string[] {
+  const limited = s.generatorLimitedRounds > 0 ? ` (limit in ${s.generatorLimitedRounds}/${s.rounds})` : '';
+  return [
+    s.agent,
+    int(s.framesPerSecond),
+    fixed(2)(s.framesPerSecondVsCeiling),
+    int(s.p50Us),
+    int(s.p99Us),
+    int(s.p999Us),
+    fixed(2)(s.p99VsCeiling),
+    fixed(2)(s.agentCpuUsPerFrame),
+    fixed(2)(s.agentCores),
+    `${fixed(0)(s.generatorCpuPercent)}%${limited}`,
+    fixed(2)(s.otherCores),
+  ];
 }
