@@ -15,15 +15,18 @@ export default tseslint.config(
   },
   {
     // Production code never imports the test kit (nestjs-spoe/testing re-exports the client, not the other way round),
-    // and only metrics/ imports prom-client, an optional peer that the transport does without.
+    // and only metrics/ imports prom-client and tracing/ @opentelemetry/*, optional peers the transport does without.
     files: ['libs/spoe/src/**/*.ts'],
     ignores: ['libs/spoe/src/testing/**', '**/*.spec.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['**/testing', '**/testing/*', 'prom-client', '**/metrics'] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['**/testing', '**/testing/*', 'prom-client', '**/metrics', '@opentelemetry/*', '**/tracing'] },
+      ],
     },
   },
   {
-    files: ['libs/spoe/src/metrics/**/*.ts'],
+    files: ['libs/spoe/src/metrics/**/*.ts', 'libs/spoe/src/tracing/**/*.ts'],
     ignores: ['**/*.spec.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: ['**/testing', '**/testing/*'] }],

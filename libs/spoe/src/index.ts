@@ -31,13 +31,22 @@ export {
 export { SpoeStatus } from './server/spoe.events';
 export type { SpoeConnectionEvent, SpoeDisconnectEvent, SpoeEvents } from './server/spoe.events';
 export { SpopStatus, spopStatusReason } from './protocol/status';
-export type { SpoeHelloOutcome, SpoeMessageOutcome, SpoeObserver, SpoePauseCause } from './server/spoe.observer';
+export type {
+  SpoeHelloOutcome,
+  SpoeMessageOutcome,
+  SpoeMessageScope,
+  SpoeObserver,
+  SpoePauseCause,
+} from './server/spoe.observer';
 export { formatAddress } from './address';
 
 // What a handler receives.
 export { SpoeContext } from './server/spoe.context';
 export type { SpoeConnectionInfo, SpoeContextArgs } from './server/spoe.context';
 export type { SpoePayload } from './server/dispatcher';
+export { currentSpoeContext, spoeLogFields } from './server/spoe.message-context';
+export type { SpoeLogFields } from './server/spoe.message-context';
+export { SpoeConsoleLogger } from './logging/spoe-console.logger';
 export { SpoeArgument, SpoeMessage } from './protocol/notify';
 export { SpoeIp } from './protocol/ip';
 export { SpoeDataType, TypedData } from './protocol/typed-data';

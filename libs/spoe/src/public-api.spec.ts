@@ -19,6 +19,7 @@ describe('the public API of nestjs-spoe', () => {
       'SPOE_TRANSPORT',
       'SetVar',
       'SpoeArgument',
+      'SpoeConsoleLogger',
       'SpoeContext',
       'SpoeDataType',
       'SpoeEncodeError',
@@ -35,10 +36,12 @@ describe('the public API of nestjs-spoe', () => {
       'TypedData',
       'UnsetVar',
       'VarScope',
+      'currentSpoeContext',
       'formatAddress',
       'isSpoeAction',
       'isVariableName',
       'normalizeSpoeOptions',
+      'spoeLogFields',
       'spopStatusReason',
     ]);
   });
@@ -64,7 +67,7 @@ describe('the public API of nestjs-spoe', () => {
 });
 
 /** The root entry point and the folders of the frame path (codec, server, actions, pipes). */
-const FRAME_PATH = String.raw`/\/libs\/spoe\/src\/(index\.ts$|protocol\/|server\/|actions\/|pipes\/)/`;
+const FRAME_PATH = String.raw`/\/libs\/spoe\/src\/(index\.ts$|protocol\/|server\/|actions\/|pipes\/|logging\/)/`;
 
 describe('the modules a NOTIFY passes through', () => {
   it('keep fast exports when loaded from the root entry point from source (see index.ts)', () => {
@@ -74,7 +77,7 @@ describe('the modules a NOTIFY passes through', () => {
       const checked = Object.keys(require.cache).filter((file) => ${FRAME_PATH}.test(file));
       const slow = checked.filter((file) => !fast(require.cache[file].exports));
       const names = (files) => files.map((file) => path.relative(${JSON.stringify(__dirname)}, file));
-      const peers = Object.keys(require.cache).filter((file) => file.includes('/node_modules/prom-client/'));
+      const peers = Object.keys(require.cache).filter((file) => /node_modules.(prom-client|@opentelemetry)./.test(file));
       process.stdout.write(JSON.stringify({ checked: names(checked), slow: names(slow), peers }));
     `;
     const out = execFileSync(process.execPath, ['--allow-natives-syntax', '-r', '@swc-node/register', '-e', script], {
@@ -82,7 +85,7 @@ describe('the modules a NOTIFY passes through', () => {
       encoding: 'utf8',
     });
     const { checked, slow, peers } = JSON.parse(out) as { checked: string[]; slow: string[]; peers: string[] };
-    expect(peers).toEqual([]); // the optional peers of the subpaths (prom-client) stay unloaded
+    expect(peers).toEqual([]); // the optional peers of the subpaths (prom-client, @opentelemetry/api) stay unloaded
     expect(checked).toEqual(expect.arrayContaining(['index.ts', 'protocol/ack.ts', 'server/connection.ts']));
     expect(slow).toEqual([]);
   });

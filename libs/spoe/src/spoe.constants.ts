@@ -40,6 +40,8 @@ export const SPOE_DEFAULTS = {
    */
   async: false,
   fragmentation: true,
+  /** Off: before Node 24, an AsyncLocalStorage in use slows every Promise of the process (a promise hook). */
+  messageContext: false,
 } as const;
 
 /** The `extras` key of `@MessagePattern(name, { deadline })` that overrides the handler deadline (milliseconds). */

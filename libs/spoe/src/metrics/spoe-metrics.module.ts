@@ -1,34 +1,24 @@
 import { DynamicModule, Injectable, Module, OnModuleDestroy } from '@nestjs/common';
 import { ModulesContainer } from '@nestjs/core';
-import { Subscription } from 'rxjs';
-import { SpoeServer } from '../server/spoe.server';
+import { SpoeServerObservation } from '../module/spoe-servers';
 import { SpoeMetrics, SpoeMetricsOptions } from './spoe.metrics';
 
 const SPOE_METRICS_OPTIONS = Symbol('SPOE_METRICS_OPTIONS');
 
-/**
- * Attaches the app's SpoeMetrics to every SpoeServer of the app — provided by SpoeModule or built with `new
- * SpoeServer()` — as Nest announces it on `ModulesContainer.getRpcTargetRegistry()`.
- */
+/** Attaches the app's SpoeMetrics to every SpoeServer of the app. */
 @Injectable()
 class SpoeMetricsAttacher implements OnModuleDestroy {
-  private readonly subscription: Subscription;
-  private readonly servers = new Set<SpoeServer>();
+  private readonly observation: SpoeServerObservation;
 
-  constructor(
-    modules: ModulesContainer,
-    private readonly metrics: SpoeMetrics,
-  ) {
-    this.subscription = modules.getRpcTargetRegistry<unknown>().subscribe((target) => {
-      if (!(target instanceof SpoeServer)) return;
-      this.servers.add(target);
-      metrics.attach(target);
+  constructor(modules: ModulesContainer, metrics: SpoeMetrics) {
+    this.observation = new SpoeServerObservation(modules, (server) => {
+      metrics.attach(server);
+      return () => metrics.release(server);
     });
   }
 
   onModuleDestroy(): void {
-    this.subscription.unsubscribe();
-    for (const server of this.servers) this.metrics.release(server);
+    this.observation.close();
   }
 }
 

@@ -7,8 +7,9 @@ import { SpopId } from '../protocol/frame';
 import { SpoeMessage } from '../protocol/notify';
 import { SpoeValue } from '../protocol/typed-data';
 import { DeadlineQueue, Expirable } from './deadline-queue';
+import { causeOf } from './handler-errors';
 import { SpoeConnectionInfo, SpoeContext } from './spoe.context';
-import { SpoeMessageOutcome, SpoeObserver } from './spoe.observer';
+import { SpoeMessageOutcome, SpoeMessageScope, SpoeObserver } from './spoe.observer';
 import { SpoeErrorVariable } from './spoe.options';
 
 /** A handler as Nest registers it: `(payload, context)` → a value, a Promise or an Observable. */
@@ -88,22 +89,53 @@ export class Dispatcher {
     done: SpoeAckCallback,
   ): void {
     if (messages.length === 1) return this.dispatchOne(messages[0], streamId, frameId, connection, done);
-    const job = new NotifyJob(this, messages, streamId, frameId, connection, done, this.observer ? this.now() : NaN);
+    this.dispatchJob(messages, streamId, frameId, connection, done);
+  }
+
+  /** Dispatches a NOTIFY through a {@link NotifyJob}: several messages, or one in a scope of the observer. */
+  private dispatchJob(
+    messages: readonly SpoeMessage[],
+    streamId: SpopId,
+    frameId: SpopId,
+    connection: SpoeConnectionInfo,
+    done: SpoeAckCallback,
+  ): void {
+    const observer = this.observer;
+    const scopes = observer?.messageScope ? new Array<SpoeMessageScope | undefined>(messages.length) : undefined;
+    const job = new NotifyJob(this, messages, streamId, frameId, connection, done, observer ? this.now() : NaN, scopes);
     let deadline = Infinity;
     for (let i = 0; i < messages.length; i++) {
-      const route = this.routeOf(messages[i], streamId, frameId, connection);
-      if (!route?.invoke) {
-        job.complete(i, route !== undefined);
+      const route = this.lookup(messages[i].name);
+      if (!route) {
+        job.complete(i, false);
         continue;
       }
-      if (route.deadlineMs < deadline) deadline = route.deadlineMs;
-      try {
-        follow(job, i, route.invoke(messages[i], streamId, frameId, connection));
-      } catch (error) {
-        job.fail(i, error);
+      if (route.invoke && route.deadlineMs < deadline) deadline = route.deadlineMs;
+      // Once the job settled (a handler failed) the remaining handlers run for their side effects, unscoped.
+      const scope =
+        scopes && !job.settled
+          ? observer?.messageScope?.(new SpoeContext([messages[i], streamId, frameId, connection]))
+          : undefined;
+      if (scope && scopes) {
+        scopes[i] = scope;
+        scope.run(() => this.start(job, i, route));
+      } else {
+        this.start(job, i, route);
       }
     }
     if (!job.settled) this.deadlines.add(deadline, job);
+  }
+
+  /** Runs the handlers of message `index` of `job`. */
+  private start(job: NotifyJob, index: number, route: SpoeRoute): void {
+    const message = job.messages[index];
+    if (route.events.length > 0) this.fireEvents(route, message, job.streamId, job.frameId, job.connection);
+    if (!route.invoke) return job.complete(index, true);
+    try {
+      follow(job, index, route.invoke(message, job.streamId, job.frameId, job.connection));
+    } catch (error) {
+      job.fail(index, error);
+    }
   }
 
   /** A NOTIFY of one message (nearly all of them): when its handler answers at once, no job, no deadline. */
@@ -146,6 +178,8 @@ export class Dispatcher {
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
   ): void {
+    // A scope runs the message's handlers inside it and ends with the message: the job's way.
+    if (this.observer?.messageScope) return this.dispatchJob([message], streamId, frameId, connection, done);
     const route = this.routeOf(message, streamId, frameId, connection);
     if (!route?.invoke) {
       this.observe(route ? message.name : undefined, route ? 'ok' : 'unhandled', NaN);
@@ -220,17 +254,31 @@ export class Dispatcher {
     frameId: SpopId,
     connection: SpoeConnectionInfo,
   ): SpoeRoute | undefined {
-    const route = this.route(message.name);
+    const route = this.lookup(message.name);
+    if (route && route.events.length > 0) this.fireEvents(route, message, streamId, frameId, connection);
+    return route;
+  }
+
+  /** The route of a message name with a handler (`@MessagePattern` or `@EventPattern`); undefined otherwise. */
+  private lookup(name: string): SpoeRoute | undefined {
+    const route = this.route(name);
     if (!route || (!route.handler && route.events.length === 0)) {
-      this.warnUnknown(message.name);
+      this.warnUnknown(name);
       return undefined;
     }
-    if (route.events.length > 0) {
-      const payload = toPayload(message);
-      const context = new SpoeContext([message, streamId, frameId, connection]);
-      for (const event of route.events) this.fireEvent(event, payload, context);
-    }
     return route;
+  }
+
+  private fireEvents(
+    route: SpoeRoute,
+    message: SpoeMessage,
+    streamId: SpopId,
+    frameId: SpopId,
+    connection: SpoeConnectionInfo,
+  ): void {
+    const payload = toPayload(message);
+    const context = new SpoeContext([message, streamId, frameId, connection]);
+    for (const event of route.events) this.fireEvent(event, payload, context);
   }
 
   /** Answers every pending NOTIFY now, as if its deadline had passed (used on shutdown). */
@@ -311,6 +359,8 @@ class NotifyJob implements Expirable {
     private readonly done: SpoeAckCallback,
     /** performance.now() at dispatch when the dispatcher has an observer, NaN otherwise. */
     private readonly started: number,
+    /** Per message, the scope its handlers run in, when the observer opens scopes. */
+    private readonly scopes: ReadonlyArray<SpoeMessageScope | undefined> | undefined = undefined,
   ) {
     this.remaining = messages.length;
     this.actions = new Array<readonly SpoeAction[] | undefined>(messages.length);
@@ -349,19 +399,31 @@ class NotifyJob implements Expirable {
    */
   fail(index: number, error: unknown): void {
     if (this.settled) return;
-    this.dispatcher.logFailure(this.messages[index].name, this.streamId, this.frameId, this.connection, error);
-    this.observePending('failed');
+    this.inScope(index, () =>
+      this.dispatcher.logFailure(this.messages[index].name, this.streamId, this.frameId, this.connection, error),
+    );
+    this.observePending('failed', index, error);
     this.settleWithFailure(SpoeFailure.HandlerFailed);
   }
 
   expire(): void {
     if (this.settled) return;
-    this.dispatcher.logDeadline(
-      this,
-      this.messages.filter((_, i) => this.actions[i] === undefined).map((m) => m.name),
+    const pending = this.messages.findIndex((_, i) => this.actions[i] === undefined);
+    this.inScope(pending, () =>
+      this.dispatcher.logDeadline(
+        this,
+        this.messages.filter((_, i) => this.actions[i] === undefined).map((m) => m.name),
+      ),
     );
-    this.observePending('deadline');
+    this.observePending('deadline', -1, undefined);
     this.settleWithFailure(SpoeFailure.DeadlinePassed);
+  }
+
+  /** Runs `fn` in the scope of message `index` when it has one (so that a log line about it carries its context). */
+  private inScope(index: number, fn: () => void): void {
+    const scope = this.scopes?.[index];
+    if (scope) scope.run(fn);
+    else fn();
   }
 
   private finish(index: number, list: readonly SpoeAction[], routed = true): void {
@@ -371,14 +433,16 @@ class NotifyJob implements Expirable {
       if (routed) this.dispatcher.observe(this.messages[index].name, 'ok', this.started);
       else this.dispatcher.observe(undefined, 'unhandled', NaN);
     }
+    this.scopes?.[index]?.end?.(routed ? 'ok' : 'unhandled', undefined);
     if (--this.remaining === 0) this.settle(this.collected());
   }
 
-  /** Tells the observer how the messages still running ended. */
-  private observePending(outcome: SpoeMessageOutcome): void {
-    if (!this.dispatcher.observer) return;
+  /** Tells the observer how the messages still running ended; message `failed` with `error`, the others without. */
+  private observePending(outcome: SpoeMessageOutcome, failed: number, error: unknown): void {
     for (let i = 0; i < this.messages.length; i++) {
-      if (this.actions[i] === undefined) this.dispatcher.observe(this.messages[i].name, outcome, this.started);
+      if (this.actions[i] !== undefined) continue;
+      if (this.dispatcher.observer) this.dispatcher.observe(this.messages[i].name, outcome, this.started);
+      this.scopes?.[i]?.end?.(outcome, i === failed ? causeOf(error) : undefined);
     }
   }
 

@@ -19,11 +19,12 @@ import { RpcParamtype } from '@nestjs/microservices/enums/rpc-paramtype.enum.js'
 import type { RpcExceptionsHandler } from '@nestjs/microservices/exceptions/rpc-exceptions-handler.js';
 import { ListenerMetadataExplorer } from '@nestjs/microservices/listener-metadata-explorer.js';
 import { AsyncResource } from 'node:async_hooks';
-import { from, isObservable, lastValueFrom, Observable, of } from 'rxjs';
+import { from, isObservable, lastValueFrom, Observable, of, throwError } from 'rxjs';
 import { catchError, mergeAll, mergeMap } from 'rxjs/operators';
 import type { SpopId } from '../protocol/frame';
 import type { SpoeMessage } from '../protocol/notify';
 import { SpoeMessageInvoker, SpoePayload, toPayload } from './dispatcher';
+import { rememberCause } from './handler-errors';
 import { SpoeConnectionInfo, SpoeContext } from './spoe.context';
 
 /*
@@ -477,7 +478,12 @@ class HandlerPipeline {
   private handleError(error: unknown, call: Call): Observable<unknown> {
     const host = new ExecutionContextHost(call.args);
     host.setType('rpc');
-    return this.plan.exceptions.handle(error as Error, host);
+    return this.plan.exceptions.handle(error as Error, host).pipe(
+      catchError((filtered: unknown) => {
+        rememberCause(filtered, error);
+        return throwError(() => filtered);
+      }),
+    );
   }
 
   private executionContext(call: Call): ExecutionContextHost {

@@ -7,8 +7,28 @@ export type SpoeHelloOutcome = 'accepted' | 'healthcheck' | 'refused';
  */
 export type SpoeMessageOutcome = 'ok' | 'failed' | 'deadline' | 'unhandled';
 
+import type { SpoeContext } from './spoe.context';
+
 /** Why a connection stopped reading: the three causes of its read gate (see SpoeConnection). */
 export type SpoePauseCause = 'in-flight' | 'unflushed' | 'unsent';
+
+/**
+ * Where one message's handlers run, opened by {@link SpoeObserver.messageScope}: an OpenTelemetry span and its context
+ * (see 'nestjs-spoe/tracing'), an AsyncLocalStorage store (see `currentSpoeContext`), or both.
+ */
+export interface SpoeMessageScope {
+  /**
+   * Runs `fn` inside the scope and returns what it returns. The transport runs in it the message's `@EventPattern` and
+   * `@MessagePattern` handlers (with their guards, interceptors, pipes and filters, and the subscription to an
+   * Observable they return) and its own log lines about the message.
+   */
+  run<T>(fn: () => T): T;
+  /**
+   * The message ended, once: how, and for `failed` what its handler threw (before Nest's exception filters, when
+   * nestjs-spoe's pipeline ran it), or undefined when another message of the NOTIFY failed.
+   */
+  end?(outcome: SpoeMessageOutcome, error: unknown): void;
+}
 
 /**
  * What the transport tells an observer, as it happens: the metrics of 'nestjs-spoe/metrics' are one. Every method is
@@ -26,6 +46,11 @@ export interface SpoeObserver {
    * cannot grow a label set). `seconds`: from the NOTIFY's dispatch to the handler's answer (0 when unhandled).
    */
   message?(name: string | undefined, outcome: SpoeMessageOutcome, seconds: number): void;
+  /**
+   * A message with a handler is about to run: a scope to run it in, or undefined for none. With this method the
+   * transport builds a SpoeContext per message; without it, it builds none.
+   */
+  messageScope?(context: SpoeContext): SpoeMessageScope | undefined;
   /** An ACK was encoded for the socket: its size in bytes, length prefix included. */
   ack?(bytes: number): void;
   /** The agent sent AGENT-DISCONNECT with this SPOP status. */
@@ -42,7 +67,10 @@ export interface SpoeObserver {
 export function combineObservers(observers: readonly SpoeObserver[]): SpoeObserver | undefined {
   if (observers.length <= 1) return observers[0];
   const all = [...observers];
+  const scoping = all.filter((o) => o.messageScope);
   return {
+    // Scopes nest in the order of the observers: the first one's is the outermost.
+    messageScope: scoping.length === 0 ? undefined : (context) => nestScopes(scoping, context),
     connectionAccepted: (remoteAddress) => all.forEach((o) => o.connectionAccepted?.(remoteAddress)),
     hello: (outcome) => all.forEach((o) => o.hello?.(outcome)),
     notify: (messages) => all.forEach((o) => o.notify?.(messages)),
@@ -52,5 +80,20 @@ export function combineObservers(observers: readonly SpoeObserver[]): SpoeObserv
     haproxyDisconnect: (status) => all.forEach((o) => o.haproxyDisconnect?.(status)),
     protocolError: (status) => all.forEach((o) => o.protocolError?.(status)),
     paused: (cause) => all.forEach((o) => o.paused?.(cause)),
+  };
+}
+
+function nestScopes(observers: readonly SpoeObserver[], context: SpoeContext): SpoeMessageScope | undefined {
+  const scopes: SpoeMessageScope[] = [];
+  for (const observer of observers) {
+    const scope = observer.messageScope?.(context);
+    if (scope) scopes.push(scope);
+  }
+  if (scopes.length <= 1) return scopes[0];
+  const runIn = <T>(index: number, fn: () => T): T =>
+    index === scopes.length ? fn() : scopes[index].run(() => runIn(index + 1, fn));
+  return {
+    run: (fn) => runIn(0, fn),
+    end: (outcome, error) => scopes.forEach((scope) => scope.end?.(outcome, error)),
   };
 }

@@ -57,6 +57,13 @@ export interface SpoeServerOptions {
    * messages that succeeded plus this variable, set to INT32 1 (failure) or 2 (deadline passed). Default: not set.
    */
   errorVariable?: SpoeErrorVariable;
+  /**
+   * Run each message's handlers in an AsyncLocalStorage store of its SpoeContext: `currentSpoeContext()` reads it
+   * from injected services, `spoeLogFields()` puts it in log lines (with pino's `mixin` or SpoeConsoleLogger), and the
+   * transport's own lines about a message carry it too. Default false: before Node 24, an AsyncLocalStorage in use
+   * adds a promise hook to every Promise of the process.
+   */
+  messageContext?: boolean;
 }
 
 /** Options with every default applied and every value checked. */
@@ -75,6 +82,7 @@ export interface NormalizedSpoeOptions {
   readonly maxPendingWriteBytes: number;
   readonly capabilities: readonly SpopCapability[];
   readonly errorVariable: SpoeErrorVariable | undefined;
+  readonly messageContext: boolean;
 }
 
 /** Thrown at construction for options that cannot work; the message names the option and what it accepts. */
@@ -93,7 +101,7 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     }
     return value;
   };
-  const flag = (name: 'pipelining' | 'async' | 'fragmentation'): boolean => {
+  const flag = (name: 'pipelining' | 'async' | 'fragmentation' | 'messageContext'): boolean => {
     const value = options[name] ?? SPOE_DEFAULTS[name];
     if (typeof value !== 'boolean') throw new SpoeOptionsError(`${name} must be a boolean, got ${String(value)}`);
     return value;
@@ -134,5 +142,6 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     maxPendingWriteBytes: int('maxPendingWriteBytes', MIN_FRAME_SIZE),
     capabilities,
     errorVariable,
+    messageContext: flag('messageContext'),
   };
 }

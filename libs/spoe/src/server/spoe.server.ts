@@ -20,6 +20,7 @@ import { formatAddress } from '../address';
 import { MAX_TIMEOUT_MS, SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from '../spoe.constants';
 import { SpoeContext } from './spoe.context';
 import { SpoeEvents, SpoeStatus } from './spoe.events';
+import { MESSAGE_CONTEXT_OBSERVER } from './spoe.message-context';
 import { combineObservers, SpoeObserver } from './spoe.observer';
 import { NormalizedSpoeOptions, normalizeSpoeOptions, SpoeServerOptions } from './spoe.options';
 
@@ -78,6 +79,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       (handler, payload, context) => this.invoker(handler, payload, context),
       this.options.errorVariable,
     );
+    if (this.options.messageContext) this.observe(MESSAGE_CONTEXT_OBSERVER);
     // What each connection sees of its server: a private object, so that none of it is public API.
     this.host = {
       options: this.options,

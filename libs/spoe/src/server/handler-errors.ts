@@ -1,0 +1,15 @@
+/**
+ * The error a handler threw, by what its exception filters made of it: Nest's filter answers an unknown error with a
+ * new `{ status: 'error', message: 'Internal server error' }`, and a trace wants the original (its type, its stack).
+ */
+const causes = new WeakMap<object, unknown>();
+
+/** Remembers that exception filters turned `cause` into `filtered`. */
+export function rememberCause(filtered: unknown, cause: unknown): void {
+  if (filtered !== cause && typeof filtered === 'object' && filtered !== null) causes.set(filtered, cause);
+}
+
+/** What the handler threw that became `error`, or `error` itself. */
+export function causeOf(error: unknown): unknown {
+  return typeof error === 'object' && error !== null && causes.has(error) ? causes.get(error) : error;
+}

@@ -1,0 +1,141 @@
+import {
+  Attributes,
+  Context,
+  context as contexts,
+  propagation,
+  Span,
+  SpanKind,
+  SpanStatusCode,
+  TextMapGetter,
+  trace,
+  Tracer,
+  TracerProvider,
+} from '@opentelemetry/api';
+import type { SpopId } from '../protocol/frame';
+import type { SpoeMessage } from '../protocol/notify';
+import type { SpoeContext } from '../server/spoe.context';
+import type { SpoeMessageOutcome, SpoeMessageScope, SpoeObserver } from '../server/spoe.observer';
+import type { SpoeServer } from '../server/spoe.server';
+
+/** Options of {@link SpoeTracing} (and of `SpoeTracingModule.forRoot`). */
+export interface SpoeTracingOptions {
+  /** Where spans go. Default: the global provider, the one the OpenTelemetry SDK registers (NodeSDK, `register()`). */
+  tracerProvider?: TracerProvider;
+  /**
+   * Continue the trace a message carries in its arguments, read by the global propagator (W3C: `traceparent` and
+   * `tracestate`, e.g. `args traceparent=req.hdr(traceparent)` in HAProxy's spoe-message). Default true.
+   */
+  propagate?: boolean;
+}
+
+/** The instrumentation scope of the spans: this package. */
+export const SPOE_TRACER_NAME = 'nestjs-spoe';
+
+/** Attribute names of a message's span (the peer's are OpenTelemetry's `network.peer.*`). */
+export const SPOE_SPAN_ATTRIBUTES = Object.freeze({
+  message: 'spoe.message',
+  streamId: 'spoe.stream_id',
+  frameId: 'spoe.frame_id',
+  engineId: 'spoe.engine_id',
+  outcome: 'spoe.outcome',
+} as const);
+
+/** Reads a message's STRING arguments as a propagation carrier (the first argument of a name wins). */
+const ARGUMENTS: TextMapGetter<SpoeMessage> = {
+  keys: (message) => message.args.map((argument) => argument.name),
+  get: (message, key) => {
+    const value = message.get(key);
+    return typeof value === 'string' ? value : undefined;
+  },
+};
+
+/**
+ * OpenTelemetry spans of the transport ({@link SpoeObserver}): one SERVER span per SPOE message, named
+ * `spoe <message>`, around its handlers (guards, interceptors, pipes, filters included), which run in its context —
+ * so spans of the database and cache calls they make are its children. A span per message, not per NOTIFY: each
+ * message is one decision with its own handler, outcome and, from HAProxy, its own `traceparent`; nearly every NOTIFY
+ * carries one message, and the messages of one NOTIFY share its `spoe.stream_id` and `spoe.frame_id`.
+ *
+ * Attributes: `spoe.message`, `spoe.stream_id`, `spoe.frame_id`, `spoe.engine_id`, `network.peer.address` and
+ * `network.peer.port` (or `network.transport` `unix`), and `spoe.outcome` (ok, failed, deadline). A handler that failed
+ * records its exception; a failure or a deadline sets the status to ERROR.
+ */
+export class SpoeTracing implements SpoeObserver {
+  readonly tracer: Tracer;
+  private readonly propagate: boolean;
+  private readonly detach = new Map<SpoeServer, () => void>();
+
+  constructor(options: SpoeTracingOptions = {}) {
+    const provider = options.tracerProvider ?? trace.getTracerProvider();
+    this.tracer = provider.getTracer(SPOE_TRACER_NAME);
+    this.propagate = options.propagate ?? true;
+  }
+
+  /** Traces the messages `server` handles from now on. */
+  attach(server: SpoeServer): void {
+    if (!this.detach.has(server)) this.detach.set(server, server.observe(this));
+  }
+
+  /** Stops tracing `server`. */
+  release(server: SpoeServer): void {
+    this.detach.get(server)?.();
+    this.detach.delete(server);
+  }
+
+  /** @internal */
+  messageScope(context: SpoeContext): SpoeMessageScope {
+    const [message, streamId, frameId, connection] = context.getArgs();
+    const active = contexts.active();
+    const parent = this.propagate ? propagation.extract(active, message, ARGUMENTS) : active;
+    const attributes: Attributes = {
+      [SPOE_SPAN_ATTRIBUTES.message]: message.name,
+      [SPOE_SPAN_ATTRIBUTES.streamId]: spanId(streamId),
+      [SPOE_SPAN_ATTRIBUTES.frameId]: spanId(frameId),
+      ...peerAttributes(connection.remoteAddress),
+    };
+    if (connection.engineId !== undefined) attributes[SPOE_SPAN_ATTRIBUTES.engineId] = connection.engineId;
+    const span = this.tracer.startSpan(`spoe ${message.name}`, { kind: SpanKind.SERVER, attributes }, parent);
+    return new SpanScope(span, trace.setSpan(parent, span));
+  }
+}
+
+class SpanScope implements SpoeMessageScope {
+  constructor(
+    private readonly span: Span,
+    private readonly context: Context,
+  ) {}
+
+  run<T>(fn: () => T): T {
+    return contexts.with(this.context, fn);
+  }
+
+  end(outcome: SpoeMessageOutcome, error: unknown): void {
+    const span = this.span;
+    span.setAttribute(SPOE_SPAN_ATTRIBUTES.outcome, outcome);
+    if (outcome === 'failed') {
+      if (error instanceof Error) span.recordException(error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: describeFailure(error) });
+    } else if (outcome === 'deadline') {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: 'deadline passed' });
+    }
+    span.end();
+  }
+}
+
+function describeFailure(error: unknown): string {
+  if (error === undefined) return 'another message of the NOTIFY failed';
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(error);
+}
+
+function spanId(id: SpopId): number | string {
+  return typeof id === 'bigint' ? id.toString() : id;
+}
+
+/** `network.peer.*` of a connection's remote address: `ip:port`, `[v6]:port` or a Unix socket path. */
+function peerAttributes(remoteAddress: string): Attributes {
+  const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(remoteAddress);
+  if (!match) return { 'network.peer.address': remoteAddress, 'network.transport': 'unix' };
+  return { 'network.peer.address': match[1], 'network.peer.port': Number(match[2]) };
+}

@@ -1,0 +1,206 @@
+import { CallHandler, Controller, ExecutionContext, Injectable, Logger, NestInterceptor } from '@nestjs/common';
+import { UseInterceptors } from '@nestjs/common';
+import { MessagePattern } from '@nestjs/microservices';
+import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { InMemorySpanExporter, ReadableSpan, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { currentSpoeContext, SetVar } from 'nestjs-spoe';
+import { SpoeTracing, SpoeTracingModule } from 'nestjs-spoe/tracing';
+import { SpoeClient } from 'nestjs-spoe/testing';
+import { map, NEVER, Observable } from 'rxjs';
+import { startAgent, TestAgent } from '../support/agent';
+
+const exporter = new InMemorySpanExporter();
+const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+/** What a handler's own instrumentation (a database client, a cache) would create: a child of the active span. */
+const library = provider.getTracer('a-database-client');
+
+/** Where the handlers saw their span: the active span at the interceptor, before and after an await. */
+const seen: Record<string, string | undefined> = {};
+const activeSpanId = (): string | undefined => trace.getActiveSpan()?.spanContext().spanId;
+
+@Injectable()
+class SeeingInterceptor implements NestInterceptor {
+  intercept(_: ExecutionContext, next: CallHandler): Observable<unknown> {
+    seen.interceptor = activeSpanId();
+    return next.handle().pipe(
+      map((value) => {
+        seen.pipe = activeSpanId();
+        return value;
+      }),
+    );
+  }
+}
+
+@Controller()
+class TracedController {
+  @MessagePattern('check')
+  check() {
+    library.startSpan('lookup').end();
+    return SetVar.txn('ok', 1);
+  }
+
+  @MessagePattern('later')
+  async later() {
+    seen.beforeAwait = activeSpanId();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    seen.afterAwait = activeSpanId();
+    library.startSpan('query').end();
+    // The message context of the transport (messageContext: true) reaches here as well.
+    return SetVar.txn('stream', Number(currentSpoeContext()?.getStreamId()));
+  }
+
+  @MessagePattern('intercepted')
+  @UseInterceptors(SeeingInterceptor)
+  intercepted() {
+    seen.handler = activeSpanId();
+    return SetVar.txn('ok', 1);
+  }
+
+  @MessagePattern('fails')
+  fails(): never {
+    throw new RangeError('the store is down');
+  }
+
+  @MessagePattern('slow', { deadline: 50 })
+  slow() {
+    return NEVER;
+  }
+}
+
+describe('SpoeTracingModule: a span per SPOE message', () => {
+  let agent: TestAgent;
+  let client: SpoeClient;
+
+  beforeAll(() => {
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  });
+  afterAll(() => {
+    context.disable();
+    propagation.disable();
+  });
+
+  beforeEach(async () => {
+    exporter.reset();
+    agent = await startAgent(
+      { imports: [SpoeTracingModule.forRoot({ tracerProvider: provider })], controllers: [TracedController] },
+      { handlerDeadlineMs: 60_000, messageContext: true },
+    );
+    client = await SpoeClient.connect({ port: agent.port, engineId: 'engine-under-test' });
+    jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+  });
+  afterEach(async () => {
+    jest.restoreAllMocks();
+    await client.close();
+    await agent.close();
+  });
+
+  const spans = (name: string): ReadableSpan[] => exporter.getFinishedSpans().filter((s) => s.name === name);
+  const only = (name: string): ReadableSpan => {
+    const found = spans(name);
+    expect(found).toHaveLength(1);
+    return found[0];
+  };
+
+  it('exports a SERVER span with the message, stream-id, frame-id, engine-id and peer, parent of the handler spans', async () => {
+    await client.notifyMessages([{ name: 'check' }], { streamId: 7, frameId: 3 });
+    const span = only('spoe check');
+    expect(span.kind).toBe(SpanKind.SERVER);
+    expect(span.instrumentationScope.name).toBe('nestjs-spoe');
+    expect(span.attributes).toEqual({
+      'spoe.message': 'check',
+      'spoe.stream_id': 7,
+      'spoe.frame_id': 3,
+      'spoe.engine_id': 'engine-under-test',
+      'network.peer.address': '127.0.0.1',
+      'network.peer.port': expect.any(Number),
+      'spoe.outcome': 'ok',
+    });
+    expect(span.status.code).toBe(SpanStatusCode.UNSET);
+    expect(span.parentSpanContext).toBeUndefined();
+    const lookup = only('lookup');
+    expect(lookup.spanContext().traceId).toBe(span.spanContext().traceId);
+    expect(lookup.parentSpanContext?.spanId).toBe(span.spanContext().spanId);
+  });
+
+  it('continues the trace of a traceparent argument (W3C), so that the request trace shows the decision', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const parentId = '00f067aa0ba902b7';
+    await client.notify('check', { traceparent: `00-${traceId}-${parentId}-01`, ip: '192.0.2.1' });
+    const span = only('spoe check');
+    expect(span.spanContext().traceId).toBe(traceId);
+    expect(span.parentSpanContext).toMatchObject({ traceId, spanId: parentId, isRemote: true });
+    expect(only('lookup').spanContext().traceId).toBe(traceId);
+  });
+
+  it('starts a new trace when the traceparent argument is not a valid one', async () => {
+    await client.notify('check', { traceparent: 'not-a-traceparent' });
+    expect(only('spoe check').parentSpanContext).toBeUndefined();
+  });
+
+  it('keeps the span active across await, in interceptors and their Observables, beside the message context', async () => {
+    const [actions] = await Promise.all([
+      client.notifyMessages([{ name: 'later' }], { streamId: 41, frameId: 1 }),
+      client.notifyMessages([{ name: 'intercepted' }], { streamId: 42, frameId: 1 }),
+    ]);
+    expect(actions).toEqual([expect.objectContaining({ name: 'stream', value: 41 })]);
+    const later = only('spoe later');
+    expect(seen.beforeAwait).toBe(later.spanContext().spanId);
+    expect(seen.afterAwait).toBe(later.spanContext().spanId);
+    expect(only('query').parentSpanContext?.spanId).toBe(later.spanContext().spanId);
+    const intercepted = only('spoe intercepted').spanContext().spanId;
+    expect(seen).toMatchObject({ interceptor: intercepted, handler: intercepted, pipe: intercepted });
+  });
+
+  it('marks a failed handler: ERROR status, its exception recorded', async () => {
+    await client.notify('fails');
+    const span = only('spoe fails');
+    expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message: 'RangeError: the store is down' });
+    expect(span.attributes['spoe.outcome']).toBe('failed');
+    expect(span.events).toEqual([
+      expect.objectContaining({
+        name: 'exception',
+        attributes: expect.objectContaining({
+          'exception.type': 'RangeError',
+          'exception.message': 'the store is down',
+        }),
+      }),
+    ]);
+  });
+
+  it('marks a passed deadline, and ends the span of every message of a NOTIFY once', async () => {
+    await client.notifyMessages([{ name: 'check' }, { name: 'slow' }, { name: 'no-handler' }], {
+      streamId: 1,
+      frameId: 9,
+    });
+    const slow = only('spoe slow');
+    expect(slow.status).toEqual({ code: SpanStatusCode.ERROR, message: 'deadline passed' });
+    expect(slow.attributes['spoe.outcome']).toBe('deadline');
+    expect(only('spoe check').attributes).toMatchObject({ 'spoe.frame_id': 9, 'spoe.outcome': 'ok' });
+    // A name without a handler gets no span (nor a span name a peer chose).
+    expect(
+      exporter
+        .getFinishedSpans()
+        .map((s) => s.name)
+        .sort(),
+    ).toEqual(['lookup', 'spoe check', 'spoe slow']);
+  });
+
+  it('traces a server by hand once attached, and nothing once released', async () => {
+    const own = new InMemorySpanExporter();
+    const tracing = new SpoeTracing({
+      tracerProvider: new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: own })] }),
+    });
+    tracing.attach(agent.server);
+    await client.notify('check');
+    expect(own.getFinishedSpans().map((s) => s.name)).toEqual(['spoe check']);
+    tracing.release(agent.server);
+    await client.notify('check');
+    expect(own.getFinishedSpans()).toHaveLength(1);
+    // The module's SpoeTracing traced both.
+    expect(spans('spoe check')).toHaveLength(2);
+  });
+});
