@@ -4,7 +4,12 @@ import { MessagePattern } from '@nestjs/microservices';
 import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { InMemorySpanExporter, ReadableSpan, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  ReadableSpan,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import { currentSpoeContext, SetVar } from 'nestjs-spoe';
 import { SpoeTracing, SpoeTracingModule } from 'nestjs-spoe/tracing';
 import { SpoeClient } from 'nestjs-spoe/testing';
@@ -12,7 +17,7 @@ import { map, NEVER, Observable } from 'rxjs';
 import { startAgent, TestAgent } from '../support/agent';
 
 const exporter = new InMemorySpanExporter();
-const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
 /** What a handler's own instrumentation (a database client, a cache) would create: a child of the active span. */
 const library = provider.getTracer('a-database-client');
 
@@ -192,7 +197,7 @@ describe('SpoeTracingModule: a span per SPOE message', () => {
   it('traces a server by hand once attached, and nothing once released', async () => {
     const own = new InMemorySpanExporter();
     const tracing = new SpoeTracing({
-      tracerProvider: new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: own })] }),
+      tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(own)] }),
     });
     tracing.attach(agent.server);
     await client.notify('check');
