@@ -5,7 +5,7 @@
  * ports ({@link startStack}).
  *
  * Messages (see config/spoe.conf for the matching `spoe-message` sections):
- * - `check-client-ip` (arg `ip`, on-frontend-http-request, except for /nospoe): sets `sess.ip_score` (INT32) to 100 for 10.0.0.0/8,
+ * - `check-client-ip` (args `ip`, `rid`, `traceparent`, on-frontend-http-request, except for /nospoe): sets `sess.ip_score` (INT32) to 100 for 10.0.0.0/8,
  *   fd00::/8 and ::ffff:10.0.0.0/104, else 5; `txn.ip_family` to the family it received ("ipv4", "ipv6" or
  *   "ipv4-mapped") and `txn.ip_seen` to the address.
  * - `audit` (same event as check-client-ip, so in the same NOTIFY): only recorded. /nospoe sends no message at all.
@@ -17,7 +17,7 @@
  * - `boom`: throws. `slow`: never resolves, deadline 50 ms. Both make the library acknowledge at once with its error
  *   variable `txn.agent_error` (1 failure, 2 deadline) and the actions of the messages that succeeded.
  *
- * Every message is recorded (name, `rid` argument, STREAM-ID, FRAME-ID, connection, negotiated capabilities, typed
+ * Every message is traced (SpoeTracing, spans in `recorder.spans`) and recorded (name, `rid` argument, STREAM-ID, FRAME-ID, connection, negotiated capabilities, typed
  * arguments) in an {@link AgentRecorder}, which outlives agent restarts.
  */
 import { Controller, DynamicModule, Inject, Module } from '@nestjs/common';
@@ -34,6 +34,10 @@ import {
   TypedData,
   VarScope,
 } from 'nestjs-spoe';
+import { propagation } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { SpoeTracing } from 'nestjs-spoe/tracing';
 import { startAgent, TestAgent } from '../support/agent';
 import { makeTempDir, removeTempDir } from '../support/cleanup';
 import { haproxyCli } from '../support/haproxy-admin';
@@ -74,6 +78,11 @@ export interface MessageRecord {
 /** Collects what the agent received; shared across restarts of the agent. */
 export class AgentRecorder {
   readonly records: MessageRecord[] = [];
+  /** The spans of the agent's messages (nestjs-spoe/tracing), exported as they end. */
+  readonly spans = new InMemorySpanExporter();
+  readonly tracing = new SpoeTracing({
+    tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(this.spans)] }),
+  });
   /** Connections that completed their HELLO (`connection` events of the transport; health checks excluded). */
   connections = 0;
   /** Every `disconnect` event of the transport: how each connection ended. */
@@ -245,6 +254,7 @@ async function startHaproxyAgent(
     },
     {
       configure: (_app, server) => {
+        recorder.tracing.attach(server);
         server.on('connection', () => recorder.connections++);
         server.on('disconnect', (event) => recorder.disconnects.push(event));
       },
@@ -374,6 +384,9 @@ export interface Stack {
   startAgent(): Promise<void>;
   close(): Promise<void>;
 }
+
+// What an app's OpenTelemetry SDK registers: the spans continue the traceparent argument of check-client-ip.
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 
 let ridCounter = 0;
 

@@ -11,6 +11,7 @@
  * - A source set by `tcp-request content set-src` from "::ffff:a.b.c.d" is an IPv6 (IPv4-mapped) address, and so is
  *   the source on an IPv6 socket bound to ::ffff:127.0.0.1 and reached over IPv4.
  */
+import { randomBytes } from 'node:crypto';
 import { cleanupAll } from '../support/cleanup';
 import { describeEachHaproxy, HaproxyBinary, isSpopMux } from '../support/haproxy-binaries';
 import { SpoeLogEvent } from '../support/haproxy-spoe-log';
@@ -50,6 +51,45 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
     stack = await startStack(binary);
   }, 30_000);
   afterAll(() => stack?.close());
+
+  describe('traces (nestjs-spoe/tracing)', () => {
+    /** The span of the check-client-ip message of request `rid`, once it ended. */
+    const spanOf = (rid: string) =>
+      waitFor('the span of check-client-ip', () => {
+        const [check] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'check-client-ip');
+        const spans = stack.agent.recorder.spans.getFinishedSpans();
+        return (
+          check &&
+          spans.find(
+            (s) =>
+              String(s.attributes['spoe.stream_id']) === check.streamId &&
+              String(s.attributes['spoe.frame_id']) === check.frameId &&
+              s.attributes['network.peer.port'] === Number(check.connection.split(':').pop()),
+          )
+        );
+      });
+
+    it("continues the trace of the request's traceparent header (args traceparent=req.hdr(traceparent))", async () => {
+      const rid = newRid();
+      const traceId = randomBytes(16).toString('hex');
+      const parent = randomBytes(8).toString('hex');
+      const res = await stack.request('/', rid, { headers: { traceparent: `00-${traceId}-${parent}-01` } });
+      expect(res.status).toBe(200);
+      const span = await spanOf(rid);
+      expect(span.name).toBe('spoe check-client-ip');
+      expect(span.spanContext().traceId).toBe(traceId);
+      expect(span.parentSpanContext).toMatchObject({ traceId, spanId: parent, isRemote: true });
+      expect(span.attributes).toMatchObject({ 'spoe.message': 'check-client-ip', 'spoe.outcome': 'ok' });
+    });
+
+    it('starts a trace of its own for a request without traceparent (HAProxy sends the argument as NULL)', async () => {
+      const rid = newRid();
+      expect((await stack.request('/', rid)).status).toBe(200);
+      const [check] = stack.agent.recorder.byRid(rid);
+      expect(check.args.find((a) => a.name === 'traceparent')).toMatchObject({ type: 'Null' });
+      expect((await spanOf(rid)).parentSpanContext).toBeUndefined();
+    });
+  });
 
   describe('scoring by source address', () => {
     it('scores an IPv4 client (127.0.0.1) and forwards the decision to the backend', async () => {

@@ -1,8 +1,12 @@
 // The README's library sections run: every code block there is one of these files, and README.md marks it with
 // `<!-- snippet: path -->` (test/example/readme.e2e-spec.ts checks that the README shows the file verbatim).
-import { Logger } from '@nestjs/common';
+import { Logger, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { SetVar, SpoeDataType, SpoeIp, SpoeServer } from 'nestjs-spoe';
+import { context, propagation, trace } from '@opentelemetry/api';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { SetVar, SpoeDataType, SpoeIp, SpoeModule, SpoeServer } from 'nestjs-spoe';
+import { Logger as PinoLogger } from 'nestjs-pino';
+import { Writable } from 'node:stream';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +14,9 @@ import { startAgent } from '../support/agent';
 import { freePort } from '../support/ports';
 import { sample, scrape } from '../support/prometheus';
 import { HandlersController } from './handlers';
+import { ScoreController, ScoreService, pinoLogging } from './log-context';
 import { MetricsAppModule } from './metrics';
+import { startTracing, TracedAppModule } from './tracing';
 import { server } from './options';
 import { main } from './quick-start';
 
@@ -84,6 +90,89 @@ describe('README: metrics (test/readme/metrics.ts)', () => {
     } finally {
       await app.close();
       jest.restoreAllMocks();
+    }
+  });
+});
+
+describe('README: traces (test/readme/tracing.ts)', () => {
+  afterEach(() => {
+    trace.disable();
+    context.disable();
+    propagation.disable();
+  });
+
+  it('exports a span per message that continues the traceparent argument', async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = startTracing(exporter);
+    const spoePort = await freePort(['127.0.0.1']);
+    process.env.SPOE_PORT = String(spoePort);
+    const app = await NestFactory.create(TracedAppModule, { logger: ['error'] });
+    delete process.env.SPOE_PORT;
+    try {
+      app.connectMicroservice({ strategy: app.get(SpoeServer) }, { inheritAppConfig: true });
+      await app.startAllMicroservices();
+      const client = await SpoeClient.connect({ port: spoePort });
+      const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+      expect(await client.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1'), traceparent })).toEqual([
+        expect.objectContaining({ name: 'ip_score', value: 0 }),
+      ]);
+      await client.close();
+      await provider.forceFlush();
+      const [span] = exporter.getFinishedSpans();
+      expect(span.name).toBe('spoe check-client-ip');
+      expect(span.spanContext().traceId).toBe('0af7651916cd43dd8448eb211c80319c');
+      expect(span.parentSpanContext?.spanId).toBe('b7ad6b7169203331');
+    } finally {
+      await app.close();
+      await provider.shutdown();
+    }
+  });
+});
+
+describe('README: log context (test/readme/log-context.ts)', () => {
+  it("puts the message's fields in the JSON lines of nestjs-pino, from a service called across await", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const spoePort = await freePort(['127.0.0.1']);
+    @Module({
+      imports: [
+        SpoeModule.forRoot({ host: '127.0.0.1', port: spoePort, messageContext: true }),
+        pinoLogging(destination),
+      ],
+      controllers: [ScoreController],
+      providers: [ScoreService],
+    })
+    class PinoAppModule {}
+    const app = await NestFactory.create(PinoAppModule, { bufferLogs: true });
+    app.useLogger(app.get(PinoLogger)); // as nestjs-pino says: Nest's Logger writes through pino
+    try {
+      app.connectMicroservice({ strategy: app.get(SpoeServer) }, { inheritAppConfig: true });
+      await app.startAllMicroservices();
+      const client = await SpoeClient.connect({ port: spoePort, engineId: 'edge-1' });
+      await client.notifyMessages([{ name: 'check-client-ip', args: { ip: SpoeIp.parse('192.0.2.7') } }], {
+        streamId: 21,
+        frameId: 3,
+      });
+      await client.close();
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          level: 40, // pino's warn
+          context: 'ScoreService',
+          msg: '192.0.2.7 scored from engine edge-1',
+          spoeMessage: 'check-client-ip',
+          streamId: 21,
+          frameId: 3,
+          peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+          engineId: 'edge-1',
+        }),
+      );
+    } finally {
+      await app.close();
     }
   });
 });
