@@ -1,11 +1,14 @@
 /**
- * `npm run bench:frames`: SPOP frames per second, latency and the agent's own CPU per frame, for four agents driven
+ * `npm run bench:frames`: SPOP frames per second, latency and the agent's own CPU per frame, for the agents below driven
  * by a C load generator (bench/spop-load.c) that plays HAProxy 3.1+ and costs far less than any agent it measures.
  *
  *   ceiling   bench/agents/ceiling.js: plain Node, no framework, no library (what Node itself allows)
  *   server    SpoeServer in a Nest microservice, the plainest @MessagePattern handler   (bench/agents/nest-agents.ts)
  *   example   the example agent as shipped: node dist/main.js                            (src/)
  *   pipeline  `server` plus one global interceptor and one pipe                        (bench/agents/nest-agents.ts)
+ *   metrics   `server` with the Prometheus series of nestjs-spoe/metrics               (bench/agents/nest-agents.ts)
+ *   observed  `metrics` with OpenTelemetry spans, 1% of traces sampled               (bench/agents/nest-agents.ts)
+ *   observed-all  `observed` with every span sampled                                 (bench/agents/nest-agents.ts)
  *
  * With BENCH_BASELINE=<git ref>, `server@<ref>` and `example@<ref>` are measured too, in the same rounds: the same
  * agents built from that ref (bench/support/baseline.ts), so that a change is judged before/after on one machine state.
@@ -16,7 +19,7 @@
  * (/proc/<pid>/stat), the generator's from its own getrusage: a reader can see the generator was not the limit.
  *
  * Environment: BENCH_ROUNDS (3), BENCH_DURATION_MS (5000), BENCH_WARMUP_MS (1000), BENCH_GEN_THREADS (1),
- * BENCH_BASELINE (unset), BENCH_SKIP_BUILD=1 (do not run `npm run build`), CC (the C compiler, default cc).
+ * BENCH_BASELINE (unset), BENCH_AGENTS (all), BENCH_SKIP_BUILD=1 (do not run `npm run build`), CC (the C compiler, default cc).
  * Writes bench/results/frames.json (raw measures, medians, machine facts). Not a test: numbers vary with the machine.
  */
 import { buildProject, RunningAgent, startCeiling, startExample, startNestAgent } from './support/agents';
@@ -35,6 +38,8 @@ const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
 const DURATION_MS = envInt('BENCH_DURATION_MS', 5000, 100);
 const WARMUP_MS = envInt('BENCH_WARMUP_MS', 1000, 0);
 const GENERATOR_THREADS = envInt('BENCH_GEN_THREADS', 1, 1);
+/** BENCH_AGENTS=server,observed: only these agents (and their baseline versions); all by default. */
+const AGENTS = process.env.BENCH_AGENTS ? process.env.BENCH_AGENTS.split(',').map((name) => name.trim()) : undefined;
 const CONFIGURATIONS: readonly Configuration[] = [
   { connections: 1, inflight: 1 },
   { connections: 4, inflight: 16 },
@@ -99,7 +104,10 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
     { name: 'example', start: () => startExample({ cpu: CPU.agent }) },
     ...(baseline?.example ? [baseline.example] : []),
     { name: 'pipeline', start: () => startNestAgent('pipeline', { cpu: CPU.agent }) },
-  ];
+    { name: 'metrics', start: () => startNestAgent('metrics', { cpu: CPU.agent }) },
+    { name: 'observed', start: () => startNestAgent('observed', { cpu: CPU.agent }) },
+    { name: 'observed-all', start: () => startNestAgent('observed-all', { cpu: CPU.agent }) },
+  ].filter((agent) => AGENTS === undefined || AGENTS.includes(agent.name.replace(/@.*/, '')));
 }
 
 // ------------------------------------------------------------------------------------------------------- load

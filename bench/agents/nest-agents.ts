@@ -12,7 +12,20 @@ import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { AddressInfo } from 'node:net';
 import { Observable } from 'rxjs';
+import { context, propagation, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  SpanExporter,
+  TraceIdRatioBasedSampler,
+} from '@opentelemetry/sdk-trace-base';
+import { Registry } from 'prom-client';
 import { SetVar, SpoeIp, SpoeModule, SpoeServer, SpoeValue } from '../../libs/spoe/src';
+import { SpoeMetricsModule } from '../../libs/spoe/src/metrics';
+import { SpoeTracingModule } from '../../libs/spoe/src/tracing';
 
 /**
  * The nestjs-spoe agents of `npm run bench:frames`, one per process (`node -r @swc-node/register nest-agents.ts KIND`),
@@ -21,6 +34,13 @@ import { SetVar, SpoeIp, SpoeModule, SpoeServer, SpoeValue } from '../../libs/sp
  * - `server`: SpoeServer in a Nest microservice with the plainest @MessagePattern handler (the transport's own cost);
  * - `pipeline`: the same with what real applications add around a handler: one global interceptor (a pass-through)
  *   and one pipe validating the `ip` argument (the cost of Nest's enhancer pipeline on top of the transport).
+ * - `metrics`: `server` with the transport's Prometheus series (SpoeMetricsModule).
+ * - `observed`: `metrics` with OpenTelemetry spans (SpoeTracingModule) too, as an app set up for production would
+ *   have them: the SDK's tracer provider with a batch processor, the AsyncLocalStorage context manager, W3C
+ *   propagation, and a sampler keeping 1% of the traces that start here (ParentBased(TraceIdRatioBased(0.01)); a
+ *   request whose traceparent says sampled is always kept). The exporter drops the batches: sending them (OTLP) is
+ *   the collector's side of the cost, in a thread or process of its own.
+ * - `observed-all`: `observed` with every span sampled (the SDK's default sampler): the most tracing can cost.
  */
 
 @Controller()
@@ -64,10 +84,49 @@ class ServerModule {}
 @Module({ imports: [SpoeModule], controllers: [PipelineController], providers: [IpPipe] })
 class PipelineModule {}
 
+/** Spans are made, batched and handed over; the network export is left out (see `observed`). */
+const DROPPING_EXPORTER: SpanExporter = {
+  export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }),
+  shutdown: () => Promise.resolve(),
+};
+
+function startTracing(sampleAll: boolean): void {
+  trace.setGlobalTracerProvider(
+    new BasicTracerProvider({
+      spanProcessors: [new BatchSpanProcessor(DROPPING_EXPORTER)],
+      ...(!sampleAll && { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.01) }) }),
+    }),
+  );
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+}
+
+@Module({
+  imports: [SpoeModule, SpoeMetricsModule.forRoot({ registry: new Registry() })],
+  controllers: [PlainController],
+})
+class MetricsModule {}
+
+@Module({
+  imports: [SpoeModule, SpoeMetricsModule.forRoot({ registry: new Registry() }), SpoeTracingModule.forRoot()],
+  controllers: [PlainController],
+})
+class ObservedModule {}
+
+const MODULES: Record<string, unknown> = {
+  server: ServerModule,
+  pipeline: PipelineModule,
+  metrics: MetricsModule,
+  observed: ObservedModule,
+  'observed-all': ObservedModule,
+};
+
 async function start(kind: string): Promise<number> {
-  if (kind !== 'server' && kind !== 'pipeline') throw new Error(`unknown agent kind "${kind}" (server or pipeline)`);
+  const module = MODULES[kind];
+  if (!module) throw new Error(`unknown agent kind "${kind}" (${Object.keys(MODULES).join(', ')})`);
+  if (kind.startsWith('observed')) startTracing(kind === 'observed-all');
   const server = new SpoeServer({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0) });
-  const app = await NestFactory.createMicroservice(kind === 'server' ? ServerModule : PipelineModule, {
+  const app = await NestFactory.createMicroservice(module, {
     strategy: server,
     logger: ['error'],
   });

@@ -81,19 +81,41 @@ function framesRow(
   return { example: find('example'), ceiling: find('ceiling') };
 }
 
-/** Per round, example's `value` over the ceiling's, at one configuration. */
+/** Per round, agent `a`'s `value` over agent `b`'s (example's over the ceiling's by default), at one configuration. */
 function framesRatios(
   frames: FramesResults,
   connections: number,
   inflight: number,
   value: (m: FramesResults['measurements'][number]) => number,
+  a = 'example',
+  b = 'ceiling',
 ): number[] {
   const here = frames.measurements.filter((m) => m.connections === connections && m.inflight === inflight);
   return pairedRatios(
     here,
     (m) => m.round,
-    (m, side) => (m.agent === (side === 'a' ? 'example' : 'ceiling') ? value(m) : undefined),
+    (m, side) => (m.agent === (side === 'a' ? a : b) ? value(m) : undefined),
   );
+}
+
+/**
+ * What observing the transport costs at 4×16: `agent` (server plus metrics, or plus tracing) against `server` in the
+ * same rounds, in frames/s (the target: at most `limit` of it lost) and in the agent's CPU per frame.
+ */
+function observabilityCost(frames: FramesResults | undefined, agent: string, what: string, limit: number): TargetRow {
+  const target = `${what} (\`${agent}\`) cost ≤ ${fixed(0)(limit * 100)}% of the \`server\` agent's frames/s at 4×16`;
+  const find = (name: string) =>
+    frames?.summary.find((s) => s.agent === name && s.connections === 4 && s.inflight === 16);
+  const [observed, server] = [find(agent), find('server')];
+  if (!frames || !observed || !server) return NOT_MEASURED(target, 'bench:frames has no result for it');
+  const rates = framesRatios(frames, 4, 16, (m) => m.generator.framesPerSecond, agent, 'server');
+  const cpus = framesRatios(frames, 4, 16, (m) => m.agentCpuUsPerFrame, agent, 'server');
+  const rate = medianOf(rates);
+  return {
+    target,
+    measured: `${times(rate)} the frames/s (${perRound(rates)}; medians ${int(observed.framesPerSecond)} vs ${int(server.framesPerSecond)}); CPU per frame ${times(medianOf(cpus))} (${fixed(2)(observed.agentCpuUsPerFrame)} vs ${fixed(2)(server.agentCpuUsPerFrame)} µs)`,
+    verdict: verdict(rate >= 1 - limit),
+  };
 }
 
 function frameRateTarget(frames: FramesResults | undefined, connections: number, inflight: number): TargetRow {
@@ -265,6 +287,9 @@ export function targets(results: AllResults): TargetRow[] {
     frameRateTarget(frames, 16, 64),
     p99Target(frames, 4, 16, 2),
     p99Target(frames, 1, 1, 1.25),
+    observabilityCost(frames, 'metrics', 'Prometheus metrics', 0.1),
+    observabilityCost(frames, 'observed', 'Metrics and OpenTelemetry tracing, 1% sampled', 0.1),
+    observabilityCost(frames, 'observed-all', 'Metrics and tracing, every span recorded', 0.1),
     ...haproxyTargets(results.haproxy),
     workersTarget(results.workers),
     ...memoryTargets(results.memory),

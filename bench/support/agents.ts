@@ -4,6 +4,9 @@
  *   ceiling    bench/agents/ceiling.js: plain Node, no framework, no library (what Node itself allows); prints `READY <port>`
  *   server     SpoeServer in a Nest microservice, the plainest handler          (bench/agents/nest-agents.ts server)
  *   pipeline   `server` plus one global interceptor and one pipe               (bench/agents/nest-agents.ts pipeline)
+ *   metrics    `server` with SpoeMetricsModule                                  (bench/agents/nest-agents.ts metrics)
+ *   observed   `metrics` with SpoeTracingModule, 1% of traces sampled          (bench/agents/nest-agents.ts observed)
+ *   observed-all  `observed` with every span sampled                          (bench/agents/nest-agents.ts observed-all)
  *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO once up)
  *   heavy      a ≈50 µs/message handler under src/'s worker supervisor         (bench/agents/heavy-agent.ts)
  *
@@ -166,7 +169,10 @@ export interface NestAgentOptions extends AgentOptions {
 /**
  * bench/agents/nest-agents.ts: `server` (SpoeServer, plainest handler) or `pipeline` (plus an interceptor and a pipe).
  */
-export function startNestAgent(kind: 'server' | 'pipeline', options: NestAgentOptions = {}): Promise<RunningAgent> {
+/** The agents of bench/agents/nest-agents.ts. */
+export type NestAgentKind = 'server' | 'pipeline' | 'metrics' | 'observed' | 'observed-all';
+
+export function startNestAgent(kind: NestAgentKind, options: NestAgentOptions = {}): Promise<RunningAgent> {
   const name = options.name ?? kind;
   const script = options.script ?? join(AGENTS_DIR, 'nest-agents.ts');
   const child = spawnNode(

@@ -2,7 +2,9 @@
  * nestjs-spoe: HAProxy SPOE agents as NestJS microservices — the API an application needs.
  *
  * Subpaths: 'nestjs-spoe/health' (terminus: SpoeHealthIndicator), 'nestjs-spoe/testing' (HAProxy's side of SPOP:
- * SpoeClient, for tests and probes), 'nestjs-spoe/protocol' (the SPOP 2.0 codec, for tools built on it).
+ * SpoeClient, for tests and probes), 'nestjs-spoe/protocol' (the SPOP 2.0 codec, for tools built on it),
+ * 'nestjs-spoe/metrics' (Prometheus, with prom-client) and 'nestjs-spoe/tracing' (OpenTelemetry, with
+ * @opentelemetry/api).
  *
  * Names come from the modules that define them, never through a folder's index: run from source (swc's CommonJS, as
  * `npm start` and the benchmarks do), a module's exports are getters defined in alphabetical order, and V8 turns a

@@ -13,7 +13,7 @@ import {
 } from '@opentelemetry/api';
 import type { SpopId } from '../protocol/frame';
 import type { SpoeMessage } from '../protocol/notify';
-import type { SpoeContext } from '../server/spoe.context';
+import type { SpoeConnectionInfo, SpoeContext } from '../server/spoe.context';
 import type { SpoeMessageOutcome, SpoeMessageScope, SpoeObserver } from '../server/spoe.observer';
 import type { SpoeServer } from '../server/spoe.server';
 
@@ -64,6 +64,7 @@ export class SpoeTracing implements SpoeObserver {
   readonly tracer: Tracer;
   private readonly propagate: boolean;
   private readonly detach = new Map<SpoeServer, () => void>();
+  private readonly connections = new WeakMap<SpoeConnectionInfo, Attributes>();
 
   constructor(options: SpoeTracingOptions = {}) {
     const provider = options.tracerProvider ?? trace.getTracerProvider();
@@ -87,15 +88,29 @@ export class SpoeTracing implements SpoeObserver {
     const [message, streamId, frameId, connection] = context.getArgs();
     const active = contexts.active();
     const parent = this.propagate ? propagation.extract(active, message, ARGUMENTS) : active;
-    const attributes: Attributes = {
-      [SPOE_SPAN_ATTRIBUTES.message]: message.name,
-      [SPOE_SPAN_ATTRIBUTES.streamId]: spanId(streamId),
-      [SPOE_SPAN_ATTRIBUTES.frameId]: spanId(frameId),
-      ...peerAttributes(connection.remoteAddress),
-    };
-    if (connection.engineId !== undefined) attributes[SPOE_SPAN_ATTRIBUTES.engineId] = connection.engineId;
-    const span = this.tracer.startSpan(`spoe ${message.name}`, { kind: SpanKind.SERVER, attributes }, parent);
+    // The sampler sees the message name; the rest is set only on a span that records (most are not, once sampled).
+    const span = this.tracer.startSpan(
+      `spoe ${message.name}`,
+      { kind: SpanKind.SERVER, attributes: { [SPOE_SPAN_ATTRIBUTES.message]: message.name } },
+      parent,
+    );
+    if (span.isRecording()) {
+      span.setAttributes(this.connectionAttributes(connection));
+      span.setAttribute(SPOE_SPAN_ATTRIBUTES.streamId, spanId(streamId));
+      span.setAttribute(SPOE_SPAN_ATTRIBUTES.frameId, spanId(frameId));
+    }
     return new SpanScope(span, trace.setSpan(parent, span));
+  }
+
+  /** The attributes of a connection's spans (peer, engine-id), built once per connection. */
+  private connectionAttributes(connection: SpoeConnectionInfo): Attributes {
+    let attributes = this.connections.get(connection);
+    if (!attributes) {
+      attributes = peerAttributes(connection.remoteAddress);
+      if (connection.engineId !== undefined) attributes[SPOE_SPAN_ATTRIBUTES.engineId] = connection.engineId;
+      this.connections.set(connection, attributes);
+    }
+    return attributes;
   }
 }
 
