@@ -6,6 +6,7 @@ import { AddressInfo } from 'node:net';
 import { AppModule, AppOptions } from './app.module';
 import { AgentSettings } from './config/agent.config';
 import { Lifecycle } from './health/lifecycle';
+import { useAgentLogger } from './logging/agent-logging';
 
 /** A started agent. */
 export interface Agent {
@@ -30,11 +31,11 @@ export interface Agent {
  */
 export async function startAgent(options: AppOptions = {}): Promise<Agent> {
   const log = new Logger('Agent');
-  // Logs wait for the logger that LOG_LEVEL configures.
+  // Logs wait for the logger that LOG_LEVEL and LOG_FORMAT configure.
   const app = await NestFactory.create(AppModule.forRoot(options), { bufferLogs: true, abortOnError: false });
   try {
     const config = app.get<ConfigService<AgentSettings, true>>(ConfigService).get('agent', { infer: true });
-    app.useLogger(config.logLevels);
+    useAgentLogger(app, config);
     const spoe = app.get(SpoeServer);
     app.connectMicroservice({ strategy: spoe }, { inheritAppConfig: true });
     await app.init();

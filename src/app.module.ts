@@ -3,6 +3,7 @@ import { ConfigModule, ConfigService } from '@nestjs/config';
 import { TerminusModule } from '@nestjs/terminus';
 import { SpoeModule } from 'nestjs-spoe';
 import { SpoeMetricsModule } from 'nestjs-spoe/metrics';
+import type { DestinationStream } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { BlocklistController } from './admin/blocklist.controller';
 import { SupervisorLink } from './cluster/worker';
@@ -10,6 +11,7 @@ import { AgentSettings, validateAgentEnv } from './config/agent.config';
 import { EchoController } from './diagnostics/echo.controller';
 import { BlocklistHealthIndicator } from './health/blocklist.health';
 import { HealthController } from './health/health.controller';
+import { agentLoggerImports } from './logging/agent-logging';
 import { MetricsController } from './metrics/metrics.controller';
 import { Lifecycle } from './health/lifecycle';
 import { WorkersHealthIndicator } from './health/workers.health';
@@ -29,6 +31,8 @@ export interface AppOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Given when the app runs as one of the workers of `superviseWorkers` (SPOE_WORKERS > 1). */
   readonly supervisor?: SupervisorLink;
+  /** Where the lines of LOG_FORMAT=json go instead of stdout: the tests read them. */
+  readonly logDestination?: DestinationStream;
 }
 
 /**
@@ -38,25 +42,25 @@ export interface AppOptions {
  */
 @Module({})
 export class AppModule {
-  static forRoot({ env, supervisor }: AppOptions = {}): DynamicModule {
+  static async forRoot({ env = process.env, supervisor, logDestination }: AppOptions = {}): Promise<DynamicModule> {
+    // The environment alone (no .env file), checked by the function that main.ts ran before Nest started. Checked here
+    // rather than by ConfigModule, which is given the result: LOG_FORMAT decides which modules the app has.
+    const settings = validateAgentEnv(env);
     // A registry per app (the tests run several in one process), with Node's process metrics beside SPOE's.
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     return {
       module: AppModule,
       imports: [
-        // From the environment alone (no .env file), checked by the function that main.ts ran before Nest started.
-        ConfigModule.forRoot({
-          isGlobal: true,
-          ignoreEnvFile: true,
-          validate: (processEnv) => validateAgentEnv(env ?? processEnv),
-        }),
+        ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, validate: () => settings }),
         SpoeModule.forRootAsync({
           inject: [ConfigService],
           useFactory: (config: ConfigService<AgentSettings, true>) => config.get('agent', { infer: true }).spoe,
         }),
-        TerminusModule.forRoot({ errorLogStyle: 'pretty' }),
+        // A failed health check is logged as a terminal's coloured box, or as its details in JSON for LOG_FORMAT=json.
+        TerminusModule.forRoot({ errorLogStyle: settings.agent.logFormat === 'json' ? 'json' : 'pretty' }),
         SpoeMetricsModule.forRoot({ registry }),
+        ...agentLoggerImports(settings.agent, logDestination),
       ],
       controllers: [ReputationController, EchoController, BlocklistController, HealthController, MetricsController],
       providers: [

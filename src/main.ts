@@ -3,6 +3,7 @@ import { Logger, ShutdownSignal } from '@nestjs/common';
 import { startAgent } from './agent';
 import { superviseWorkers } from './cluster/supervisor';
 import { AgentConfig, AgentConfigError, loadAgentConfig } from './config/agent.config';
+import { supervisorLogger } from './logging/agent-logging';
 
 /**
  * `npm run start:agent`: the example agent, configured from the environment (see AGENT_ENV). SIGTERM or SIGINT starts
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (config.workers === 1) return runAgent();
-  Logger.overrideLogger(config.logLevels);
+  Logger.overrideLogger(supervisorLogger(config));
   return superviseWorkers({
     workers: config.workers,
     startWorker: (supervisor) => startAgent({ supervisor }),

@@ -32,7 +32,13 @@ describe('loadAgentConfig', () => {
     expect(config.shutdownGraceMs).toBe(5000);
     expect(config.healthTimeoutMs).toBe(1000);
     expect(config.logLevels).toEqual(['fatal', 'error', 'warn', 'log']);
+    expect(config.logFormat).toBe('text');
     expect(config.workers).toBe(1);
+  });
+
+  it('keeps the SPOE message context off in text, and turns it on with LOG_FORMAT=json, whose lines carry it', () => {
+    expect(loadAgentConfig({}).spoe.messageContext).toBe(false);
+    expect(loadAgentConfig({ LOG_FORMAT: 'json' }).spoe.messageContext).toBe(true);
   });
 
   it('reports handler failures to HAProxy as txn.<prefix>.agent_error', () => {
@@ -54,6 +60,7 @@ describe('loadAgentConfig', () => {
       HTTP_PORT: '8081',
       REDIS_URL: 'redis://:secret@redis:6379/2',
       LOG_LEVEL: 'DEBUG',
+      LOG_FORMAT: ' JSON ',
       SHUTDOWN_GRACE_MS: '0',
       BLOCKLIST: ' 192.0.2.0/24 , 2001:db8::/32,,',
       HEALTH_TIMEOUT_MS: '250',
@@ -73,6 +80,7 @@ describe('loadAgentConfig', () => {
     expect(config.http).toEqual({ host: '::', port: 8081 });
     expect(config.redisUrl).toBe('redis://:secret@redis:6379/2');
     expect(config.logLevels).toEqual(['fatal', 'error', 'warn', 'log', 'debug']);
+    expect(config.logFormat).toBe('json');
     expect(config.shutdownGraceMs).toBe(0);
     expect(config.defaultBlocklist.map(String)).toEqual(['192.0.2.0/24', '2001:db8::/32']);
     expect(config.healthTimeoutMs).toBe(250);
@@ -109,6 +117,8 @@ describe('loadAgentConfig', () => {
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL must be a redis:// or rediss:// URL, got "localhost:6379"'],
     [{ REDIS_URL: 'http://redis' }, 'REDIS_URL must be a redis:// or rediss:// URL'],
     [{ LOG_LEVEL: 'info' }, 'LOG_LEVEL must be one of fatal, error, warn, log, debug, verbose, got "info"'],
+    [{ LOG_FORMAT: 'bogus' }, 'LOG_FORMAT must be one of text, json, got "bogus"'],
+    [{ LOG_FORMAT: '' }, 'LOG_FORMAT must be one of text, json, got ""'],
     [{ BLOCKLIST: '10.0.0.1/8' }, 'BLOCKLIST: 10.0.0.1/8 has host bits set: did you mean 10.0.0.0/8?'],
     [{ BLOCKLIST: 'nope' }, 'BLOCKLIST: not an IP address or CIDR: "nope"'],
     [{ SPOE_PORT: '3000' }, 'HTTP_PORT and SPOE_PORT are both 3000'],
@@ -141,7 +151,7 @@ describe('loadAgentConfig', () => {
   });
 });
 
-describe('AppModule configuration (ConfigModule with validateAgentEnv)', () => {
+describe('AppModule configuration (validateAgentEnv, served by ConfigModule)', () => {
   it('gives ConfigService the validated config, and writes nothing into process.env', async () => {
     const before = { ...process.env };
     const app = await Test.createTestingModule({

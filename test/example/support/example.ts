@@ -8,6 +8,7 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } 
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Agent, startAgent } from '../../../src/agent';
+import type { AppOptions } from '../../../src/app.module';
 import { AGENT_ENV } from '../../../src/config/agent.config';
 import { makeTempDir, trackForCleanup } from '../../support/cleanup';
 import { freePort } from '../../support/ports';
@@ -40,9 +41,16 @@ export interface ExampleAgent extends Agent {
   close(): Promise<void>;
 }
 
-/** Starts the example agent in this process with `env` over quiet defaults (free loopback ports, no grace period). */
-export async function startExampleAgent(env: Record<string, string> = {}): Promise<ExampleAgent> {
+/**
+ * Starts the example agent in this process with `env` over quiet defaults (free loopback ports, no grace period);
+ * `logDestination` receives the lines of LOG_FORMAT=json.
+ */
+export async function startExampleAgent(
+  env: Record<string, string> = {},
+  { logDestination }: Pick<AppOptions, 'logDestination'> = {},
+): Promise<ExampleAgent> {
   const agent = await startAgent({
+    logDestination,
     env: agentEnv({
       SPOE_HOST: '127.0.0.1',
       SPOE_PORT: '0',
@@ -173,8 +181,9 @@ export class AgentProcess {
         () => {
           if (exited) throw new Error(`the agent exited:\n${agent.output()}`);
           const ready = agent.lines.map((l) => /ready: SPOE on \S+:(\d+), HTTP on (\S+),/.exec(l)).find(Boolean);
-          if (!ready || (supervisor && !agent.lines.some((l) => /\[Supervisor\] \d+ workers ready/.test(l))))
-            return false;
+          // Nest's text line, or the JSON one of LOG_FORMAT=json.
+          const workersReady = /\[Supervisor\] \d+ workers ready|"context":"Supervisor","msg":"\d+ workers ready/;
+          if (!ready || (supervisor && !agent.lines.some((l) => workersReady.test(l)))) return false;
           agent.spoePort = Number(ready[1]);
           agent.httpUrl = ready[2];
           return true;
