@@ -429,6 +429,31 @@ describe('frames (SPOE.txt 3.2)', () => {
       expect(message.args.map((a) => a.value)).toEqual([1, 2]);
     });
 
+    it('indexOf() finds the first argument of a name, compared on the wire bytes or decoded, whatever the names', () => {
+      const name = fc.oneof(
+        fc.constantFrom('ip', 'traceparent', 'a', 'é', '\u00c3\u00a9', 'ip\u00e9'),
+        fc.string({ maxLength: 6 }),
+        fc.string({ unit: 'grapheme', maxLength: 4 }),
+      );
+      fc.assert(
+        fc.property(fc.array(name, { maxLength: 6 }), name, fc.boolean(), (names, probe, decodedFirst) => {
+          const [message] = decodeNotify(
+            readFrame(
+              encodeNotify(16380, 1, 1, [{ name: 'm', args: names.map((n, i) => [n, i] as [string, number]) }]),
+            ),
+          );
+          if (decodedFirst) for (let i = 0; i < message.size; i++) message.nameAt(i);
+          for (const wanted of [probe, ...names]) expect(message.indexOf(wanted)).toBe(names.indexOf(wanted));
+        }),
+      );
+    });
+
+    it('indexOf() does not take the UTF-8 bytes of a name for the Latin-1 characters they look like', () => {
+      const [message] = decodeNotify(readFrame(encodeNotify(256, 1, 1, [{ name: 'm', args: [['é', 1]] }])));
+      expect(message.indexOf('\u00c3\u00a9')).toBe(-1); // 'Ã©': the two bytes of 'é', one character each
+      expect(message.indexOf('é')).toBe(0);
+    });
+
     it('checks every value when the frame is read, before any is decoded', () => {
       // An INT32 out of range in the second argument: the frame is invalid even if only the first is ever read.
       const wire = frameOf(

@@ -89,9 +89,25 @@ export class SpoeMessage {
     return index < 0 ? undefined : this.valueAt(index);
   }
 
-  /** The index of the first argument called `name`, -1 when there is none. */
+  /**
+   * The index of the first argument called `name`, -1 when there is none. Compared on the wire bytes when `name` is
+   * ASCII (argument names come from HAProxy's configuration and nearly always are): no string is decoded to answer.
+   */
   indexOf(name: string): number {
-    for (let i = 0; i < this.layout.length / STRIDE; i++) if (this.nameIs(i, name)) return i;
+    const count = this.layout.length / STRIDE;
+    let ascii: boolean | undefined;
+    for (let i = 0; i < count; i++) {
+      const known = this.names?.[i];
+      if (known !== undefined) {
+        if (known === name) return i;
+        continue;
+      }
+      const start = this.layout[STRIDE * i];
+      if (this.layout[STRIDE * i + 1] - start === name.length && this.bytesSpell(start, name)) return i;
+      // UTF-8 never decodes non-ASCII bytes to ASCII characters: bytes that do not spell an ASCII name are another
+      // name. Any other name is compared decoded.
+      if (!(ascii ??= isAscii(name, 0)) && this.nameAt(i) === name) return i;
+    }
     return -1;
   }
 
@@ -117,23 +133,14 @@ export class SpoeMessage {
     return value;
   }
 
-  /**
-   * Whether argument `index` is called `name`, compared on the wire bytes when `name` is ASCII (argument names come
-   * from HAProxy's configuration and nearly always are): no string is decoded to answer.
-   */
-  private nameIs(index: number, name: string): boolean {
-    const known = this.names?.[index];
-    if (known !== undefined) return known === name;
+  /** Whether the bytes at `start` are the ASCII characters of `name`. */
+  private bytesSpell(start: number, name: string): boolean {
     const buf = this.buffer;
-    const start = this.layout[STRIDE * index];
-    const length = this.layout[STRIDE * index + 1] - start;
     for (let i = 0; i < name.length; i++) {
       const code = name.charCodeAt(i);
-      if (code >= 0x80) return this.nameAt(index) === name;
-      if (i >= length || buf[start + i] !== code) return !isAscii(name, i) && this.nameAt(index) === name;
+      if (code >= 0x80 || buf[start + i] !== code) return false;
     }
-    // UTF-8 never decodes non-ASCII bytes to ASCII characters: longer bytes cannot spell an ASCII name.
-    return length === name.length;
+    return true;
   }
 }
 

@@ -178,8 +178,7 @@ export class Dispatcher {
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
   ): void {
-    // A scope runs the message's handlers inside it and ends with the message: the job's way.
-    if (this.observer?.messageScope) return this.dispatchJob([message], streamId, frameId, connection, done);
+    if (this.observer?.messageScope) return this.dispatchOneScoped(message, streamId, frameId, connection, done);
     const route = this.routeOf(message, streamId, frameId, connection);
     if (!route?.invoke) {
       this.observe(route ? message.name : undefined, route ? 'ok' : 'unhandled', NaN);
@@ -205,6 +204,54 @@ export class Dispatcher {
     done(streamId, frameId, actions);
   }
 
+  /**
+   * {@link dispatchOneObserved} when the observer opens scopes: the message's handlers run in its scope, which ends
+   * with the message. A handler that answers at once still needs no job.
+   */
+  private dispatchOneScoped(
+    message: SpoeMessage,
+    streamId: SpopId,
+    frameId: SpopId,
+    connection: SpoeConnectionInfo,
+    done: SpoeAckCallback,
+  ): void {
+    const route = this.lookup(message.name);
+    const scope = route && this.observer?.messageScope?.(new SpoeContext([message, streamId, frameId, connection]));
+    if (route && route.events.length > 0) {
+      if (scope) scope.run(() => this.fireEvents(route, message, streamId, frameId, connection));
+      else this.fireEvents(route, message, streamId, frameId, connection);
+    }
+    const invoke = route?.invoke;
+    if (!route || !invoke) {
+      this.observe(route ? message.name : undefined, route ? 'ok' : 'unhandled', NaN);
+      scope?.end?.('ok', undefined);
+      done(streamId, frameId, NO_ACTIONS);
+      return;
+    }
+    const started = this.now();
+    let result: unknown;
+    try {
+      result = scope
+        ? scope.run(() => invoke(message, streamId, frameId, connection))
+        : invoke(message, streamId, frameId, connection);
+    } catch (error) {
+      return this.failed(message, streamId, frameId, connection, error, done, started, scope);
+    }
+    if (result instanceof Promise || isObservable(result)) {
+      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, started, scope && [scope]);
+      // An Observable runs when subscribed: in the scope too.
+      if (scope) scope.run(() => follow(job, 0, result));
+      else follow(job, 0, result);
+      if (!job.settled) this.deadlines.add(route.deadlineMs, job);
+      return;
+    }
+    const actions = actionsOf(result);
+    if (!actions) return this.failed(message, streamId, frameId, connection, notActions(result), done, started, scope);
+    this.observe(message.name, 'ok', started);
+    scope?.end?.('ok', undefined);
+    done(streamId, frameId, actions);
+  }
+
   /** `started`: performance.now() when the handler was called, NaN when nothing observes. */
   private failed(
     message: SpoeMessage,
@@ -214,9 +261,12 @@ export class Dispatcher {
     error: unknown,
     done: SpoeAckCallback,
     started: number,
+    scope?: SpoeMessageScope,
   ): void {
-    this.logFailure(message.name, streamId, frameId, connection, error);
+    if (scope) scope.run(() => this.logFailure(message.name, streamId, frameId, connection, error));
+    else this.logFailure(message.name, streamId, frameId, connection, error);
     if (this.observer) this.observe(message.name, 'failed', started);
+    scope?.end?.('failed', causeOf(error));
     done(streamId, frameId, this.withFailure(NO_ACTIONS, SpoeFailure.HandlerFailed));
   }
 

@@ -1,16 +1,5 @@
-import {
-  Attributes,
-  Context,
-  context as contexts,
-  propagation,
-  Span,
-  SpanKind,
-  SpanStatusCode,
-  TextMapGetter,
-  trace,
-  Tracer,
-  TracerProvider,
-} from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { Attributes, Context, Span, TextMapGetter, Tracer, TracerProvider } from '@opentelemetry/api';
 import type { SpopId } from '../protocol/frame';
 import type { SpoeMessage } from '../protocol/notify';
 import type { SpoeConnectionInfo, SpoeContext } from '../server/spoe.context';
@@ -40,6 +29,12 @@ export const SPOE_SPAN_ATTRIBUTES = Object.freeze({
   outcome: 'spoe.outcome',
 } as const);
 
+// The API's singletons, read once: through the package's exports (getters), every message would pay their lookups.
+const CONTEXTS = context;
+const PROPAGATION = propagation;
+const TRACE = trace;
+const SERVER_SPAN = SpanKind.SERVER;
+
 /** Reads a message's STRING arguments as a propagation carrier (the first argument of a name wins). */
 const ARGUMENTS: TextMapGetter<SpoeMessage> = {
   keys: (message) => message.args.map((argument) => argument.name),
@@ -67,7 +62,7 @@ export class SpoeTracing implements SpoeObserver {
   private readonly connections = new WeakMap<SpoeConnectionInfo, Attributes>();
 
   constructor(options: SpoeTracingOptions = {}) {
-    const provider = options.tracerProvider ?? trace.getTracerProvider();
+    const provider = options.tracerProvider ?? TRACE.getTracerProvider();
     this.tracer = provider.getTracer(SPOE_TRACER_NAME);
     this.propagate = options.propagate ?? true;
   }
@@ -86,12 +81,12 @@ export class SpoeTracing implements SpoeObserver {
   /** @internal */
   messageScope(context: SpoeContext): SpoeMessageScope {
     const [message, streamId, frameId, connection] = context.getArgs();
-    const active = contexts.active();
-    const parent = this.propagate ? propagation.extract(active, message, ARGUMENTS) : active;
+    const active = CONTEXTS.active();
+    const parent = this.propagate ? PROPAGATION.extract(active, message, ARGUMENTS) : active;
     // The sampler sees the message name; the rest is set only on a span that records (most are not, once sampled).
     const span = this.tracer.startSpan(
       `spoe ${message.name}`,
-      { kind: SpanKind.SERVER, attributes: { [SPOE_SPAN_ATTRIBUTES.message]: message.name } },
+      { kind: SERVER_SPAN, attributes: { [SPOE_SPAN_ATTRIBUTES.message]: message.name } },
       parent,
     );
     if (span.isRecording()) {
@@ -99,7 +94,7 @@ export class SpoeTracing implements SpoeObserver {
       span.setAttribute(SPOE_SPAN_ATTRIBUTES.streamId, spanId(streamId));
       span.setAttribute(SPOE_SPAN_ATTRIBUTES.frameId, spanId(frameId));
     }
-    return new SpanScope(span, trace.setSpan(parent, span));
+    return new SpanScope(span, TRACE.setSpan(parent, span));
   }
 
   /** The attributes of a connection's spans (peer, engine-id), built once per connection. */
@@ -121,7 +116,7 @@ class SpanScope implements SpoeMessageScope {
   ) {}
 
   run<T>(fn: () => T): T {
-    return contexts.with(this.context, fn);
+    return CONTEXTS.with(this.context, fn);
   }
 
   end(outcome: SpoeMessageOutcome, error: unknown): void {
