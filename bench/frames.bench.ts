@@ -7,8 +7,9 @@
  *   example   the example agent as shipped: node dist/main.js                            (src/)
  *   pipeline  `server` plus one global interceptor and one pipe                        (bench/agents/nest-agents.ts)
  *   metrics   `server` with the Prometheus series of nestjs-spoe/metrics               (bench/agents/nest-agents.ts)
- *   observed  `metrics` with OpenTelemetry spans, 1% of traces sampled               (bench/agents/nest-agents.ts)
- *   observed-all  `observed` with every span sampled                                 (bench/agents/nest-agents.ts)
+ *   observed  `metrics` with OpenTelemetry tracing continuing HAProxy's traces       (bench/agents/nest-agents.ts)
+ *   observed-sampled  `observed` starting a trace per message, 1% sampled              (bench/agents/nest-agents.ts)
+ *   observed-all  `observed-sampled` with every span sampled                           (bench/agents/nest-agents.ts)
  *
  * With BENCH_BASELINE=<git ref>, `server@<ref>` and `example@<ref>` are measured too, in the same rounds: the same
  * agents built from that ref (bench/support/baseline.ts), so that a change is judged before/after on one machine state.
@@ -106,6 +107,7 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
     { name: 'pipeline', start: () => startNestAgent('pipeline', { cpu: CPU.agent }) },
     { name: 'metrics', start: () => startNestAgent('metrics', { cpu: CPU.agent }) },
     { name: 'observed', start: () => startNestAgent('observed', { cpu: CPU.agent }) },
+    { name: 'observed-sampled', start: () => startNestAgent('observed-sampled', { cpu: CPU.agent }) },
     { name: 'observed-all', start: () => startNestAgent('observed-all', { cpu: CPU.agent }) },
   ].filter((agent) => AGENTS === undefined || AGENTS.includes(agent.name.replace(/@.*/, '')));
 }

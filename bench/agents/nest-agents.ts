@@ -5,27 +5,16 @@ import {
   ExecutionContext,
   Injectable,
   Module,
+  ModuleMetadata,
   NestInterceptor,
   PipeTransform,
+  Type,
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { AddressInfo } from 'node:net';
 import { Observable } from 'rxjs';
-import { context, propagation, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  SpanExporter,
-  TraceIdRatioBasedSampler,
-} from '@opentelemetry/sdk-trace-base';
-import { Registry } from 'prom-client';
 import { SetVar, SpoeIp, SpoeModule, SpoeServer, SpoeValue } from '../../libs/spoe/src';
-import { SpoeMetricsModule } from '../../libs/spoe/src/metrics';
-import { SpoeTracingModule } from '../../libs/spoe/src/tracing';
 
 /**
  * The nestjs-spoe agents of `npm run bench:frames`, one per process (`node -r @swc-node/register nest-agents.ts KIND`),
@@ -35,12 +24,14 @@ import { SpoeTracingModule } from '../../libs/spoe/src/tracing';
  * - `pipeline`: the same with what real applications add around a handler: one global interceptor (a pass-through)
  *   and one pipe validating the `ip` argument (the cost of Nest's enhancer pipeline on top of the transport).
  * - `metrics`: `server` with the transport's Prometheus series (SpoeMetricsModule).
- * - `observed`: `metrics` with OpenTelemetry spans (SpoeTracingModule) too, as an app set up for production would
- *   have them: the SDK's tracer provider with a batch processor, the AsyncLocalStorage context manager, W3C
- *   propagation, and a sampler keeping 1% of the traces that start here (ParentBased(TraceIdRatioBased(0.01)); a
- *   request whose traceparent says sampled is always kept). The exporter drops the batches: sending them (OTLP) is
- *   the collector's side of the cost, in a thread or process of its own.
- * - `observed-all`: `observed` with every span sampled (the SDK's default sampler): the most tracing can cost.
+ * - `observed`: `metrics` with OpenTelemetry tracing (SpoeTracingModule) too, continuing the traces HAProxy hands over
+ *   (`startTraces: false`), set up as for production: the SDK's tracer provider with a batch processor, the
+ *   AsyncLocalStorage context manager, W3C propagation. The load carries no traceparent: what tracing costs the
+ *   messages of requests nobody traces.
+ * - `observed-sampled`: `observed` starting a trace per message (the default), 1% of them sampled
+ *   (ParentBased(TraceIdRatioBased(0.01))).
+ * - `observed-all`: `observed-sampled` with every span sampled and recorded (the SDK's default sampler).
+ * The exporter drops the batches: sending them (OTLP) is the collector's side of the cost.
  */
 
 @Controller()
@@ -84,47 +75,54 @@ class ServerModule {}
 @Module({ imports: [SpoeModule], controllers: [PipelineController], providers: [IpPipe] })
 class PipelineModule {}
 
-/** Spans are made, batched and handed over; the network export is left out (see `observed`). */
-const DROPPING_EXPORTER: SpanExporter = {
-  export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }),
-  shutdown: () => Promise.resolve(),
-};
-
-function startTracing(sampleAll: boolean): void {
-  trace.setGlobalTracerProvider(
-    new BasicTracerProvider({
-      spanProcessors: [new BatchSpanProcessor(DROPPING_EXPORTER)],
-      ...(!sampleAll && { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.01) }) }),
-    }),
-  );
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+/**
+ * The module of the `metrics` and `observed…` agents. Loaded only for them: the `server` agent of a baseline tree
+ * (bench/support/baseline.ts) runs this script against a library that may have neither metrics nor tracing.
+ */
+function observedModule(kind: string): Type {
+  /* eslint-disable @typescript-eslint/no-require-imports -- loaded for these agents only (see above) */
+  const { Registry } = require('prom-client') as typeof import('prom-client');
+  const metrics = require('../../libs/spoe/src/metrics') as typeof import('../../libs/spoe/src/metrics');
+  const imports: NonNullable<ModuleMetadata['imports']> = [
+    SpoeModule,
+    metrics.SpoeMetricsModule.forRoot({ registry: new Registry() }),
+  ];
+  if (kind !== 'metrics') {
+    const { context, propagation, trace } = require('@opentelemetry/api') as typeof import('@opentelemetry/api');
+    const hooks = require('@opentelemetry/context-async-hooks') as typeof import('@opentelemetry/context-async-hooks');
+    const core = require('@opentelemetry/core') as typeof import('@opentelemetry/core');
+    const sdk = require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
+    const tracing = require('../../libs/spoe/src/tracing') as typeof import('../../libs/spoe/src/tracing');
+    /* eslint-enable @typescript-eslint/no-require-imports */
+    // Spans are made, batched and handed over; the network export is left out (see `observed`).
+    const dropping: import('@opentelemetry/sdk-trace-base').SpanExporter = {
+      export: (_spans, done) => done({ code: core.ExportResultCode.SUCCESS }),
+      shutdown: () => Promise.resolve(),
+    };
+    const sampler =
+      kind === 'observed-all'
+        ? undefined
+        : new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(0.01) });
+    trace.setGlobalTracerProvider(
+      new sdk.BasicTracerProvider({
+        spanProcessors: [new sdk.BatchSpanProcessor(dropping)],
+        ...(sampler && { sampler }),
+      }),
+    );
+    context.setGlobalContextManager(new hooks.AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
+    imports.push(tracing.SpoeTracingModule.forRoot({ startTraces: kind !== 'observed' }));
+  }
+  @Module({ imports, controllers: [PlainController] })
+  class ObservedModule {}
+  return ObservedModule;
 }
 
-@Module({
-  imports: [SpoeModule, SpoeMetricsModule.forRoot({ registry: new Registry() })],
-  controllers: [PlainController],
-})
-class MetricsModule {}
-
-@Module({
-  imports: [SpoeModule, SpoeMetricsModule.forRoot({ registry: new Registry() }), SpoeTracingModule.forRoot()],
-  controllers: [PlainController],
-})
-class ObservedModule {}
-
-const MODULES: Record<string, unknown> = {
-  server: ServerModule,
-  pipeline: PipelineModule,
-  metrics: MetricsModule,
-  observed: ObservedModule,
-  'observed-all': ObservedModule,
-};
+const KINDS = ['server', 'pipeline', 'metrics', 'observed', 'observed-sampled', 'observed-all'];
 
 async function start(kind: string): Promise<number> {
-  const module = MODULES[kind];
-  if (!module) throw new Error(`unknown agent kind "${kind}" (${Object.keys(MODULES).join(', ')})`);
-  if (kind.startsWith('observed')) startTracing(kind === 'observed-all');
+  if (!KINDS.includes(kind)) throw new Error(`unknown agent kind "${kind}" (${KINDS.join(', ')})`);
+  const module = kind === 'server' ? ServerModule : kind === 'pipeline' ? PipelineModule : await observedModule(kind);
   const server = new SpoeServer({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0) });
   const app = await NestFactory.createMicroservice(module, {
     strategy: server,

@@ -5,8 +5,9 @@
  *   server     SpoeServer in a Nest microservice, the plainest handler          (bench/agents/nest-agents.ts server)
  *   pipeline   `server` plus one global interceptor and one pipe               (bench/agents/nest-agents.ts pipeline)
  *   metrics    `server` with SpoeMetricsModule                                  (bench/agents/nest-agents.ts metrics)
- *   observed   `metrics` with SpoeTracingModule, 1% of traces sampled          (bench/agents/nest-agents.ts observed)
- *   observed-all  `observed` with every span sampled                          (bench/agents/nest-agents.ts observed-all)
+ *   observed   `metrics` with SpoeTracingModule continuing HAProxy's traces    (bench/agents/nest-agents.ts observed)
+ *   observed-sampled  `observed` starting a trace per message, 1% sampled      (… observed-sampled)
+ *   observed-all  `observed-sampled` with every span sampled                   (… observed-all)
  *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO once up)
  *   heavy      a ≈50 µs/message handler under src/'s worker supervisor         (bench/agents/heavy-agent.ts)
  *
@@ -170,7 +171,7 @@ export interface NestAgentOptions extends AgentOptions {
  * bench/agents/nest-agents.ts: `server` (SpoeServer, plainest handler) or `pipeline` (plus an interceptor and a pipe).
  */
 /** The agents of bench/agents/nest-agents.ts. */
-export type NestAgentKind = 'server' | 'pipeline' | 'metrics' | 'observed' | 'observed-all';
+export type NestAgentKind = 'server' | 'pipeline' | 'metrics' | 'observed' | 'observed-sampled' | 'observed-all';
 
 export function startNestAgent(kind: NestAgentKind, options: NestAgentOptions = {}): Promise<RunningAgent> {
   const name = options.name ?? kind;

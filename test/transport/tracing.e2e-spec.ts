@@ -194,6 +194,20 @@ describe('SpoeTracingModule: a span per SPOE message', () => {
     ).toEqual(['lookup', 'spoe check', 'spoe slow']);
   });
 
+  it('with startTraces: false, traces only the messages that continue a trace', async () => {
+    const own = new InMemorySpanExporter();
+    const tracing = new SpoeTracing({
+      tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(own)] }),
+      startTraces: false,
+    });
+    tracing.attach(agent.server);
+    const traceId = '5bf92f3577b34da6a3ce929d0e0e4736';
+    expect(await client.notify('check')).toEqual([expect.objectContaining({ name: 'ok', value: 1 })]);
+    await client.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+    expect(own.getFinishedSpans().map((s) => [s.name, s.spanContext().traceId])).toEqual([['spoe check', traceId]]);
+    tracing.release(agent.server);
+  });
+
   it('traces a server by hand once attached, and nothing once released', async () => {
     const own = new InMemorySpanExporter();
     const tracing = new SpoeTracing({

@@ -15,6 +15,12 @@ export interface SpoeTracingOptions {
    * `tracestate`, e.g. `args traceparent=req.hdr(traceparent)` in HAProxy's spoe-message). Default true.
    */
   propagate?: boolean;
+  /**
+   * Start a trace for a message that carries none (the SDK's sampler then decides whether it records). Default true.
+   * With false, only the messages whose arguments continue a trace get a span: behind an edge that traces the requests
+   * it wants traced (and hands HAProxy their `traceparent`), the others cost one argument lookup, and no span.
+   */
+  startTraces?: boolean;
 }
 
 /** The instrumentation scope of the spans: this package. */
@@ -58,6 +64,7 @@ const ARGUMENTS: TextMapGetter<SpoeMessage> = {
 export class SpoeTracing implements SpoeObserver {
   readonly tracer: Tracer;
   private readonly propagate: boolean;
+  private readonly startTraces: boolean;
   private readonly detach = new Map<SpoeServer, () => void>();
   private readonly connections = new WeakMap<SpoeConnectionInfo, Attributes>();
 
@@ -65,6 +72,7 @@ export class SpoeTracing implements SpoeObserver {
     const provider = options.tracerProvider ?? TRACE.getTracerProvider();
     this.tracer = provider.getTracer(SPOE_TRACER_NAME);
     this.propagate = options.propagate ?? true;
+    this.startTraces = options.startTraces ?? true;
   }
 
   /** Traces the messages `server` handles from now on. */
@@ -79,10 +87,11 @@ export class SpoeTracing implements SpoeObserver {
   }
 
   /** @internal */
-  messageScope(context: SpoeContext): SpoeMessageScope {
+  messageScope(context: SpoeContext): SpoeMessageScope | undefined {
     const [message, streamId, frameId, connection] = context.getArgs();
     const active = CONTEXTS.active();
     const parent = this.propagate ? PROPAGATION.extract(active, message, ARGUMENTS) : active;
+    if (!this.startTraces && TRACE.getSpanContext(parent) === undefined) return undefined;
     // The sampler sees the message name; the rest is set only on a span that records (most are not, once sampled).
     const span = this.tracer.startSpan(
       `spoe ${message.name}`,
