@@ -11,7 +11,9 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { currentSpoeContext, SetVar } from 'nestjs-spoe';
+import { SpoeMetricsModule } from 'nestjs-spoe/metrics';
 import { SpoeTracing, SpoeTracingModule } from 'nestjs-spoe/tracing';
+import { Registry } from 'prom-client';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { map, NEVER, Observable } from 'rxjs';
 import { startAgent, TestAgent } from '../support/agent';
@@ -206,6 +208,24 @@ describe('SpoeTracingModule: a span per SPOE message', () => {
     await client.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
     expect(own.getFinishedSpans().map((s) => [s.name, s.spanContext().traceId])).toEqual([['spoe check', traceId]]);
     tracing.release(agent.server);
+  });
+
+  it('works beside SpoeMetricsModule: both attach to the server of the app', async () => {
+    const registry = new Registry();
+    const both = await startAgent({
+      imports: [SpoeTracingModule.forRoot({ tracerProvider: provider }), SpoeMetricsModule.forRoot({ registry })],
+      controllers: [TracedController],
+    });
+    const other = await SpoeClient.connect({ port: both.port });
+    try {
+      await other.notify('check');
+      const counted = (await registry.getSingleMetric('spoe_messages_total')?.get())?.values;
+      expect(counted).toEqual([expect.objectContaining({ labels: { message: 'check', outcome: 'ok' }, value: 1 })]);
+      expect(spans('spoe check')).toHaveLength(1);
+    } finally {
+      await other.close();
+      await both.close();
+    }
   });
 
   it('traces a server by hand once attached, and nothing once released', async () => {

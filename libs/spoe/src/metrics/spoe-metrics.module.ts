@@ -1,26 +1,6 @@
-import { DynamicModule, Injectable, Module, OnModuleDestroy } from '@nestjs/common';
-import { ModulesContainer } from '@nestjs/core';
-import { SpoeServerObservation } from '../module/spoe-servers';
+import { DynamicModule, Module } from '@nestjs/common';
+import { attachedToEveryServer } from '../module/spoe-servers';
 import { SpoeMetrics, SpoeMetricsOptions } from './spoe.metrics';
-
-const SPOE_METRICS_OPTIONS = Symbol('SPOE_METRICS_OPTIONS');
-
-/** Attaches the app's SpoeMetrics to every SpoeServer of the app. */
-@Injectable()
-class SpoeMetricsAttacher implements OnModuleDestroy {
-  private readonly observation: SpoeServerObservation;
-
-  constructor(modules: ModulesContainer, metrics: SpoeMetrics) {
-    this.observation = new SpoeServerObservation(modules, (server) => {
-      metrics.attach(server);
-      return () => metrics.release(server);
-    });
-  }
-
-  onModuleDestroy(): void {
-    this.observation.close();
-  }
-}
 
 /**
  * The transport's Prometheus series in a Nest app, in one line: `SpoeMetricsModule.forRoot()` counts every SpoeServer
@@ -33,15 +13,7 @@ export class SpoeMetricsModule {
     return {
       module: SpoeMetricsModule,
       global: true,
-      providers: [
-        { provide: SPOE_METRICS_OPTIONS, useValue: options },
-        {
-          provide: SpoeMetrics,
-          useFactory: (o: SpoeMetricsOptions) => new SpoeMetrics(o),
-          inject: [SPOE_METRICS_OPTIONS],
-        },
-        SpoeMetricsAttacher,
-      ],
+      providers: attachedToEveryServer(SpoeMetrics, () => new SpoeMetrics(options)),
       exports: [SpoeMetrics],
     };
   }
