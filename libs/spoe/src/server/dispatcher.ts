@@ -102,7 +102,16 @@ export class Dispatcher {
   ): void {
     const observer = this.observer;
     const scopes = observer?.messageScope ? new Array<SpoeMessageScope | undefined>(messages.length) : undefined;
-    const job = new NotifyJob(this, messages, streamId, frameId, connection, done, observer ? this.now() : NaN, scopes);
+    const job = new NotifyJob(
+      this,
+      messages,
+      streamId,
+      frameId,
+      connection,
+      done,
+      observer?.message ? this.now() : NaN,
+      scopes,
+    );
     let deadline = Infinity;
     for (let i = 0; i < messages.length; i++) {
       const route = this.lookup(messages[i].name);
@@ -113,9 +122,7 @@ export class Dispatcher {
       if (route.invoke && route.deadlineMs < deadline) deadline = route.deadlineMs;
       // Once the job settled (a handler failed) the remaining handlers run for their side effects, unscoped.
       const scope =
-        scopes && !job.settled
-          ? observer?.messageScope?.(new SpoeContext([messages[i], streamId, frameId, connection]))
-          : undefined;
+        scopes && !job.settled ? observer?.messageScope?.(messages[i], streamId, frameId, connection) : undefined;
       if (scope && scopes) {
         scopes[i] = scope;
         scope.run(() => this.start(job, i, route));
@@ -185,7 +192,7 @@ export class Dispatcher {
       done(streamId, frameId, NO_ACTIONS);
       return;
     }
-    const started = this.now();
+    const started = this.observer?.message ? this.now() : NaN;
     let result: unknown;
     try {
       result = route.invoke(message, streamId, frameId, connection);
@@ -216,7 +223,7 @@ export class Dispatcher {
     done: SpoeAckCallback,
   ): void {
     const route = this.lookup(message.name);
-    const scope = route && this.observer?.messageScope?.(new SpoeContext([message, streamId, frameId, connection]));
+    const scope = route && this.observer?.messageScope?.(message, streamId, frameId, connection);
     if (route && route.events.length > 0) {
       if (scope) scope.run(() => this.fireEvents(route, message, streamId, frameId, connection));
       else this.fireEvents(route, message, streamId, frameId, connection);
@@ -228,7 +235,7 @@ export class Dispatcher {
       done(streamId, frameId, NO_ACTIONS);
       return;
     }
-    const started = this.now();
+    const started = this.observer?.message ? this.now() : NaN;
     let result: unknown;
     try {
       result = scope

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { SpopId } from '../protocol/frame';
-import type { SpoeContext } from './spoe.context';
+import { SpoeContext } from './spoe.context';
 import type { SpoeObserver } from './spoe.observer';
 
 /** Holds the SpoeContext of the message whose handlers run (created unused: it costs nothing until the first run). */
@@ -49,5 +49,8 @@ function jsonId(id: SpopId): number | string {
 
 /** @internal The observer that `messageContext: true` adds: each message's handlers run in a store of its context. */
 export const MESSAGE_CONTEXT_OBSERVER: SpoeObserver = {
-  messageScope: (context) => ({ run: (fn) => storage.run(context, fn) }),
+  messageScope: (...args) => {
+    const context = new SpoeContext(args);
+    return { run: (fn) => storage.run(context, fn) };
+  },
 };

@@ -7,7 +7,7 @@ export type SpoeHelloOutcome = 'accepted' | 'healthcheck' | 'refused';
  */
 export type SpoeMessageOutcome = 'ok' | 'failed' | 'deadline' | 'unhandled';
 
-import type { SpoeContext } from './spoe.context';
+import type { SpoeContextArgs } from './spoe.context';
 
 /** Why a connection stopped reading: the three causes of its read gate (see SpoeConnection). */
 export type SpoePauseCause = 'in-flight' | 'unflushed' | 'unsent';
@@ -47,10 +47,10 @@ export interface SpoeObserver {
    */
   message?(name: string | undefined, outcome: SpoeMessageOutcome, seconds: number): void;
   /**
-   * A message with a handler is about to run: a scope to run it in, or undefined for none. With this method the
-   * transport builds a SpoeContext per message; without it, it builds none.
+   * A message with a handler is about to run: a scope to run it in, or undefined for none. Given what a SpoeContext
+   * holds (`new SpoeContext(args)` when one is needed): the transport builds nothing more per message.
    */
-  messageScope?(context: SpoeContext): SpoeMessageScope | undefined;
+  messageScope?(...args: SpoeContextArgs): SpoeMessageScope | undefined;
   /** An ACK was encoded for the socket: its size in bytes, length prefix included. */
   ack?(bytes: number): void;
   /** The agent sent AGENT-DISCONNECT with this SPOP status. */
@@ -70,11 +70,14 @@ export function combineObservers(observers: readonly SpoeObserver[]): SpoeObserv
   const scoping = all.filter((o) => o.messageScope);
   return {
     // Scopes nest in the order of the observers: the first one's is the outermost.
-    messageScope: scoping.length === 0 ? undefined : (context) => nestScopes(scoping, context),
+    messageScope: scoping.length === 0 ? undefined : (...args) => nestScopes(scoping, args),
     connectionAccepted: (remoteAddress) => all.forEach((o) => o.connectionAccepted?.(remoteAddress)),
     hello: (outcome) => all.forEach((o) => o.hello?.(outcome)),
     notify: (messages) => all.forEach((o) => o.notify?.(messages)),
-    message: (name, outcome, seconds) => all.forEach((o) => o.message?.(name, outcome, seconds)),
+    // Absent when no observer has it: the transport then reads no clock for durations.
+    message: all.some((o) => o.message)
+      ? (name, outcome, seconds) => all.forEach((o) => o.message?.(name, outcome, seconds))
+      : undefined,
     ack: (bytes) => all.forEach((o) => o.ack?.(bytes)),
     agentDisconnect: (status) => all.forEach((o) => o.agentDisconnect?.(status)),
     haproxyDisconnect: (status) => all.forEach((o) => o.haproxyDisconnect?.(status)),
@@ -83,10 +86,10 @@ export function combineObservers(observers: readonly SpoeObserver[]): SpoeObserv
   };
 }
 
-function nestScopes(observers: readonly SpoeObserver[], context: SpoeContext): SpoeMessageScope | undefined {
+function nestScopes(observers: readonly SpoeObserver[], args: SpoeContextArgs): SpoeMessageScope | undefined {
   const scopes: SpoeMessageScope[] = [];
   for (const observer of observers) {
-    const scope = observer.messageScope?.(context);
+    const scope = observer.messageScope?.(...args);
     if (scope) scopes.push(scope);
   }
   if (scopes.length <= 1) return scopes[0];

@@ -2,7 +2,7 @@ import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentele
 import type { Attributes, Context, Span, TextMapGetter, Tracer, TracerProvider } from '@opentelemetry/api';
 import type { SpopId } from '../protocol/frame';
 import type { SpoeMessage } from '../protocol/notify';
-import type { SpoeConnectionInfo, SpoeContext } from '../server/spoe.context';
+import type { SpoeConnectionInfo } from '../server/spoe.context';
 import type { SpoeMessageOutcome, SpoeMessageScope, SpoeObserver } from '../server/spoe.observer';
 import type { SpoeServer } from '../server/spoe.server';
 
@@ -65,6 +65,7 @@ export class SpoeTracing implements SpoeObserver {
   readonly tracer: Tracer;
   private readonly propagate: boolean;
   private readonly startTraces: boolean;
+  private fields: readonly string[] | undefined;
   private readonly detach = new Map<SpoeServer, () => void>();
   private readonly connections = new WeakMap<SpoeConnectionInfo, Attributes>();
 
@@ -87,8 +88,14 @@ export class SpoeTracing implements SpoeObserver {
   }
 
   /** @internal */
-  messageScope(context: SpoeContext): SpoeMessageScope | undefined {
-    const [message, streamId, frameId, connection] = context.getArgs();
+  messageScope(
+    message: SpoeMessage,
+    streamId: SpopId,
+    frameId: SpopId,
+    connection: SpoeConnectionInfo,
+  ): SpoeMessageScope | undefined {
+    // Continuing only: a message with none of the propagator's fields continues nothing (and costs no API call).
+    if (!this.startTraces && !this.carriesTrace(message)) return undefined;
     const active = CONTEXTS.active();
     const parent = this.propagate ? PROPAGATION.extract(active, message, ARGUMENTS) : active;
     if (!this.startTraces && TRACE.getSpanContext(parent) === undefined) return undefined;
@@ -104,6 +111,14 @@ export class SpoeTracing implements SpoeObserver {
       span.setAttribute(SPOE_SPAN_ATTRIBUTES.frameId, spanId(frameId));
     }
     return new SpanScope(span, TRACE.setSpan(parent, span));
+  }
+
+  /** Whether `message` has an argument named like one of the global propagator's fields (read at the first message). */
+  private carriesTrace(message: SpoeMessage): boolean {
+    if (!this.propagate) return false;
+    const fields = (this.fields ??= PROPAGATION.fields());
+    for (let i = 0; i < fields.length; i++) if (message.indexOf(fields[i]) >= 0) return true;
+    return false;
   }
 
   /** The attributes of a connection's spans (peer, engine-id), built once per connection. */
