@@ -98,20 +98,21 @@ export interface FramesResults {
 
 /**
  * The agents of this tree, and with a baseline its `server` and `example` right after their current versions. An
- * agent runs right after the one it is compared with (the observed ones after `server`): on this cloud machine speed
- * drifts within a round, and the closer two measures are, the less of that drift their ratio carries.
+ * agent runs close to the one it is compared with (example after the ceiling, the observed ones after `server`): on
+ * this cloud machine speed drifts within a round, and the closer two measures are, the less of that drift their ratio
+ * carries.
  */
 function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
   return [
     { name: 'ceiling', start: () => startCeiling({ cpu: CPU.agent }) },
+    { name: 'example', start: () => startExample({ cpu: CPU.agent }) },
+    ...(baseline?.example ? [baseline.example] : []),
     { name: 'server', start: () => startNestAgent('server', { cpu: CPU.agent }) },
     ...(baseline?.server ? [baseline.server] : []),
     { name: 'metrics', start: () => startNestAgent('metrics', { cpu: CPU.agent }) },
     { name: 'observed', start: () => startNestAgent('observed', { cpu: CPU.agent }) },
     { name: 'observed-sampled', start: () => startNestAgent('observed-sampled', { cpu: CPU.agent }) },
     { name: 'observed-all', start: () => startNestAgent('observed-all', { cpu: CPU.agent }) },
-    { name: 'example', start: () => startExample({ cpu: CPU.agent }) },
-    ...(baseline?.example ? [baseline.example] : []),
     { name: 'pipeline', start: () => startNestAgent('pipeline', { cpu: CPU.agent }) },
   ].filter((agent) => AGENTS === undefined || AGENTS.includes(agent.name.replace(/@.*/, '')));
 }
