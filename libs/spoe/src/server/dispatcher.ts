@@ -92,7 +92,7 @@ export class Dispatcher {
     this.dispatchJob(messages, streamId, frameId, connection, done);
   }
 
-  /** Dispatches a NOTIFY through a {@link NotifyJob}: several messages, or one in a scope of the observer. */
+  /** Dispatches a NOTIFY of several messages through a {@link NotifyJob}. */
   private dispatchJob(
     messages: readonly SpoeMessage[],
     streamId: SpopId,
