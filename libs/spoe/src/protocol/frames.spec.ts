@@ -448,6 +448,32 @@ describe('frames (SPOE.txt 3.2)', () => {
       );
     });
 
+    it('indexOf() and hasAnyOf() answer as decoding would, whatever bytes the names are, valid UTF-8 or not', () => {
+      // Arbitrary bytes, invalid UTF-8 included (decoded with U+FFFD): a probe matches what they decode to.
+      const rawName = fc.oneof(
+        fc.uint8Array({ maxLength: 12 }),
+        fc.constantFrom('traceparent', 'tracestate', 'ip', '\ufffd', '\ufffd\ufffd').map((t) => Buffer.from(t)),
+        fc.constantFrom([0xff], [0xc3], [0xe2, 0x82], [0xff, 0xfe, 0x41]).map((b) => Uint8Array.from(b)),
+      );
+      const probe = fc.oneof(
+        fc.constantFrom('traceparent', 'tracestate', 'ip', '\ufffd', '\ufffd\ufffd', '\ufffdA', 'A', ''),
+        fc.string({ maxLength: 4 }),
+      );
+      fc.assert(
+        fc.property(fc.array(rawName, { maxLength: 5 }), fc.array(probe, { maxLength: 3 }), (raws, probes) => {
+          // NOTIFY payload: message "m", then each argument's name and a NULL value.
+          const payload = Buffer.concat([
+            Buffer.from([1, 0x6d, raws.length]),
+            ...raws.map((raw) => Buffer.concat([Buffer.from([raw.length]), raw, Buffer.from([0])])),
+          ]);
+          const [message] = decodeNotify(readFrame(frameOf(FrameType.Notify, payload, FrameFlag.Fin, 1, 1)));
+          const names = raws.map((raw) => Buffer.from(raw).toString('utf8'));
+          for (const wanted of [...probes, ...names]) expect(message.indexOf(wanted)).toBe(names.indexOf(wanted));
+          expect(message.hasAnyOf(probes)).toBe(probes.some((p) => names.includes(p)));
+        }),
+      );
+    });
+
     it('indexOf() does not take the UTF-8 bytes of a name for the Latin-1 characters they look like', () => {
       const [message] = decodeNotify(readFrame(encodeNotify(256, 1, 1, [{ name: 'm', args: [['é', 1]] }])));
       expect(message.indexOf('\u00c3\u00a9')).toBe(-1); // 'Ã©': the two bytes of 'é', one character each

@@ -94,21 +94,41 @@ export class SpoeMessage {
    * ASCII (argument names come from HAProxy's configuration and nearly always are): no string is decoded to answer.
    */
   indexOf(name: string): number {
-    const count = this.layout.length / STRIDE;
+    const layout = this.layout;
+    const names = this.names;
+    const length = name.length;
     let ascii: boolean | undefined;
-    for (let i = 0; i < count; i++) {
-      const known = this.names?.[i];
+    for (let i = 0, at = 0; at < layout.length; i++, at += STRIDE) {
+      const known = names === undefined ? undefined : names[i];
       if (known !== undefined) {
         if (known === name) return i;
         continue;
       }
-      const start = this.layout[STRIDE * i];
-      if (this.layout[STRIDE * i + 1] - start === name.length && this.bytesSpell(start, name)) return i;
-      // UTF-8 never decodes non-ASCII bytes to ASCII characters: bytes that do not spell an ASCII name are another
+      const start = layout[at];
+      const bytes = layout[at + 1] - start;
+      // UTF-8 decodes to at most one UTF-16 unit per byte (U+FFFD for an invalid one): fewer bytes, another name.
+      if (bytes < length) continue;
+      if (bytes === length && this.bytesSpell(start, name)) return i;
+      // Nor does it decode non-ASCII bytes to ASCII characters: bytes that do not spell an ASCII name are another
       // name. Any other name is compared decoded.
       if (!(ascii ??= isAscii(name, 0)) && this.nameAt(i) === name) return i;
     }
     return -1;
+  }
+
+  /**
+   * @internal Whether an argument is called one of `names`, as {@link indexOf} compares: one pass over the name
+   * lengths answers for a message whose names are all shorter (tracing's check for its propagator's fields).
+   */
+  hasAnyOf(names: readonly string[]): boolean {
+    let shortest = Infinity;
+    for (let j = 0; j < names.length; j++) if (names[j].length < shortest) shortest = names[j].length;
+    const layout = this.layout;
+    let longest = -1;
+    for (let at = 0; at < layout.length; at += STRIDE) longest = Math.max(longest, layout[at + 1] - layout[at]);
+    if (longest < shortest) return false;
+    for (let j = 0; j < names.length; j++) if (this.indexOf(names[j]) >= 0) return true;
+    return false;
   }
 
   /** The name of argument `index` (wire order). */

@@ -116,9 +116,7 @@ export class SpoeTracing implements SpoeObserver {
   /** Whether `message` has an argument named like one of the global propagator's fields (read at the first message). */
   private carriesTrace(message: SpoeMessage): boolean {
     if (!this.propagate) return false;
-    const fields = (this.fields ??= PROPAGATION.fields());
-    for (let i = 0; i < fields.length; i++) if (message.indexOf(fields[i]) >= 0) return true;
-    return false;
+    return message.hasAnyOf((this.fields ??= PROPAGATION.fields()));
   }
 
   /** The attributes of a connection's spans (peer, engine-id), built once per connection. */
