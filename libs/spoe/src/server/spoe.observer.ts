@@ -70,20 +70,38 @@ export function combineObservers(observers: readonly SpoeObserver[]): SpoeObserv
   const scoping = all.filter((o) => o.messageScope);
   return {
     // Scopes nest in the order of the observers: the first one's is the outermost.
-    messageScope: scoping.length === 0 ? undefined : (...args) => nestScopes(scoping, args),
-    connectionAccepted: (remoteAddress) => all.forEach((o) => o.connectionAccepted?.(remoteAddress)),
-    hello: (outcome) => all.forEach((o) => o.hello?.(outcome)),
-    notify: (messages) => all.forEach((o) => o.notify?.(messages)),
+    messageScope:
+      scoping.length === 0
+        ? undefined
+        : scoping.length === 1
+          ? scoping[0].messageScope!.bind(scoping[0])
+          : (...args) => nestScopes(scoping, args),
+    connectionAccepted: fanOut(all, 'connectionAccepted'),
+    hello: fanOut(all, 'hello'),
+    notify: fanOut(all, 'notify'),
     // Absent when no observer has it: the transport then reads no clock for durations.
-    message: all.some((o) => o.message)
-      ? (name, outcome, seconds) => all.forEach((o) => o.message?.(name, outcome, seconds))
-      : undefined,
-    ack: (bytes) => all.forEach((o) => o.ack?.(bytes)),
-    agentDisconnect: (status) => all.forEach((o) => o.agentDisconnect?.(status)),
-    haproxyDisconnect: (status) => all.forEach((o) => o.haproxyDisconnect?.(status)),
-    protocolError: (status) => all.forEach((o) => o.protocolError?.(status)),
-    paused: (cause) => all.forEach((o) => o.paused?.(cause)),
+    message: fanOut(all, 'message'),
+    ack: fanOut(all, 'ack'),
+    agentDisconnect: fanOut(all, 'agentDisconnect'),
+    haproxyDisconnect: fanOut(all, 'haproxyDisconnect'),
+    protocolError: fanOut(all, 'protocolError'),
+    paused: fanOut(all, 'paused'),
   };
+}
+
+type SpoeEvent = Exclude<keyof SpoeObserver, 'messageScope'>;
+
+/**
+ * An event told to each observer that has it: undefined for none, that observer's own method for one (the usual case:
+ * metrics and tracing attached, and tracing counts nothing, so per frame nothing stands between), a loop for more.
+ */
+function fanOut<E extends SpoeEvent>(observers: readonly SpoeObserver[], event: E): SpoeObserver[E] {
+  type Listener = (...args: Parameters<NonNullable<SpoeObserver[E]>>) => void;
+  const listeners = observers.filter((o) => o[event]).map((o) => (o[event] as unknown as Listener).bind(o) as Listener);
+  if (listeners.length <= 1) return listeners[0] as SpoeObserver[E];
+  return ((...args: Parameters<Listener>) => {
+    for (let i = 0; i < listeners.length; i++) listeners[i](...args);
+  }) as SpoeObserver[E];
 }
 
 function nestScopes(observers: readonly SpoeObserver[], args: SpoeContextArgs): SpoeMessageScope | undefined {
