@@ -55,6 +55,8 @@ export class SpoeMetrics implements SpoeObserver {
   private readonly detach = new Map<SpoeServer, () => void>();
   private readonly bounds: readonly number[];
   private readonly messages = new Map<string, MessageCounts>();
+  private lastName: string | undefined;
+  private lastCounts: MessageCounts | undefined;
   private accepted = 0;
   private notifies = 0;
   private acks = 0;
@@ -208,9 +210,15 @@ export class SpoeMetrics implements SpoeObserver {
 
   /** @internal */
   message(name: string | undefined, outcome: SpoeMessageOutcome, seconds: number): void {
-    const message = name ?? SPOE_UNHANDLED_MESSAGE;
-    let counts = this.messages.get(message);
-    if (counts === undefined) this.messages.set(message, (counts = new MessageCounts(this.bounds.length)));
+    // Frame after frame the same name comes back, as the same string: one comparison, no hash.
+    let counts = name === this.lastName ? this.lastCounts : undefined;
+    if (counts === undefined) {
+      const message = name ?? SPOE_UNHANDLED_MESSAGE;
+      counts = this.messages.get(message);
+      if (counts === undefined) this.messages.set(message, (counts = new MessageCounts(this.bounds.length)));
+      this.lastName = name;
+      this.lastCounts = counts;
+    }
     counts[outcome]++;
     if (outcome === 'unhandled') return;
     const bounds = this.bounds;
