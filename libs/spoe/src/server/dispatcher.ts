@@ -177,7 +177,10 @@ export class Dispatcher {
     else this.failed(message, streamId, frameId, connection, notActions(result), done, NaN);
   }
 
-  /** {@link dispatchOne}, timing the handler and telling the observer how the message ended. */
+  /**
+   * {@link dispatchOne}, timing the handler and telling the observer how the message ended; in the scope the observer
+   * opens for it, if any.
+   */
   private dispatchOneObserved(
     message: SpoeMessage,
     streamId: SpopId,
@@ -185,8 +188,10 @@ export class Dispatcher {
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
   ): void {
-    if (this.observer?.messageScope) return this.dispatchOneScoped(message, streamId, frameId, connection, done);
-    const route = this.routeOf(message, streamId, frameId, connection);
+    const route = this.lookup(message.name);
+    const scope = route && this.observer?.messageScope?.(message, streamId, frameId, connection);
+    if (scope) return this.dispatchOneScoped(route, scope, message, streamId, frameId, connection, done);
+    if (route && route.events.length > 0) this.fireEvents(route, message, streamId, frameId, connection);
     if (!route?.invoke) {
       this.observe(route ? message.name : undefined, route ? 'ok' : 'unhandled', NaN);
       done(streamId, frameId, NO_ACTIONS);
@@ -212,50 +217,44 @@ export class Dispatcher {
   }
 
   /**
-   * {@link dispatchOneObserved} when the observer opens scopes: the message's handlers run in its scope, which ends
-   * with the message. A handler that answers at once still needs no job.
+   * {@link dispatchOneObserved} in the scope the observer opened: the message's handlers run in it, and it ends with
+   * the message. A handler that answers at once still needs no job.
    */
   private dispatchOneScoped(
+    route: SpoeRoute,
+    scope: SpoeMessageScope,
     message: SpoeMessage,
     streamId: SpopId,
     frameId: SpopId,
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
   ): void {
-    const route = this.lookup(message.name);
-    const scope = route && this.observer?.messageScope?.(message, streamId, frameId, connection);
-    if (route && route.events.length > 0) {
-      if (scope) scope.run(() => this.fireEvents(route, message, streamId, frameId, connection));
-      else this.fireEvents(route, message, streamId, frameId, connection);
-    }
-    const invoke = route?.invoke;
-    if (!route || !invoke) {
-      this.observe(route ? message.name : undefined, route ? 'ok' : 'unhandled', NaN);
-      scope?.end?.('ok', undefined);
+    if (route.events.length > 0) scope.run(() => this.fireEvents(route, message, streamId, frameId, connection));
+    const invoke = route.invoke;
+    if (!invoke) {
+      this.observe(message.name, 'ok', NaN);
+      scope.end?.('ok', undefined);
       done(streamId, frameId, NO_ACTIONS);
       return;
     }
     const started = this.observer?.message ? this.now() : NaN;
     let result: unknown;
     try {
-      result = scope
-        ? scope.run(() => invoke(message, streamId, frameId, connection))
-        : invoke(message, streamId, frameId, connection);
+      result = scope.run(() => invoke(message, streamId, frameId, connection));
     } catch (error) {
       return this.failed(message, streamId, frameId, connection, error, done, started, scope);
     }
     if (result instanceof Promise || isObservable(result)) {
-      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, started, scope && [scope]);
+      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, started, [scope]);
       // An Observable runs when subscribed: in the scope too.
-      if (scope) scope.run(() => follow(job, 0, result));
-      else follow(job, 0, result);
+      scope.run(() => follow(job, 0, result));
       if (!job.settled) this.deadlines.add(route.deadlineMs, job);
       return;
     }
     const actions = actionsOf(result);
     if (!actions) return this.failed(message, streamId, frameId, connection, notActions(result), done, started, scope);
     this.observe(message.name, 'ok', started);
-    scope?.end?.('ok', undefined);
+    scope.end?.('ok', undefined);
     done(streamId, frameId, actions);
   }
 
