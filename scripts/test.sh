@@ -17,7 +17,7 @@ else
   echo "no apt-get and no HAPROXY_BIN: the HAProxy tests will be skipped"
 fi
 
-step "redis-server, docker-compose and curl (the example agent's e2e tests)"
+step "redis-server, docker-compose, openssl and curl (the example agent's and the TLS e2e tests)"
 if command -v redis-server >/dev/null 2>&1; then
   redis-server --version
 elif command -v apt-get >/dev/null 2>&1; then
@@ -30,6 +30,10 @@ else
 fi
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose
+fi
+# The TLS tests make their certificates with the openssl CLI, as the README shows users.
+if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl
 fi
 # demo.e2e-spec runs the curl commands `npm start` prints.
 if ! command -v curl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

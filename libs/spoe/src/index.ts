@@ -23,6 +23,7 @@ export type { SpoeModuleExtras } from './module/spoe.module';
 // Options, defaults and limits, status and events.
 export { normalizeSpoeOptions, SpoeOptionsError } from './server/spoe.options';
 export type { NormalizedSpoeOptions, SpoeErrorVariable, SpoeServerOptions } from './server/spoe.options';
+export type { SpoeTlsFailure, SpoeTlsOptions } from './server/spoe.tls';
 export {
   HAPROXY_MAX_FRAME_SIZE,
   MAX_TIMEOUT_MS,

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // spoe-health: one health-check HELLO against an SPOE agent, as HAProxy's `option spop-check` does. Exit 0 healthy,
 // 1 unhealthy, 2 bad usage; made for Docker HEALTHCHECK and Kubernetes exec probes. Plain Node: no Nest is loaded.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { formatAddress } from '../address';
-import { SpoeClient } from '../client/spoe-client';
+import { SpoeClient, SpoeClientTlsOptions } from '../client/spoe-client';
 import { MAX_TIMEOUT_MS, SPOE_CLIENT_DEFAULTS } from '../spoe.constants';
 
 /** Exit codes. */
@@ -14,6 +15,7 @@ export enum SpoeHealthExit {
 }
 
 const USAGE = () => `Usage: spoe-health [--host HOST] [--port PORT] [--socket PATH] [--timeout MS] [--quiet]
+                   [--tls] [--ca FILE] [--cert FILE --key FILE] [--servername NAME]
 
 Sends a health-check HAPROXY-HELLO to an SPOE agent and waits for its AGENT-HELLO.
 
@@ -21,6 +23,11 @@ Sends a health-check HAPROXY-HELLO to an SPOE agent and waits for its AGENT-HELL
   --port PORT     agent TCP port (default ${SPOE_CLIENT_DEFAULTS.port})
   --socket PATH   agent Unix socket (instead of --host/--port)
   --timeout MS    bound on connecting and the HELLO (default ${SPOE_CLIENT_DEFAULTS.cliTimeoutMs})
+  --tls           speak TLS (implied by the options below), verifying the agent's certificate
+  --ca FILE       PEM of the CA(s) the agent's certificate is checked against (default: Node's CAs)
+  --cert FILE     PEM client certificate, for agents that require one (mutual TLS); with --key
+  --key FILE      PEM private key of --cert
+  --servername NAME  the name the agent's certificate must carry, sent as SNI (default: --host, unless an IP)
   --quiet         print nothing; the exit code tells
   --help          show this help
 
@@ -54,6 +61,11 @@ export async function runSpoeHealth(
         port: { type: 'string' },
         socket: { type: 'string' },
         timeout: { type: 'string' },
+        tls: { type: 'boolean' },
+        ca: { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        servername: { type: 'string' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -78,17 +90,34 @@ export async function runSpoeHealth(
   const host = values.host ?? SPOE_CLIENT_DEFAULTS.host;
   if (host === '') return usage(output, '--host needs an address');
 
+  if ((values.cert === undefined) !== (values.key === undefined)) return usage(output, '--cert and --key go together');
+  if (values.servername === '') return usage(output, '--servername needs a name');
+  let tls: SpoeClientTlsOptions | undefined;
+  if (values.tls || values.ca !== undefined || values.cert !== undefined || values.servername !== undefined) {
+    tls = { ...(values.servername !== undefined && { servername: values.servername }) };
+    for (const option of ['ca', 'cert', 'key'] as const) {
+      const file = values[option];
+      if (file === undefined) continue;
+      try {
+        tls[option] = readFileSync(file);
+      } catch (error) {
+        return usage(output, `cannot read --${option} ${file}: ${(error as Error).message}`);
+      }
+    }
+  }
+
   const target = formatAddress(values.socket ?? { address: host, port, family: '' });
   const started = performance.now();
   try {
     const hello = await SpoeClient.healthCheck({
       ...(values.socket !== undefined ? { path: values.socket } : { host, port }),
       timeoutMs,
+      ...(tls && { tls }),
     });
     const ms = Math.round(performance.now() - started);
     if (!values.quiet)
       output.out(
-        `healthy: ${target} answered AGENT-HELLO in ${ms} ms (SPOP ${hello.version}, max-frame-size ${hello.maxFrameSize})`,
+        `healthy: ${target} answered AGENT-HELLO${tls ? ' over TLS' : ''} in ${ms} ms (SPOP ${hello.version}, max-frame-size ${hello.maxFrameSize})`,
       );
     return SpoeHealthExit.Healthy;
   } catch (error) {

@@ -1,4 +1,5 @@
-import { connect, Socket } from 'node:net';
+import { connect, isIP, Socket } from 'node:net';
+import { connect as connectTls, ConnectionOptions } from 'node:tls';
 import { decodeAck, DecodedAction } from '../protocol/ack';
 import { ByteWriter } from '../protocol/byte-writer';
 import { decodeDisconnect, Disconnect, encodeHaproxyDisconnect } from '../protocol/disconnect';
@@ -29,7 +30,28 @@ export interface SpoeClientOptions {
   engineId?: string;
   /** Bound on connecting, the HELLO and each NOTIFY, in ms. Default 5000. */
   timeoutMs?: number;
+  /**
+   * Speak TLS, as HAProxy's `server … ssl verify required ca-file ca.pem [crt client.pem]` does: `ca` to verify the
+   * agent, `cert` and `key` to present a client certificate (mutual TLS), `servername` for SNI and the name checked.
+   * `true`: TLS verified against Node's default CAs. Default: plain TCP.
+   */
+  tls?: SpoeClientTlsOptions | true;
 }
+
+/** TLS options of {@link SpoeClient}, as node:tls takes them. */
+export type SpoeClientTlsOptions = Pick<
+  ConnectionOptions,
+  | 'ca'
+  | 'cert'
+  | 'key'
+  | 'pfx'
+  | 'passphrase'
+  | 'servername'
+  | 'rejectUnauthorized'
+  | 'checkServerIdentity'
+  | 'minVersion'
+  | 'maxVersion'
+>;
 
 /** The agent closed the connection with an AGENT-DISCONNECT (or without one: status undefined). */
 export class SpoeAgentDisconnectedError extends Error {
@@ -263,10 +285,7 @@ async function handshake(
 ): Promise<{ socket: Socket; reader: FrameReader; hello: AgentHello }> {
   const timeoutMs = options.timeoutMs ?? SPOE_CLIENT_DEFAULTS.timeoutMs;
   const maxFrameSize = options.maxFrameSize ?? SPOE_CLIENT_DEFAULTS.maxFrameSize;
-  const socket =
-    options.path !== undefined
-      ? connect(options.path)
-      : connect(options.port ?? SPOE_CLIENT_DEFAULTS.port, options.host ?? SPOE_CLIENT_DEFAULTS.host);
+  const socket = open(options);
   socket.setNoDelay(true);
   const reader = new FrameReader(Math.max(maxFrameSize, 256));
   try {
@@ -299,7 +318,7 @@ async function handshake(
       socket.on('data', onData);
       socket.on('error', onError);
       socket.on('close', onClose);
-      socket.once('connect', () =>
+      socket.once(options.tls ? 'secureConnect' : 'connect', () =>
         socket.write(
           encodeHaproxyHello({
             supportedVersions: options.supportedVersions ?? SPOE_CLIENT_DEFAULTS.supportedVersions,
@@ -317,4 +336,19 @@ async function handshake(
     socket.destroy();
     throw error;
   }
+}
+
+/** The socket to the agent: TCP or a Unix socket, in TLS when asked. */
+function open(options: SpoeClientOptions): Socket {
+  const host = options.host ?? SPOE_CLIENT_DEFAULTS.host;
+  const port = options.port ?? SPOE_CLIENT_DEFAULTS.port;
+  if (!options.tls) return options.path !== undefined ? connect(options.path) : connect(port, host);
+  const tls = options.tls === true ? {} : options.tls;
+  // SNI takes host names only: an IP address is checked against the certificate's IP SANs, and not sent.
+  const servername = tls.servername ?? (options.path === undefined && isIP(host) === 0 ? host : undefined);
+  return connectTls({
+    ...tls,
+    ...(options.path !== undefined ? { path: options.path } : { host, port }),
+    ...(servername !== undefined && { servername }),
+  });
 }

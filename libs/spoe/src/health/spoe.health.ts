@@ -2,13 +2,20 @@ import { Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { SpoeServer } from '../server/spoe.server';
 import { loopbackTarget } from '../address';
-import { SpoeClient } from '../client/spoe-client';
+import { SpoeClient, SpoeClientTlsOptions } from '../client/spoe-client';
+import type { SpoeTlsOptions } from '../server/spoe.tls';
 import { SPOE_CLIENT_DEFAULTS } from '../spoe.constants';
 
 /** Options of {@link SpoeHealthIndicator.isHealthy}. */
 export interface SpoeHealthCheckOptions {
   /** Bound on the health-check HELLO (connect + AGENT-HELLO), in ms. Default {@link SPOE_HEALTH_TIMEOUT_MS}. */
   timeoutMs?: number;
+  /**
+   * TLS of the probe when the server serves TLS, over these defaults: the agent's certificate is not verified (the
+   * probe dials the agent itself, on loopback) and, under mutual TLS, the agent's own certificate and key are the
+   * client's — give `cert` and `key` here when the server's are not signed by its `tls.ca`.
+   */
+  tls?: SpoeClientTlsOptions;
 }
 
 /** Default bound on the active probe. */
@@ -42,7 +49,12 @@ export class SpoeHealthIndicator {
     const timeoutMs = options.timeoutMs ?? SPOE_HEALTH_TIMEOUT_MS;
     const started = performance.now();
     try {
-      const hello = await SpoeClient.healthCheck({ ...loopbackTarget(this.server.address), timeoutMs });
+      const serverTls = this.server.tls;
+      const hello = await SpoeClient.healthCheck({
+        ...loopbackTarget(this.server.address),
+        timeoutMs,
+        ...(serverTls && { tls: { ...selfProbeTls(serverTls), ...options.tls } }),
+      });
       const probe = { version: hello.version, maxFrameSize: hello.maxFrameSize, ms: elapsed(started) };
       return indicator.up({ ...stats, probe });
     } catch (error) {
@@ -53,6 +65,14 @@ export class SpoeHealthIndicator {
       });
     }
   }
+}
+
+/** The default TLS of the probe: see {@link SpoeHealthCheckOptions.tls}. */
+function selfProbeTls(server: Readonly<SpoeTlsOptions>): SpoeClientTlsOptions {
+  const identity = server.requestCert
+    ? { cert: server.cert, key: server.key, pfx: server.pfx, passphrase: server.passphrase }
+    : {};
+  return { ...identity, rejectUnauthorized: false };
 }
 
 function elapsed(started: number): number {

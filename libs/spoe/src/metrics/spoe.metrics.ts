@@ -2,6 +2,7 @@ import { Counter, Gauge, Metric, MetricValueWithName } from 'prom-client';
 import { register as defaultRegistry, Registry } from 'prom-client';
 import { SpopStatus } from '../protocol/status';
 import type { SpoeServer } from '../server/spoe.server';
+import type { SpoeTlsFailure } from '../server/spoe.tls';
 import type { SpoeHelloOutcome, SpoeMessageOutcome, SpoeObserver, SpoePauseCause } from '../server/spoe.observer';
 
 /** Options of {@link SpoeMetrics} (and of `SpoeMetricsModule.forRoot`). */
@@ -66,6 +67,7 @@ export class SpoeMetrics implements SpoeObserver {
   private readonly haproxyDisconnects: Tally = new Map();
   private readonly protocolErrors: Tally = new Map();
   private readonly pauses: Tally = new Map();
+  private readonly tlsRefusals: Tally = new Map();
 
   constructor(options: SpoeMetricsOptions = {}) {
     this.registry = options.registry ?? defaultRegistry;
@@ -177,6 +179,13 @@ export class SpoeMetrics implements SpoeObserver {
       registers,
       collect: tally('cause', () => this.pauses),
     });
+    new Counter({
+      name: `${p}tls_handshake_failures_total`,
+      help: 'TLS handshakes of new connections that failed, by reason: certificate, timeout, closed, protocol.',
+      labelNames: ['reason'],
+      registers,
+      collect: tally('reason', () => this.tlsRefusals),
+    });
   }
 
   /** Counts what `server` does from now on, and its connections and in-flight NOTIFY in the gauges. */
@@ -253,6 +262,11 @@ export class SpoeMetrics implements SpoeObserver {
   /** @internal */
   paused(cause: SpoePauseCause): void {
     count(this.pauses, cause);
+  }
+
+  /** @internal */
+  tlsRefused(reason: SpoeTlsFailure): void {
+    count(this.tlsRefusals, reason);
   }
 }
 

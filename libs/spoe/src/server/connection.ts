@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { Socket } from 'node:net';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { SpoeAction, writeAck } from '../protocol/ack';
 import { decodeDisconnect, writeAgentDisconnect } from '../protocol/disconnect';
 import { SpoeEncodeError, SpopError, SpopFragmentationError, SpopInvalidFrameError } from '../protocol/errors';
@@ -235,7 +236,12 @@ export class SpoeConnection {
     this.reader.maxFrameSize = settings.maxFrameSize;
     this.writer.maxFrameSize = settings.maxFrameSize;
     this.assembler = new NotifyAssembler(settings.capabilities.includes('fragmentation'), options.maxFragmentedPayload);
-    this.info = { remoteAddress: this.remoteAddress, engineId: hello.engineId, settings };
+    this.info = {
+      remoteAddress: this.remoteAddress,
+      engineId: hello.engineId,
+      settings,
+      peerCertificate: verifiedPeerCertificate(this.socket),
+    };
     if (options.idleTimeoutMs > 0) {
       this.socket.setTimeout(options.idleTimeoutMs, () => {
         if (this.inFlight === 0) this.disconnect(SpopStatus.Timeout, `idle for ${options.idleTimeoutMs} ms`);
@@ -369,4 +375,10 @@ export class SpoeConnection {
     this.host.closed(this, event);
     this.resolveClosed();
   }
+}
+
+/** The client certificate of a TLS socket, when node:tls verified it against the CA (mutual TLS). */
+function verifiedPeerCertificate(socket: Socket): PeerCertificate | undefined {
+  const tls = socket as Partial<TLSSocket>;
+  return tls.encrypted && tls.authorized ? tls.getPeerCertificate?.() : undefined;
 }

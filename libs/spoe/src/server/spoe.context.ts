@@ -1,4 +1,5 @@
 import { BaseRpcContext } from '@nestjs/microservices';
+import type { PeerCertificate } from 'node:tls';
 import type { SpopId } from '../protocol/frame';
 import type { AgentHello } from '../protocol/hello';
 import type { SpoeArgument, SpoeMessage } from '../protocol/notify';
@@ -11,6 +12,11 @@ export interface SpoeConnectionInfo {
   readonly engineId: string | undefined;
   /** Version, max-frame-size and capabilities agreed with HAProxy. */
   readonly settings: AgentHello;
+  /**
+   * The certificate HAProxy presented, verified against the server's `tls.ca` (mutual TLS); undefined over plain TCP
+   * and when HAProxy presented none.
+   */
+  readonly peerCertificate?: PeerCertificate;
 }
 
 /** What a context carries: the message, the STREAM-ID and FRAME-ID of its NOTIFY, and its connection. */
@@ -58,5 +64,13 @@ export class SpoeContext extends BaseRpcContext<SpoeContextArgs> {
   /** Version, max-frame-size and capabilities negotiated on this connection. */
   getSettings(): AgentHello {
     return this.args[3].settings;
+  }
+
+  /**
+   * The verified client certificate of the HAProxy on this connection (mutual TLS: `tls.requestCert` with `tls.ca`),
+   * e.g. `getPeerCertificate()?.subject.CN`; undefined over plain TCP or without one.
+   */
+  getPeerCertificate(): PeerCertificate | undefined {
+    return this.args[3].peerCertificate;
   }
 }

@@ -8,6 +8,7 @@ export type SpoeHelloOutcome = 'accepted' | 'healthcheck' | 'refused';
 export type SpoeMessageOutcome = 'ok' | 'failed' | 'deadline' | 'unhandled';
 
 import type { SpoeContextArgs } from './spoe.context';
+import type { SpoeTlsFailure } from './spoe.tls';
 
 /** Why a connection stopped reading: the three causes of its read gate (see SpoeConnection). */
 export type SpoePauseCause = 'in-flight' | 'unflushed' | 'unsent';
@@ -61,6 +62,8 @@ export interface SpoeObserver {
   protocolError?(status: number): void;
   /** A connection stopped reading its socket (back-pressure). */
   paused?(cause: SpoePauseCause): void;
+  /** A TLS handshake failed (no or a refused client certificate, not TLS, too slow): the socket was closed. */
+  tlsRefused?(reason: SpoeTlsFailure): void;
 }
 
 /** One observer telling every one of `observers`, in order; undefined for none, the observer itself for one. */
@@ -86,6 +89,7 @@ export function combineObservers(observers: readonly SpoeObserver[]): SpoeObserv
     haproxyDisconnect: fanOut(all, 'haproxyDisconnect'),
     protocolError: fanOut(all, 'protocolError'),
     paused: fanOut(all, 'paused'),
+    tlsRefused: fanOut(all, 'tlsRefused'),
   };
 }
 

@@ -2,6 +2,7 @@ import { VarScope } from '../protocol/ack';
 import { MIN_FRAME_SIZE, SpopCapability } from '../protocol/hello';
 import { isVariableName } from '../actions/set-var';
 import { MAX_TIMEOUT_MS, SPOE_DEFAULTS } from '../spoe.constants';
+import { checkTlsOptions, SpoeTlsOptions } from './spoe.tls';
 
 /** Where to report a handler failure to HAProxy: a variable set in the ACK of the NOTIFY that failed. */
 export interface SpoeErrorVariable {
@@ -64,6 +65,12 @@ export interface SpoeServerOptions {
    * adds a promise hook to every Promise of the process.
    */
   messageContext?: boolean;
+  /**
+   * Serve SPOP over TLS (node:tls options: `cert` and `key`, `ca` with `requestCert: true` for mutual TLS, `minVersion`
+   * …). The TLS handshake must end within `helloTimeoutMs`. Certificates reload without a restart:
+   * `SpoeServer.reloadTls()`. Default: plain TCP.
+   */
+  tls?: SpoeTlsOptions;
 }
 
 /** Options with every default applied and every value checked. */
@@ -83,6 +90,7 @@ export interface NormalizedSpoeOptions {
   readonly capabilities: readonly SpopCapability[];
   readonly errorVariable: SpoeErrorVariable | undefined;
   readonly messageContext: boolean;
+  readonly tls: Readonly<SpoeTlsOptions> | undefined;
 }
 
 /** Thrown at construction for options that cannot work; the message names the option and what it accepts. */
@@ -123,6 +131,12 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
       );
     }
   }
+  let tls: Readonly<SpoeTlsOptions> | undefined;
+  try {
+    tls = options.tls === undefined ? undefined : checkTlsOptions(options.tls, 'tls');
+  } catch (error) {
+    throw new SpoeOptionsError((error as Error).message);
+  }
   const capabilities: SpopCapability[] = [];
   if (flag('pipelining')) capabilities.push('pipelining');
   if (flag('async')) capabilities.push('async');
@@ -143,5 +157,6 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     capabilities,
     errorVariable,
     messageContext: flag('messageContext'),
+    tls,
   };
 }

@@ -3,6 +3,7 @@ import { CustomTransportStrategy, MessageHandler, Server } from '@nestjs/microse
 import { EventEmitter } from 'node:events';
 import { lstat, unlink } from 'node:fs/promises';
 import { AddressInfo, connect, createServer, Server as NetServer, Socket } from 'node:net';
+import { createServer as createTlsServer, Server as TlsServer } from 'node:tls';
 import { isObservable } from 'rxjs';
 import { finalize } from 'rxjs/operators';
 import {
@@ -22,7 +23,8 @@ import { SpoeContext } from './spoe.context';
 import { SpoeEvents, SpoeStatus } from './spoe.events';
 import { MESSAGE_CONTEXT_OBSERVER } from './spoe.message-context';
 import { combineObservers, SpoeObserver } from './spoe.observer';
-import { NormalizedSpoeOptions, normalizeSpoeOptions, SpoeServerOptions } from './spoe.options';
+import { NormalizedSpoeOptions, normalizeSpoeOptions, SpoeOptionsError, SpoeServerOptions } from './spoe.options';
+import { checkTlsOptions, SpoeTlsOptions, tlsFailureOf } from './spoe.tls';
 
 /** A handler registration that cannot work (two handlers for one message, a non-string pattern, a bad deadline). */
 export class SpoeHandlerError extends Error {
@@ -66,6 +68,8 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   private readonly observers: SpoeObserver[] = [];
   private readonly events = new EventEmitter();
   private server: NetServer | undefined;
+  /** The TLS options in use: the constructor's, then each reloadTls()'s. */
+  private tlsOptions: Readonly<SpoeTlsOptions> | undefined;
   private closing: Promise<void> | undefined;
   private invoker: SpoeInvoker = (handler, payload, context) => handler(payload, context);
   private hooked = false;
@@ -74,6 +78,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   constructor(options: SpoeServerOptions = {}) {
     super();
     this.options = normalizeSpoeOptions(options);
+    this.tlsOptions = this.options.tls;
     this.dispatcher = new Dispatcher(
       (name) => (this.routes ??= this.buildRoutes()).get(name),
       (handler, payload, context) => this.invoker(handler, payload, context),
@@ -175,7 +180,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       callback(error);
     };
     try {
-      const server = createServer((socket) => this.accept(socket));
+      const server = this.createListener();
       this.server = server;
       server.once('error', fail);
       const onListening = (): void => {
@@ -199,6 +204,39 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     }
   }
 
+  /** The TLS options in use (the latest {@link reloadTls}'s), undefined when the transport is plain TCP. */
+  get tls(): Readonly<SpoeTlsOptions> | undefined {
+    return this.tlsOptions;
+  }
+
+  /**
+   * Replaces the certificate, key, CA… of a TLS transport without a restart: connections accepted from now on
+   * handshake with them, live ones keep theirs. The options are checked first (a key that does not match its
+   * certificate, a PEM that does not parse): on a {@link SpoeOptionsError} nothing changed. `requestCert` and
+   * `rejectUnauthorized` stay as the server was created with.
+   */
+  reloadTls(options: SpoeTlsOptions): void {
+    if (!this.tlsOptions) {
+      throw new SpoeOptionsError('reloadTls: this server serves plain TCP (no tls option); TLS needs a new server');
+    }
+    let checked: Readonly<SpoeTlsOptions>;
+    try {
+      checked = checkTlsOptions(
+        {
+          ...options,
+          requestCert: this.tlsOptions.requestCert,
+          rejectUnauthorized: this.tlsOptions.rejectUnauthorized,
+        },
+        'reloadTls',
+      );
+    } catch (error) {
+      throw new SpoeOptionsError((error as Error).message);
+    }
+    if (this.server instanceof TlsServer) this.server.setSecureContext(checked);
+    this.tlsOptions = checked;
+    this.logger.log('TLS certificates reloaded: new connections use them');
+  }
+
   /**
    * Stops accepting connections, lets in-flight NOTIFY finish for up to `drainTimeoutMs` (then answers the rest as
    * failed), sends AGENT-DISCONNECT (status 0) on every connection and resolves once all are closed.
@@ -214,6 +252,26 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   unwrap<T>(): T {
     if (!this.server) throw new Error('nestjs-spoe: the server is not listening yet; call unwrap() after listen()');
     return this.server as T;
+  }
+
+  /** A plain TCP listener, or a TLS one whose handshake must end within the HELLO timeout. */
+  private createListener(): NetServer {
+    const tls = this.tlsOptions;
+    if (!tls) return createServer((socket) => this.accept(socket));
+    const server = createTlsServer({ ...tls, handshakeTimeout: this.options.helloTimeoutMs }, (socket) =>
+      this.accept(socket),
+    );
+    // A peer that fails the handshake (no certificate, another CA's, plain SPOP, too slow) never reaches SPOP. Its
+    // socket is destroyed here: node:tls leaves one that timed out open. Normal enough on an exposed port to be quiet:
+    // debug, and counted by observers.
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => {
+      socket.destroy();
+      const reason = tlsFailureOf(error, socket);
+      const peer = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
+      this.logger.debug(`TLS handshake with ${peer} failed (${reason}): ${error.message}`);
+      this.dispatcher.observer?.tlsRefused?.(reason);
+    });
+    return server;
   }
 
   private accept(socket: Socket): void {
