@@ -3,6 +3,7 @@ import { ConfigService } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
 import { formatAddress, SpoeServer } from 'nestjs-spoe';
 import { AddressInfo } from 'node:net';
+import { warnOfOpenAdminApi } from './admin/admin-access.guard';
 import { AppModule, AppOptions } from './app.module';
 import { AgentSettings } from './config/agent.config';
 import { Lifecycle } from './health/lifecycle';
@@ -45,6 +46,8 @@ export async function startAgent(options: AppOptions = {}): Promise<Agent> {
     log.log(
       `ready: SPOE on ${formatAddress(spoe.address)}, HTTP on ${httpUrl}, blocklist ${config.redisUrl ? 'in Redis' : 'in memory'}`,
     );
+    // Under a supervisor, it says so once for all its workers.
+    if (!options.supervisor) warnOfOpenAdminApi(config, log);
 
     const lifecycle = app.get(Lifecycle);
     return {
