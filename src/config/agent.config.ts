@@ -96,6 +96,8 @@ export const AGENT_LIMITS = {
   supervisorRequestTimeoutMs: 5000,
   /** ADMIN_TOKEN's shortest length: 16 hex digits are 64 bits to guess. */
   minAdminTokenLength: 16,
+  /** The largest request body the HTTP side reads, as JSON: 413 beyond. A POST /blocklist needs well under 1 KiB. */
+  maxHttpBodyBytes: 16 * 1024,
   /** POST /blocklist: the longest `reason` and `ttlSeconds` taken. */
   maxReasonLength: 200,
   maxTtlSeconds: 10 * 365 * 24 * 3600,

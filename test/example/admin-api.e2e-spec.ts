@@ -3,6 +3,8 @@
 // call it (AdminAccessGuard): with ADMIN_TOKEN, whoever sends it as a bearer token; without, clients on loopback only —
 // "elsewhere" being this machine's own address off loopback, to an agent whose HTTP side is on 0.0.0.0.
 import { Logger } from '@nestjs/common';
+import { Readable } from 'node:stream';
+import { AGENT_LIMITS } from '../../src/config/agent.config';
 import { itIf } from '../support/prerequisites';
 import { api, bearer, ExampleAgent, nonLoopbackAddress, offLoopback, startExampleAgent } from './support/example';
 
@@ -50,6 +52,7 @@ async function call(
 }
 
 const METHODS = ['GET', 'POST', 'DELETE'] as const;
+const LIMIT = AGENT_LIMITS.maxHttpBodyBytes;
 const OPEN_ROUTES = ['/health/live', '/health/ready', '/metrics'];
 
 describe('example agent: admin API', () => {
@@ -58,6 +61,21 @@ describe('example agent: admin API', () => {
     agent = await startExampleAgent({ BLOCKLIST: '10.0.0.0/8' });
   });
   afterAll(() => agent?.close());
+
+  /** A POST of `body` as it is (a stream: chunked), with its status and message. */
+  const post = async (
+    body: string | Readable,
+    contentType = 'application/json',
+  ): Promise<{ status: number; message: unknown }> => {
+    const response = await fetch(`${agent.httpUrl}/blocklist`, {
+      method: 'POST',
+      headers: { 'content-type': contentType },
+      ...(typeof body === 'string'
+        ? { body }
+        : { body: Readable.toWeb(body) as ReadableStream<Uint8Array>, duplex: 'half' }),
+    });
+    return { status: response.status, message: ((await response.json()) as HttpError).message };
+  };
 
   it('lists, adds and removes entries', async () => {
     const added = await api(agent.httpUrl, 'POST', '/blocklist', {
@@ -106,6 +124,42 @@ describe('example agent: admin API', () => {
     }
     expect((await api<HttpError>(agent.httpUrl, 'POST', '/blocklist')).body.message).toEqual([
       expect.stringMatching(/^"cidr" is required/),
+    ]);
+  });
+
+  it(`reads a JSON body of ${LIMIT} bytes, and answers 413 for one byte more`, async () => {
+    // Valid JSON of exactly `size` bytes, whose reason is too long for the DTO: 400 once read.
+    const body = (size: number): string => {
+      const json = (reason: string): string => JSON.stringify({ cidr: '192.0.2.0/24', reason });
+      return json('x'.repeat(size - json('').length));
+    };
+    expect(await post(body(LIMIT))).toEqual({
+      status: 400,
+      message: ['"reason" must be a string of at most 200 characters'],
+    });
+    expect(await post(body(LIMIT + 1))).toEqual({ status: 413, message: 'request entity too large' });
+  });
+
+  it('answers 413 for a chunked body (no Content-Length) once it grows over the limit', async () => {
+    const chunk = `{"cidr": "192.0.2.0/24", "reason": "${'x'.repeat(LIMIT)}"}`;
+    expect(await post(Readable.from([chunk.slice(0, 100), chunk.slice(100)]))).toEqual({
+      status: 413,
+      message: 'request entity too large',
+    });
+  });
+
+  it('reads JSON only: a form or text body is no body (400); a charset body-parser lacks is a 415', async () => {
+    expect(await post('cidr=192.0.2.0%2F24', 'application/x-www-form-urlencoded')).toEqual({
+      status: 400,
+      message: [expect.stringMatching(/^"cidr" is required/)],
+    });
+    expect(await post('{"cidr": "192.0.2.0/24"}', 'text/plain')).toMatchObject({ status: 400 });
+    expect(await post('{"cidr": "192.0.2.0/24"}', 'application/json; charset=latin2')).toEqual({
+      status: 415,
+      message: 'unsupported charset "LATIN2"',
+    });
+    expect((await api(agent.httpUrl, 'GET', '/blocklist')).body).toEqual([
+      expect.objectContaining({ cidr: '10.0.0.0/8' }),
     ]);
   });
 
