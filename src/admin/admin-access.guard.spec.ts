@@ -1,4 +1,4 @@
-import { AdminToken, bearerToken, isLoopbackAddress } from './admin-access.guard';
+import { AdminToken, bearerToken, isLoopbackAddress, isLoopbackHost } from './admin-access.guard';
 
 describe('bearerToken (the Authorization header)', () => {
   it('reads the token of "Bearer <token>", the scheme in any case', () => {
@@ -55,5 +55,38 @@ describe('isLoopbackAddress (a socket remote address)', () => {
     undefined,
   ])('does not take %j for loopback', (address) => {
     expect(isLoopbackAddress(address)).toBe(false);
+  });
+});
+
+describe('isLoopbackHost (the Host header, when ADMIN_TOKEN is not set)', () => {
+  it.each([
+    'localhost',
+    'localhost:3000',
+    'LocalHost.:3000',
+    '127.0.0.1',
+    '127.0.0.1:3000',
+    '127.1.2.3:80',
+    '[::1]',
+    '[::1]:3000',
+    '[::ffff:127.0.0.1]:3000',
+    undefined,
+  ])('takes %j for loopback', (host) => {
+    expect(isLoopbackHost(host)).toBe(true);
+  });
+
+  it.each([
+    'evil.example',
+    'evil.example:3000',
+    'localhost.evil.example',
+    'sub.localhost',
+    '192.0.2.2:3000',
+    '[fd00::2]:3000',
+    '::1',
+    '[::1',
+    'localhost:3000:3000',
+    'evil.example@127.0.0.1',
+    '',
+  ])('does not take %j for loopback', (host) => {
+    expect(isLoopbackHost(host)).toBe(false);
   });
 });

@@ -19,7 +19,8 @@ const REALM = 'Bearer realm="nestjs-spoe admin"';
 
 /**
  * Who may call the admin API. With ADMIN_TOKEN, whoever sends it as `Authorization: Bearer <token>`, from anywhere.
- * Without it, the clients of this machine only: the connection's own address (never a forwarded one) is on loopback.
+ * Without it, the clients of this machine only: the connection's own address (never a forwarded one) is on loopback,
+ * and so is the name the request is addressed to (its Host header).
  *
  * Bound on the admin controller (`@UseGuards`), not globally: a global guard would make nestjs-spoe run the SPOE
  * handlers through Nest's slower generic pipeline.
@@ -40,11 +41,19 @@ export class AdminAccessGuard implements CanActivate {
     const http = context.switchToHttp();
     const request = http.getRequest<IncomingMessage>();
     if (this.token === undefined) {
-      if (isLoopbackAddress(request.socket.remoteAddress)) return true;
-      throw new ForbiddenException(
-        'ADMIN_TOKEN is not set: the admin API answers only clients on loopback. Set ADMIN_TOKEN on the agent and ' +
-          'send it as "Authorization: Bearer <token>" to call it from elsewhere',
-      );
+      if (!isLoopbackAddress(request.socket.remoteAddress))
+        throw new ForbiddenException(
+          'ADMIN_TOKEN is not set: the admin API answers only clients on loopback. Set ADMIN_TOKEN on the agent and ' +
+            'send it as "Authorization: Bearer <token>" to call it from elsewhere',
+        );
+      // DNS rebinding: a web page whose name the attacker then resolves to 127.0.0.1 calls the API from a browser on
+      // this machine, its "same origin" as far as the browser knows. The browser's Host header still names the page.
+      if (!isLoopbackHost(request.headers.host))
+        throw new ForbiddenException(
+          'ADMIN_TOKEN is not set: the admin API answers only requests addressed to localhost, 127.0.0.1 or [::1] ' +
+            '(Host). Set ADMIN_TOKEN to call it by another name',
+        );
+      return true;
     }
     const presented = bearerToken(request.headers.authorization);
     if (presented !== undefined && this.token.matches(presented)) return true;
@@ -108,4 +117,16 @@ export function isLoopbackAddress(address: string | undefined): boolean {
     return false; // a scoped IPv6 address ("fe80::1%eth0") is not on loopback either
   }
   return LOOPBACK.some((network) => network.contains(ip));
+}
+
+/**
+ * Whether a Host header names loopback: `localhost` or a loopback address, with any port. A request without one is not
+ * from a browser (browsers always send it), which is all this check is about.
+ */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return true;
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::\d*)?$/.exec(host);
+  if (!match) return false;
+  const name = (match[1] ?? match[2]).toLowerCase().replace(/\.$/, '');
+  return name === 'localhost' || isLoopbackAddress(name);
 }

@@ -5,6 +5,7 @@
 import { Logger } from '@nestjs/common';
 import { Readable } from 'node:stream';
 import { AGENT_LIMITS } from '../../src/config/agent.config';
+import { httpRequest, HttpResponse } from '../support/http';
 import { itIf } from '../support/prerequisites';
 import { api, bearer, ExampleAgent, nonLoopbackAddress, offLoopback, startExampleAgent } from './support/example';
 
@@ -198,6 +199,17 @@ describe('example agent: admin API without ADMIN_TOKEN (HTTP on 0.0.0.0)', () =>
     expect(await call(agent.httpUrl, 'GET')).toMatchObject({ status: 200 });
     expect(await call(agent.httpUrl, 'POST')).toMatchObject({ status: 201 });
     expect(await call(agent.httpUrl, 'DELETE')).toMatchObject({ status: 204 });
+  });
+
+  it('refuses a request on loopback addressed to another name, as from a web page after DNS rebinding: 403', async () => {
+    const { port } = new URL(agent.httpUrl);
+    const get = (host: string): Promise<HttpResponse> =>
+      httpRequest({ host: '127.0.0.1', port: Number(port), path: '/blocklist', headers: { host } });
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`])
+      expect([host, (await get(host)).status]).toEqual([host, 200]);
+    const refused = await get(`attacker.example:${port}`);
+    expect(refused.status).toBe(403);
+    expect((JSON.parse(refused.body) as HttpError).message).toMatch(/^ADMIN_TOKEN is not set: .*localhost/);
   });
 
   itIf(nonLoopbackAddress)('refuses a client off loopback: 403, saying to set ADMIN_TOKEN', async () => {
