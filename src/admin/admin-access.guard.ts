@@ -14,7 +14,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AgentConfig, AgentSettings } from '../config/agent.config';
 import { Cidr } from '../reputation/cidr';
 
-/** The challenge of a 401 (RFC 6750 §3): the realm, and why the credentials were refused when there were some. */
+/** The challenge of every 401 (RFC 6750 §3); a refused token adds `error="invalid_token"` to it. */
 const REALM = 'Bearer realm="nestjs-spoe admin"';
 
 /**
@@ -57,9 +57,9 @@ export class AdminAccessGuard implements CanActivate {
     }
     const presented = bearerToken(request.headers.authorization);
     if (presented !== undefined && this.token.matches(presented)) return true;
-    // 401 for a wrong token too, not 403: RFC 6750 §3.1 keeps 403 (insufficient_scope) for a valid token that lacks a
-    // privilege, and there is one token, with every privilege. A wrong one is error="invalid_token", with a 401. A
-    // request without credentials (or with another scheme) gets the challenge without an error code (§3.1).
+    // A wrong token is a 401 too, not a 403: RFC 6750 §3.1 answers an invalid token with 401 and error="invalid_token",
+    // and keeps 403 (insufficient_scope) for a valid token that lacks a privilege — which the one token, having them
+    // all, never does. A request without credentials, or with another scheme, gets the challenge with no error code.
     const challenge = presented === undefined ? REALM : `${REALM}, error="invalid_token"`;
     this.adapterHost.httpAdapter.setHeader(http.getResponse(), 'WWW-Authenticate', challenge);
     throw new UnauthorizedException(
