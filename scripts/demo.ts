@@ -46,6 +46,9 @@ async function main(): Promise<void> {
     HTTP_PORT: String(ports.http),
     SHUTDOWN_GRACE_MS: '0',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'log',
+    // Its HTTP side is on loopback, where the admin API needs no token: the curl commands below send none, whatever
+    // ADMIN_TOKEN the shell has (e.g. exported for docker compose).
+    ADMIN_TOKEN: '',
   });
   await waitUntil('the agent to be ready', async () => (await httpGet(ports.http, '/health/ready')).status === 200);
 

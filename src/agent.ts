@@ -1,10 +1,12 @@
 import { INestApplication, Logger } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
+import { NestExpressApplication } from '@nestjs/platform-express';
 import { formatAddress, SpoeServer } from 'nestjs-spoe';
 import { AddressInfo } from 'node:net';
+import { warnOfOpenAdminApi } from './admin/admin-access.guard';
 import { AppModule, AppOptions } from './app.module';
-import { AgentSettings } from './config/agent.config';
+import { AGENT_LIMITS, AgentSettings } from './config/agent.config';
 import { Lifecycle } from './health/lifecycle';
 import { useAgentLogger } from './logging/agent-logging';
 
@@ -32,8 +34,16 @@ export interface Agent {
 export async function startAgent(options: AppOptions = {}): Promise<Agent> {
   const log = new Logger('Agent');
   // Logs wait for the logger that LOG_LEVEL and LOG_FORMAT configure.
-  const app = await NestFactory.create(AppModule.forRoot(options), { bufferLogs: true, abortOnError: false });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(options), {
+    bufferLogs: true,
+    abortOnError: false,
+    bodyParser: false,
+  });
   try {
+    // JSON bodies only, and small ones (AGENT_LIMITS): 413 beyond, 400 for malformed JSON (body-parser's errors,
+    // through Nest's exception handler). Nest's default parsers read 100 KB, and urlencoded bodies too: what an HTML
+    // form on any web page can POST to the admin API on loopback, where JSON needs a CORS preflight it never grants.
+    app.useBodyParser('json', { limit: AGENT_LIMITS.maxHttpBodyBytes });
     const config = app.get<ConfigService<AgentSettings, true>>(ConfigService).get('agent', { infer: true });
     useAgentLogger(app, config);
     const spoe = app.get(SpoeServer);
@@ -45,6 +55,8 @@ export async function startAgent(options: AppOptions = {}): Promise<Agent> {
     log.log(
       `ready: SPOE on ${formatAddress(spoe.address)}, HTTP on ${httpUrl}, blocklist ${config.redisUrl ? 'in Redis' : 'in memory'}`,
     );
+    // Under a supervisor, it says so once for all its workers.
+    if (!options.supervisor) warnOfOpenAdminApi(config, log);
 
     const lifecycle = app.get(Lifecycle);
     return {

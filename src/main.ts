@@ -1,5 +1,7 @@
 import 'reflect-metadata';
 import { Logger, ShutdownSignal } from '@nestjs/common';
+import cluster from 'node:cluster';
+import { warnOfOpenAdminApi } from './admin/admin-access.guard';
 import { startAgent } from './agent';
 import { superviseWorkers } from './cluster/supervisor';
 import { AgentConfig, AgentConfigError, loadAgentConfig } from './config/agent.config';
@@ -25,6 +27,8 @@ async function main(): Promise<void> {
   }
   if (config.workers === 1) return runAgent();
   Logger.overrideLogger(supervisorLogger(config));
+  // Once, by the supervisor: each worker runs this script too, then startAgent, which leaves it to the supervisor.
+  if (cluster.isPrimary) warnOfOpenAdminApi(config, new Logger('Supervisor'));
   return superviseWorkers({
     workers: config.workers,
     startWorker: (supervisor) => startAgent({ supervisor }),

@@ -9,12 +9,14 @@ import {
   Post,
   Query,
   UseFilters,
+  UseGuards,
   UsePipes,
   ValidationPipe,
   ValidationPipeOptions,
 } from '@nestjs/common';
 import { BlocklistStore } from '../reputation/blocklist.store';
 import { Cidr } from '../reputation/cidr';
+import { AdminAccessGuard } from './admin-access.guard';
 import { BlocklistEntryView, NewBlocklistEntryDto, toView } from './blocklist.dto';
 import { BlocklistUnavailableFilter } from './blocklist-unavailable.filter';
 import { ParseCidrPipe } from './parse-cidr.pipe';
@@ -34,12 +36,14 @@ export const ADMIN_VALIDATION: ValidationPipeOptions = {
  *     POST   /blocklist {cidr, ttlSeconds?, reason?} → 201 entry
  *     DELETE /blocklist?cidr=10.0.0.0/8    → 204, or 404 when absent
  *
- * 400 for invalid input, 503 while the store cannot be reached. Pipes and filters are bound here, not globally: a
+ * 400 for invalid input, 503 while the store cannot be reached; 401 without ADMIN_TOKEN when it is set, 403 for a
+ * client off loopback when it is not (AdminAccessGuard). Guards, pipes and filters are bound here, not globally: a
  * global enhancer would make nestjs-spoe run the SPOE handlers through Nest's slower generic pipeline. ValidationPipe
  * is bound to the body's route: at the controller it would also run, before ParseCidrPipe, on the `cidr` parameter
  * (typed Cidr) and take a missing one for an empty Cidr object to validate.
  */
 @Controller('blocklist')
+@UseGuards(AdminAccessGuard)
 @UseFilters(BlocklistUnavailableFilter)
 export class BlocklistController {
   constructor(private readonly store: BlocklistStore) {}

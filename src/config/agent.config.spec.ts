@@ -27,6 +27,7 @@ describe('loadAgentConfig', () => {
     });
     expect(config.spoe.path).toBeUndefined();
     expect(config.http).toEqual({ host: '0.0.0.0', port: 3000 });
+    expect(config.adminToken).toBeUndefined();
     expect(config.redisUrl).toBeUndefined();
     expect(config.defaultBlocklist.map(String)).toEqual(['10.0.0.0/8']);
     expect(config.shutdownGraceMs).toBe(5000);
@@ -58,6 +59,7 @@ describe('loadAgentConfig', () => {
       SPOE_DRAIN_TIMEOUT_MS: '300',
       HTTP_HOST: '::',
       HTTP_PORT: '8081',
+      ADMIN_TOKEN: ' 0123456789abcdef-._~+/AZaz== ',
       REDIS_URL: 'redis://:secret@redis:6379/2',
       LOG_LEVEL: 'DEBUG',
       LOG_FORMAT: ' JSON ',
@@ -78,6 +80,7 @@ describe('loadAgentConfig', () => {
       drainTimeoutMs: 300,
     });
     expect(config.http).toEqual({ host: '::', port: 8081 });
+    expect(config.adminToken).toBe('0123456789abcdef-._~+/AZaz==');
     expect(config.redisUrl).toBe('redis://:secret@redis:6379/2');
     expect(config.logLevels).toEqual(['fatal', 'error', 'warn', 'log', 'debug']);
     expect(config.logFormat).toBe('json');
@@ -96,10 +99,11 @@ describe('loadAgentConfig', () => {
     expect(loadAgentConfig({ BLOCKLIST: '' }).defaultBlocklist).toEqual([]);
   });
 
-  it('treats empty SPOE_SOCKET and REDIS_URL as unset', () => {
-    const config = loadAgentConfig({ SPOE_SOCKET: '', REDIS_URL: ' ' });
+  it('treats empty SPOE_SOCKET, REDIS_URL and ADMIN_TOKEN as unset', () => {
+    const config = loadAgentConfig({ SPOE_SOCKET: '', REDIS_URL: ' ', ADMIN_TOKEN: '' });
     expect(config.spoe.path).toBeUndefined();
     expect(config.redisUrl).toBeUndefined();
+    expect(config.adminToken).toBeUndefined();
   });
 
   it.each([
@@ -116,6 +120,13 @@ describe('loadAgentConfig', () => {
     [{ SPOE_HOST: ' ' }, 'SPOE_HOST must not be empty'],
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL must be a redis:// or rediss:// URL, got "localhost:6379"'],
     [{ REDIS_URL: 'http://redis' }, 'REDIS_URL must be a redis:// or rediss:// URL'],
+    [
+      { ADMIN_TOKEN: '0123456789abcde' },
+      'ADMIN_TOKEN must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / (e.g. from `openssl rand -hex 32`), got 15 characters',
+    ],
+    [{ ADMIN_TOKEN: '0123456789 abcdef' }, 'ADMIN_TOKEN must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + /'],
+    [{ ADMIN_TOKEN: '0123456789abcdef"' }, 'ADMIN_TOKEN must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + /'],
+    [{ ADMIN_TOKEN: '==0123456789abcdef' }, 'ADMIN_TOKEN must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + /'],
     [{ LOG_LEVEL: 'info' }, 'LOG_LEVEL must be one of fatal, error, warn, log, debug, verbose, got "info"'],
     [{ LOG_FORMAT: 'bogus' }, 'LOG_FORMAT must be one of text, json, got "bogus"'],
     [{ LOG_FORMAT: '' }, 'LOG_FORMAT must be one of text, json, got ""'],
@@ -141,6 +152,14 @@ describe('loadAgentConfig', () => {
   it('never shows the Redis password in a message', () => {
     expect(problemsOf({ REDIS_URL: 'http://user:hunter2@redis' }).join()).not.toContain('hunter2');
     expect(redactUrl('redis://:hunter2@redis:6379/0')).toBe('redis://:***@redis:6379/0');
+  });
+
+  it('never shows ADMIN_TOKEN in a message, only what is wrong with it', () => {
+    expect(problemsOf({ ADMIN_TOKEN: 'hunter2' })).toEqual([expect.stringMatching(/, got 7 characters$/)]);
+    expect(problemsOf({ ADMIN_TOKEN: 'hunter2 hunter2 hunter2' })).toEqual([
+      expect.stringMatching(/, got other characters$/),
+    ]);
+    expect(problemsOf({ ADMIN_TOKEN: 'hunter2 hunter2 hunter2' }).join()).not.toContain('hunter2');
   });
 
   it('documents every variable it reads', () => {

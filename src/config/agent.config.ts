@@ -50,6 +50,10 @@ export const AGENT_ENV = {
   },
   HTTP_HOST: { default: '0.0.0.0', doc: 'Address of the HTTP side (health routes, metrics, admin API).' },
   HTTP_PORT: { default: '3000', doc: 'Port of the HTTP side (0 picks a free one).' },
+  ADMIN_TOKEN: {
+    default: undefined,
+    doc: 'Bearer token the admin API requires (at least 16 of A-Z a-z 0-9 - . _ ~ + /). Unset: it answers only on loopback.',
+  },
   REDIS_URL: {
     default: undefined,
     doc: 'redis:// or rediss:// URL: the blocklist is kept in Redis and shared by every agent. Unset: in memory.',
@@ -90,10 +94,20 @@ export const AGENT_LIMITS = {
   redisCommandTimeoutMs: 2000,
   /** Bound on a worker's requests to its supervisor: the initial blocklist, and writes (which wait for propagation). */
   supervisorRequestTimeoutMs: 5000,
+  /** ADMIN_TOKEN's shortest length: 16 hex digits are 64 bits to guess. */
+  minAdminTokenLength: 16,
+  /** The largest request body the HTTP side reads, as JSON: 413 beyond. A POST /blocklist needs well under 1 KiB. */
+  maxHttpBodyBytes: 16 * 1024,
   /** POST /blocklist: the longest `reason` and `ttlSeconds` taken. */
   maxReasonLength: 200,
   maxTtlSeconds: 10 * 365 * 24 * 3600,
 } as const;
+
+/**
+ * RFC 6750's b64token, the syntax of a bearer token in `Authorization: Bearer <token>`: ADMIN_TOKEN must be one, or no
+ * client could send it.
+ */
+const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 const LOG_FORMATS = ['text', 'json'] as const;
@@ -146,6 +160,24 @@ class AgentEnvironment implements Record<AgentEnvName, unknown> {
 
   @IntegerText(0, 65535)
   HTTP_PORT!: number;
+
+  // Set to "" is unset, as for REDIS_URL: docker-compose.yml passes `${ADMIN_TOKEN:-}` on. The message never shows the
+  // value: it is a secret, and this line goes to the logs.
+  @TrimmedOrUnset()
+  @IsOptional()
+  @ValidateBy({
+    name: 'isAdminToken',
+    validator: {
+      validate: (value: unknown) =>
+        typeof value === 'string' && value.length >= AGENT_LIMITS.minAdminTokenLength && BEARER_TOKEN.test(value),
+      defaultMessage: (args) => {
+        const token = String(args!.value);
+        const got = BEARER_TOKEN.test(token) ? `${token.length} characters` : 'other characters';
+        return `ADMIN_TOKEN must be at least ${AGENT_LIMITS.minAdminTokenLength} characters of A-Z a-z 0-9 - . _ ~ + / (e.g. from \`openssl rand -hex 32\`), got ${got}`;
+      },
+    },
+  })
+  ADMIN_TOKEN!: string | undefined;
 
   @TrimmedOrUnset()
   @IsOptional()
@@ -207,6 +239,11 @@ export interface AgentConfig {
   readonly spoe: SpoeServerOptions;
   /** Where the HTTP side (health, admin API) listens. */
   readonly http: { readonly host: string; readonly port: number };
+  /**
+   * The bearer token every admin API call must present (AdminAccessGuard). Undefined: the admin API answers clients on
+   * loopback only.
+   */
+  readonly adminToken: string | undefined;
   /** Redis connection URL; undefined selects the in-memory blocklist. */
   readonly redisUrl: string | undefined;
   /** Nest logger levels enabled by LOG_LEVEL (that level and the more severe ones). */
@@ -306,6 +343,7 @@ function toAgentConfig(env: AgentEnvironment): AgentConfig {
       messageContext: env.LOG_FORMAT === 'json',
     },
     http: { host: env.HTTP_HOST, port: env.HTTP_PORT },
+    adminToken: env.ADMIN_TOKEN,
     redisUrl: env.REDIS_URL,
     logLevels: LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(env.LOG_LEVEL) + 1),
     logFormat: env.LOG_FORMAT,

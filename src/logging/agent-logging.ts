@@ -52,6 +52,8 @@ function pinoParams(config: AgentConfig, destination?: DestinationStream): Param
       mixin: () => spoeLogFields() ?? {},
       useLevel: 'debug',
       autoLogging: { ignore: (request: IncomingMessage) => PROBE_PATH.test(request.url ?? '') },
+      // The request line shows the headers: never the admin API's bearer token.
+      redact: ['req.headers.authorization'],
       ...(destination && { stream: destination }),
     },
   };

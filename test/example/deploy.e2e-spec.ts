@@ -42,6 +42,22 @@ const haproxyCfg = readFileSync(join(REPO_ROOT, 'deploy', 'haproxy', 'haproxy.cf
 /** The defaults of the `"${NAME-default}"` references of haproxy.cfg, by name. */
 const cfgDefaults = Object.fromEntries(templatePlaceholders(haproxyCfg).map((p) => [p.name, p.fallback]));
 
+/**
+ * The agent's environment as compose hands it to the container, given the shell's `shell`: its `${NAME:-default}`
+ * references resolved.
+ */
+function agentEnvironment(shell: Record<string, string> = {}): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(agent.environment!).map(([name, value]) => [
+      name,
+      value.replace(
+        /\$\{(\w+):-([^}]*)\}/g,
+        (_reference, variable: string, fallback: string) => shell[variable] || fallback,
+      ),
+    ]),
+  );
+}
+
 describe('docker-compose.yml', () => {
   it('has the six services: haproxy, agent, redis, backend, prometheus, grafana', () => {
     expect(Object.keys(compose.services).sort()).toEqual([
@@ -90,9 +106,16 @@ describe('docker-compose.yml', () => {
 
   it('configures the agent only with variables it knows, valid ones, sharing the blocklist through the redis service', () => {
     for (const name of Object.keys(agent.environment!)) expect(Object.keys(AGENT_ENV)).toContain(name);
-    expect(loadAgentConfig(agent.environment!).redisUrl).toBe('redis://redis:6379');
+    expect(loadAgentConfig(agentEnvironment()).redisUrl).toBe('redis://redis:6379');
     expect(agent.environment!.REDIS_URL).toBe('redis://redis:6379');
     expect(agent.ports).toEqual([`127.0.0.1:${agent.environment!.HTTP_PORT}:${agent.environment!.HTTP_PORT}`]);
+  });
+
+  it("passes ADMIN_TOKEN on from the shell: unset there, the agent's admin API answers only its own loopback", () => {
+    expect(agent.environment!.ADMIN_TOKEN).toBe('${ADMIN_TOKEN:-}');
+    expect(loadAgentConfig(agentEnvironment()).adminToken).toBeUndefined();
+    const token = '0123456789abcdef0123456789abcdef';
+    expect(loadAgentConfig(agentEnvironment({ ADMIN_TOKEN: token })).adminToken).toBe(token);
   });
 
   it('leaves the agent time to finish its grace period and drain before SIGKILL', () => {

@@ -7,7 +7,7 @@ import type { DestinationStream } from 'pino';
 import { Lifecycle } from '../../src/health/lifecycle';
 import { httpRequest } from '../support/http';
 import { waitFor } from '../support/wait';
-import { AgentProcess, api, ensureBuilt, ExampleAgent, startExampleAgent } from './support/example';
+import { AgentProcess, api, bearer, ensureBuilt, ExampleAgent, startExampleAgent } from './support/example';
 
 jest.setTimeout(120_000);
 
@@ -136,6 +136,25 @@ describe('LOG_FORMAT=json, the built agent (dist/main.js)', () => {
           res: expect.objectContaining({ statusCode: 201 }),
         }),
       ]);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("never writes the admin API's bearer token: the request line hides the Authorization header", async () => {
+    const token = 'bG9nZ2VkLW5ldmVyLTAxMjM0NTY3ODk';
+    const agent = await AgentProcess.start({ LOG_FORMAT: 'json', LOG_LEVEL: 'debug', ADMIN_TOKEN: token });
+    try {
+      for (const header of [bearer(token), bearer(`${token}-wrong`)])
+        await api(agent.httpUrl, 'POST', '/blocklist', { cidr: '198.51.100.0/24' }, header);
+      const requestLines = (): LogLine[] => jsonLines(agent.lines).filter((line) => line.msg === 'request completed');
+      await waitFor('the lines of both admin requests', () => requestLines().length === 2);
+      expect(requestLines().map((line) => line.req)).toEqual([
+        expect.objectContaining({ headers: expect.objectContaining({ authorization: '[Redacted]' }) }),
+        expect.objectContaining({ headers: expect.objectContaining({ authorization: '[Redacted]' }) }),
+      ]);
+      expect(requestLines().map((line) => (line.res as { statusCode: number }).statusCode)).toEqual([201, 401]);
+      expect(agent.output()).not.toContain(token);
     } finally {
       await agent.stop();
     }

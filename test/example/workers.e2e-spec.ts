@@ -11,6 +11,7 @@ import { waitFor } from '../support/wait';
 import {
   AgentProcess,
   api,
+  bearer,
   connectionsServedBy,
   ensureBuilt,
   processExists,
@@ -35,22 +36,33 @@ interface Readiness {
 const score = async (client: SpoeClient, ip: string): Promise<unknown> =>
   (await client.notify('check-client-ip', { ip: SpoeIp.parse(ip) }))[0]?.value;
 
-/** An admin call on a new HTTP connection: round-robin hands each to the next worker. */
-async function admin(agent: AgentProcess, method: 'POST' | 'DELETE', path: string, body?: unknown): Promise<number> {
+/**
+ * An admin call on a new HTTP connection: round-robin hands each to the next worker. `headers` go with it (an
+ * `authorization`).
+ */
+async function admin(
+  agent: AgentProcess,
+  method: 'GET' | 'POST' | 'DELETE',
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<number> {
   const { hostname, port } = new URL(agent.httpUrl);
   const payload = body === undefined ? undefined : JSON.stringify(body);
-  const headers: Record<string, string> = payload === undefined ? {} : { 'content-type': 'application/json' };
   return (
     await httpRequest({
       host: hostname,
       port: Number(port),
       method,
       path,
-      headers,
+      headers: { ...(payload !== undefined && { 'content-type': 'application/json' }), ...headers },
       ...(payload !== undefined && { body: payload }),
     })
   ).status;
 }
+
+/** The supervisor's warning at startup when ADMIN_TOKEN is not set. */
+const OPEN_ADMIN_WARNING = '[Supervisor] ADMIN_TOKEN is not set: the admin API answers only on loopback';
 
 /**
  * Opens `count` SPOP connections, one after the other, and waits until the workers hold exactly those: how many each
@@ -74,13 +86,20 @@ const byNumber = (a: number, b: number): number => a - b;
 const readiness = (agent: AgentProcess): Promise<{ status: number; body: Readiness }> =>
   api<Readiness>(agent.httpUrl, 'GET', '/health/ready');
 
-/** A supervisor of two workers (in-memory blocklist) for the tests of one describe, and the connections they open. */
-function twoWorkers(): { agent: () => AgentProcess; workers: () => number[]; open: SpoeClient[] } {
+/**
+ * A supervisor of two workers (in-memory blocklist, `env` besides) for the tests of one describe, and the connections
+ * they open.
+ */
+function twoWorkers(env: Record<string, string> = {}): {
+  agent: () => AgentProcess;
+  workers: () => number[];
+  open: SpoeClient[];
+} {
   let agent: AgentProcess;
   let workers: number[];
   const open: SpoeClient[] = [];
   beforeAll(async () => {
-    agent = await AgentProcess.start({ SPOE_WORKERS: '2', SHUTDOWN_GRACE_MS: '60000', LOG_LEVEL: 'log' });
+    agent = await AgentProcess.start({ SPOE_WORKERS: '2', SHUTDOWN_GRACE_MS: '60000', LOG_LEVEL: 'log', ...env });
     workers = agent.workerPids();
   });
   // A test's connections end with it: the next one counts only its own.
@@ -120,6 +139,11 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
     ).toEqual([...workers()].sort(byNumber));
   });
 
+  it('says once, as the supervisor, that without ADMIN_TOKEN the admin API answers only on loopback', () => {
+    expect(agent().lines.filter((line) => line.includes(OPEN_ADMIN_WARNING))).toHaveLength(1);
+    expect(agent().output()).not.toMatch(/\[Agent\] ADMIN_TOKEN/);
+  });
+
   it('spreads SPOP connections over both workers', async () => {
     const { clients, served } = await connect(agent(), 4);
     open.push(...clients);
@@ -147,6 +171,27 @@ describe('SPOE_WORKERS=2, in-memory blocklist', () => {
       expect(await admin(agent(), 'DELETE', `/blocklist?cidr=${cidr}`)).toBe(204);
       expect(await Promise.all(clients.map((c) => score(c, ip)))).toEqual([0, 0, 0, 0]);
     }
+  });
+});
+
+describe('SPOE_WORKERS=2 with ADMIN_TOKEN', () => {
+  const token = 'd29ya2Vycy1hZG1pbi10b2tlbi0wMTIzNDU2Nzg5';
+  const { agent } = twoWorkers({ ADMIN_TOKEN: token });
+
+  it('has every worker require the token: 401 without it, on each new connection', async () => {
+    for (const method of ['GET', 'POST', 'DELETE', 'GET'] as const)
+      expect([method, await admin(agent(), method, '/blocklist?cidr=192.0.2.0/24')]).toEqual([method, 401]);
+  });
+
+  it('has every worker answer the calls that have it', async () => {
+    for (const cidr of ['192.0.2.0/28', '192.0.2.16/28']) {
+      expect(await admin(agent(), 'POST', '/blocklist', { cidr }, bearer(token))).toBe(201);
+      expect(await admin(agent(), 'DELETE', `/blocklist?cidr=${cidr}`, undefined, bearer(token))).toBe(204);
+    }
+  });
+
+  it('does not warn about loopback', () => {
+    expect(agent().output()).not.toContain('ADMIN_TOKEN is not set');
   });
 });
 

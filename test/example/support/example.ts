@@ -6,6 +6,7 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent, startAgent } from '../../../src/agent';
 import type { AppOptions } from '../../../src/app.module';
@@ -69,20 +70,49 @@ export async function startExampleAgent(
   };
 }
 
-/** A JSON HTTP call; resolves with status and parsed body (undefined when empty). */
+/**
+ * A JSON HTTP call, with `headers` besides the content type (an `authorization`); resolves with status and parsed body
+ * (undefined when empty).
+ */
 export async function api<T = unknown>(
   baseUrl: string,
   method: string,
   path: string,
   body?: unknown,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; body: T }> {
   const response = await fetch(`${baseUrl}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
   return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** The `authorization` header of a bearer token, for {@link api}. */
+export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
+
+/**
+ * An IPv4 address of this machine off loopback (the first of its interfaces): a client connecting to it from here has
+ * it as its source address, which is how the tests call an agent (HTTP_HOST=0.0.0.0) from "elsewhere".
+ */
+export const NON_LOOPBACK_ADDRESS: string | undefined = Object.values(networkInterfaces())
+  .flat()
+  .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+
+/** A machine whose only interface is lo has no such address: the guard's unit tests check the rule then. */
+export const nonLoopbackAddress: Prerequisite = {
+  name: 'an IPv4 address of this machine off loopback',
+  missing: NON_LOOPBACK_ADDRESS === undefined ? 'os.networkInterfaces() lists none' : undefined,
+  optionalInCi: 'a container may run without any network interface but lo',
+};
+
+/** `baseUrl` (an agent's HTTP side on 0.0.0.0) at {@link NON_LOOPBACK_ADDRESS} instead of loopback. */
+export function offLoopback(baseUrl: string): string {
+  const url = new URL(baseUrl);
+  url.hostname = NON_LOOPBACK_ADDRESS!;
+  return url.origin;
 }
 
 // ------------------------------------------------------------------------------------------------------------------
