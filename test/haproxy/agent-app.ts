@@ -30,6 +30,7 @@ import {
   SpoeDataType,
   SpoeDisconnectEvent,
   SpoeIp,
+  SpoeTlsOptions,
   SpoeValue,
   TypedData,
   VarScope,
@@ -46,6 +47,7 @@ import { TemplateVars } from '../support/haproxy-config';
 import { HaproxyProcess } from '../support/haproxy-process';
 import { httpRequest, HttpResponse } from '../support/http';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
+import { makeTestPki, TestPki } from '../support/certificates';
 import { freePort, hasIpv6Loopback } from '../support/ports';
 import { waitFor } from '../support/wait';
 
@@ -72,6 +74,8 @@ export interface MessageRecord {
   readonly connection: string;
   /** Capabilities negotiated on that connection. */
   readonly capabilities: readonly string[];
+  /** The CN of HAProxy's verified client certificate (mutual TLS), undefined without one. */
+  readonly peer: string | undefined;
   readonly args: readonly RecordedArgument[];
 }
 
@@ -123,6 +127,7 @@ export class AgentRecorder {
       frameId: String(ctx.getFrameId()),
       connection: ctx.getRemoteAddress(),
       capabilities: ctx.getSettings().capabilities,
+      peer: ctx.getPeerCertificate()?.subject.CN?.toString(),
       args,
     };
     this.records.push(record);
@@ -240,6 +245,7 @@ async function startHaproxyAgent(
   listen: { readonly port: number } | { readonly path: string },
   recorder: AgentRecorder,
   async: boolean | undefined,
+  tls: SpoeTlsOptions | undefined,
 ): Promise<RunningAgent> {
   const agent = await startAgent(
     AgentModule.register(recorder),
@@ -248,6 +254,7 @@ async function startHaproxyAgent(
       // The library's error variable, as HAProxy reads it: var(txn.iprep.agent_error).
       errorVariable: { scope: VarScope.Transaction, name: 'agent_error' },
       ...(async !== undefined ? { async } : {}),
+      ...(tls && { tls }),
       // Tests stop and restart agents: keep shutdowns short.
       drainTimeoutMs: 1000,
       disconnectLingerMs: 200,
@@ -296,6 +303,11 @@ interface HaproxyConfigOptions {
   readonly timeoutProcessing?: string;
   /** Global `nbthread`; HAProxy's default when undefined. */
   readonly nbthread?: number;
+  /**
+   * The agent behind TLS (`server a1 … ssl verify required ca-file …`), or mutual TLS (HAProxy also presents a client
+   * certificate, `crt …`, which the agent requires). Certificates from test/support/certificates.ts.
+   */
+  readonly tls?: 'tls' | 'mtls';
 }
 
 /** Where the stack's parts are, for the configuration. */
@@ -313,6 +325,8 @@ interface StackAddresses {
   /** Also bind `[::ffff:127.0.0.1]:portMapped` (an IPv6 socket reached over IPv4: sources are IPv4-mapped). */
   readonly portMapped?: number;
   readonly statsSocket: string;
+  /** The certificates, when `tls` is set. */
+  readonly pki?: TestPki;
 }
 
 /** The values of the templates' placeholders. */
@@ -333,6 +347,10 @@ function haproxyVars(o: StackAddresses & HaproxyConfigOptions): TemplateVars {
     AGENT_CHECK: o.healthCheck ? ['option spop-check'] : [],
     AGENT_ADDR: 'path' in o.agent ? `unix@${o.agent.path}` : `${o.agent.host}:${o.agent.port}`,
     AGENT_SERVER_CHECK: o.healthCheck ? ' check inter 200ms rise 1 fall 1' : '',
+    AGENT_SERVER_TLS:
+      o.tls && o.pki
+        ? ` ssl verify required ca-file ${o.pki.caFile}${o.tls === 'mtls' ? ` crt ${o.pki.client.pemFile}` : ''}`
+        : '',
     TIMEOUT_PROCESSING: o.timeoutProcessing ?? '2s',
     // 2.x only: the SPOE applets' own timeouts, and option async.
     APPLET_OPTIONS: spop
@@ -368,6 +386,8 @@ export interface Stack {
   readonly backend: HttpBackend;
   readonly haproxy: HaproxyProcess;
   readonly statsSocket: string;
+  /** The certificates of a TLS stack. */
+  readonly pki: TestPki | undefined;
   /** Frontend ports: 127.0.0.1, [::1] (if bound), [::ffff:127.0.0.1] (if bound). */
   readonly port: number;
   readonly port6: number | undefined;
@@ -403,6 +423,12 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
   const dir = makeTempDir();
   const recorder = new AgentRecorder();
   const agentListen = options.unixAgent ? { path: join(dir, 'agent.sock') } : { port: 0 };
+  const pki = options.tls ? makeTestPki(dir) : undefined;
+  const agentTls: SpoeTlsOptions | undefined = pki && {
+    cert: pki.server.cert,
+    key: pki.server.key,
+    ...(options.tls === 'mtls' && { ca: pki.ca, requestCert: true }),
+  };
   let agent: RunningAgent | undefined;
   let backend: HttpBackend | undefined;
   let haproxy: HaproxyProcess | undefined;
@@ -420,6 +446,7 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
       endpoint && 'port' in endpoint ? { port: endpoint.port } : agentListen,
       recorder,
       options.agentAsync,
+      agentTls,
     );
     agentRunning = true;
   };
@@ -436,7 +463,7 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
     if (errors.length > 0) throw errors[0];
   };
   try {
-    agent = await startHaproxyAgent(agentListen, recorder, options.agentAsync);
+    agent = await startHaproxyAgent(agentListen, recorder, options.agentAsync, agentTls);
     agentRunning = true;
     backend = await startHttpBackend();
     const extraBinds = options.extraBinds ?? true;
@@ -458,6 +485,7 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
         port6,
         portMapped,
         statsSocket,
+        pki,
         ...options,
       });
       try {
@@ -484,6 +512,7 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
       backend,
       haproxy: h,
       statsSocket,
+      pki,
       port,
       port6,
       portMapped,

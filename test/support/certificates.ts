@@ -24,6 +24,8 @@ export interface TestIdentity {
 
 /** A CA and what it signed. */
 export interface TestPki {
+  /** Where the files are. */
+  readonly dir: string;
   readonly caFile: string;
   readonly ca: Buffer;
   /** The agent's certificate: CN localhost, SANs localhost, 127.0.0.1, ::1. */
@@ -104,20 +106,23 @@ function issue(dir: string, ca: string, name: string, cn: string, extensions: st
   return { certFile: join(dir, `${name}.pem`), keyFile: join(dir, `${name}.key`), pemFile, cert, key };
 }
 
+/** The agent's certificate's extensions: its names, and clientAuth so that it can probe itself under mutual TLS. */
+const SERVER_EXTENSIONS = 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth,clientAuth';
+
+/** Another certificate for the agent, signed by the same CA (a renewal, for reload tests); `name` names its files. */
+export function renewServerCertificate(pki: TestPki, name: string): TestIdentity {
+  return issue(pki.dir, 'ca', name, 'localhost', SERVER_EXTENSIONS);
+}
+
 /** Makes a CA, the agent's and HAProxy's certificates, and another CA's client certificate, in `dir`. */
 export function makeTestPki(dir: string): TestPki {
   newCa(dir, 'ca');
   newCa(dir, 'other-ca');
-  const server = issue(
-    dir,
-    'ca',
-    'server',
-    'localhost',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth,clientAuth',
-  );
+  const server = issue(dir, 'ca', 'server', 'localhost', SERVER_EXTENSIONS);
   const client = issue(dir, 'ca', 'client', 'haproxy-test', 'extendedKeyUsage=clientAuth');
   const otherClient = issue(dir, 'other-ca', 'other-client', 'intruder', 'extendedKeyUsage=clientAuth');
   return {
+    dir,
     caFile: join(dir, 'ca.pem'),
     ca: readFileSync(join(dir, 'ca.pem')),
     server,
