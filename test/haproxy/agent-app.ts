@@ -41,7 +41,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { SpoeTracing } from 'nestjs-spoe/tracing';
 import { startAgent, TestAgent } from '../support/agent';
 import { makeTempDir, removeTempDir } from '../support/cleanup';
-import { haproxyCli } from '../support/haproxy-admin';
+import { haproxyCli, showStat } from '../support/haproxy-admin';
 import { HaproxyBinary, isSpopMux } from '../support/haproxy-binaries';
 import { TemplateVars } from '../support/haproxy-config';
 import { HaproxyProcess } from '../support/haproxy-process';
@@ -532,6 +532,40 @@ export async function startStack(binary: HaproxyBinary, options: StackOptions = 
     await close().catch(() => undefined);
     throw error;
   }
+}
+
+/** Waits until the last check of agents/a1 is a passed layer-7 check (not merely the initial UP state). */
+export async function waitForL7Ok(stack: Stack, timeoutMs = 5000): Promise<void> {
+  await waitFor(
+    'a passed spop-check (L7OK)',
+    async () => {
+      const row = (await showStat(stack.statsSocket)).find((r) => r.pxname === 'agents' && r.svname === 'a1');
+      return row?.status === 'UP' && row.check_status === 'L7OK';
+    },
+    timeoutMs,
+    50,
+  );
+}
+
+/**
+ * What HAProxy prints of the variables `echo` set for a request to /echo with `body` (see config/haproxy.cfg), and
+ * the types `echo-check` saw when HAProxy sent them back: every type there and back.
+ */
+export function expectEchoed(response: HttpResponse, body: string): void {
+  expect(response.headers).toMatchObject({
+    'x-echo-s': 'hello',
+    'x-echo-neg': '-5',
+    'x-echo-big': '5000000000',
+    'x-echo-b': '1',
+    'x-echo-bin': '48454C4C4F',
+    'x-echo-v4': '192.0.2.7',
+    'x-echo-v6': '::1',
+    'x-echo-body': Buffer.from(body).toString('hex').toUpperCase(),
+  });
+  expect(response.headers['x-echo-h']).toBeUndefined();
+  expect(response.headers['x-types']).toBe(
+    's=String,neg=Int64,big=Int64,b=Boolean,bin=Binary,v4=Ipv4,v6=Ipv6,body=Binary,h=Null',
+  );
 }
 
 /**

@@ -5,25 +5,12 @@
  * again — when a new agent listens on the same port.
  */
 import { cleanupAll } from '../support/cleanup';
-import { serverStatus, showServersState, showStat, waitForServerStatus } from '../support/haproxy-admin';
+import { serverStatus, showServersState, waitForServerStatus } from '../support/haproxy-admin';
 import { describeEachHaproxy, HaproxyBinary, isSpopMux } from '../support/haproxy-binaries';
 import { waitFor } from '../support/wait';
-import { newRid, Stack, startStack } from './agent-app';
+import { newRid, Stack, startStack, waitForL7Ok } from './agent-app';
 
 afterAll(() => cleanupAll());
-
-/** Waits until the last check of agents/a1 is a passed layer-7 check (not merely the initial UP state). */
-async function waitForL7Ok(stack: Stack): Promise<void> {
-  await waitFor(
-    'a passed spop-check (L7OK)',
-    async () => {
-      const row = (await showStat(stack.statsSocket)).find((r) => r.pxname === 'agents' && r.svname === 'a1');
-      return row?.status === 'UP' && row.check_status === 'L7OK';
-    },
-    5000,
-    50,
-  );
-}
 
 describeEachHaproxy('spop-check health checks', (binary: HaproxyBinary) => {
   let stack: Stack;

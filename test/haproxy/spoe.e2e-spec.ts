@@ -18,7 +18,7 @@ import { SpoeLogEvent } from '../support/haproxy-spoe-log';
 import { hasIpv6Loopback } from '../support/ports';
 import { itIf } from '../support/prerequisites';
 import { waitFor } from '../support/wait';
-import { MessageRecord, newRid, Stack, startStack, streamsEnded } from './agent-app';
+import { expectEchoed, MessageRecord, newRid, Stack, startStack, streamsEnded } from './agent-app';
 
 afterAll(() => cleanupAll());
 
@@ -159,18 +159,8 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
       const rid = newRid();
       const res = await stack.request('/echo', rid, { body: 'ping-body' });
       expect(res.status).toBe(200);
-      // Values as HAProxy prints the variables the agent set.
-      expect(res.headers).toMatchObject({
-        'x-echo-s': 'hello',
-        'x-echo-neg': '-5',
-        'x-echo-big': '5000000000',
-        'x-echo-b': '1',
-        'x-echo-bin': '48454C4C4F',
-        'x-echo-v4': '192.0.2.7',
-        'x-echo-v6': '::1',
-        'x-echo-body': Buffer.from('ping-body').toString('hex').toUpperCase(),
-      });
-      expect(res.headers['x-echo-h']).toBeUndefined();
+      // Values as HAProxy prints the variables the agent set, and the types HAProxy sent back in echo-check.
+      expectEchoed(res, 'ping-body');
       // Type-sensitive ACLs: integer comparisons beyond 2^32, a boolean match, IP network matches.
       expect(res.headers).toMatchObject({
         'x-check-neg': 'ok',
@@ -179,10 +169,6 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
         'x-check-v4': 'ok',
         'x-check-v6': 'ok',
       });
-      // What HAProxy sent back when reading those variables in the next event (echo-check), as the agent saw it.
-      expect(res.headers['x-types']).toBe(
-        's=String,neg=Int64,big=Int64,b=Boolean,bin=Binary,v4=Ipv4,v6=Ipv6,body=Binary,h=Null',
-      );
 
       const [echo] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'echo');
       const [echoCheck] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'echo-check');

@@ -41,46 +41,22 @@ function openssl(dir: string, ...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+/** `openssl req` making a new P-256 key `<name>.key` (unencrypted) and, for `/CN=<cn>`, what `output` says. */
+function newKey(dir: string, name: string, cn: string, ...output: string[]): void {
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`];
+  openssl(dir, 'req', ...key, ...output, '-subj', `/CN=${cn}`);
+}
+
+/** A self-signed CA: `<name>.pem` and `<name>.key`. */
 function newCa(dir: string, name: string): void {
-  openssl(
-    dir,
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.pem`,
-    '-days',
-    '2',
-    '-subj',
-    `/CN=${name}`,
-  );
+  newKey(dir, name, name, '-x509', '-out', `${name}.pem`, '-days', '2');
 }
 
 /** A key and a certificate for `cn`, signed by the CA `ca` (files `<ca>.pem`, `<ca>.key` in `dir`). */
 function issue(dir: string, ca: string, name: string, cn: string, extensions: string): TestIdentity {
   const ext = join(dir, `${name}.ext`);
   writeFileSync(ext, `${extensions}\n`);
-  openssl(
-    dir,
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.csr`,
-    '-subj',
-    `/CN=${cn}`,
-  );
+  newKey(dir, name, cn, '-out', `${name}.csr`);
   openssl(
     dir,
     'x509',
