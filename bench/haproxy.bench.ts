@@ -19,17 +19,15 @@
  * NESTJS_SPOE_CACHE (where scripts/provision-haproxy.sh keeps the HAProxy binaries).
  * Writes bench/results/haproxy.json (raw measures, medians, versions, machine facts). Exits 1 when a run had errors.
  */
-import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
-import { join } from 'node:path';
 import { cleanupAll, makeTempDir, removeTempDir } from '../test/support/cleanup';
-import { detectHaproxyVersion, HaproxyBinary } from '../test/support/haproxy-binaries';
 import { HaproxyProcess } from '../test/support/haproxy-process';
 import { httpRequest } from '../test/support/http';
 import { waitFor } from '../test/support/wait';
 import { NO_SCORE_STATUS, renderHaproxyFiles, SCORE_HEADER } from './haproxy/config';
+import { Haproxy, provisionHaproxy } from './haproxy/provision';
 import { describeErrors, ensureWrk, errorCount, runWrk, WrkResult, wrkVersion } from './haproxy/wrk';
-import { buildProject, ROOT, RunningAgent, startCeiling, startExample } from './support/agents';
+import { buildProject, RunningAgent, startCeiling, startExample } from './support/agents';
 import { CPU, pinningNote, pinRunning } from './support/cpus';
 import { envInt, envList } from './support/env';
 import { machineFacts, MachineFacts, withLoadAtEnd } from './support/machine';
@@ -44,8 +42,6 @@ import {
 import { fixed, int, signed, textTable } from './support/report';
 import { writeResults } from './support/results';
 import { median } from './support/stats';
-
-const PROVISION_SCRIPT = join(ROOT, 'scripts', 'provision-haproxy.sh');
 
 const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
 const DURATION_S = envInt('BENCH_HTTP_DURATION_S', 5, 1);
@@ -72,11 +68,6 @@ type Frontend = (typeof FRONTENDS)[number];
 
 interface BenchAgent extends RunningAgent {
   readonly name: AgentName;
-}
-
-interface Haproxy extends HaproxyBinary {
-  /** `haproxy -v`'s first line. */
-  readonly versionLine: string;
 }
 
 export interface Measurement {
@@ -146,28 +137,6 @@ export interface Failure {
 }
 
 const failures: Failure[] = [];
-
-// ------------------------------------------------------------------------------------------------------- setup
-
-/** Each version through scripts/provision-haproxy.sh (a no-op once cached), so that a fresh clone works too. */
-function provisionHaproxy(version: string): Haproxy {
-  let path: string;
-  try {
-    path = execFileSync('bash', [PROVISION_SCRIPT, '--print-path', version], {
-      encoding: 'utf8',
-      timeout: 15 * 60_000,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    }).trim();
-  } catch (error) {
-    throw new Error(`HAProxy ${version} could not be provisioned by scripts/provision-haproxy.sh (see above)`, {
-      cause: error,
-    });
-  }
-  const detected = detectHaproxyVersion(path);
-  if (detected.version !== version) throw new Error(`${path} is HAProxy ${detected.fullVersion}, not ${version}`);
-  const versionLine = execFileSync(path, ['-v'], { encoding: 'utf8' }).split('\n')[0].trim();
-  return { ...detected, path, versionLine };
-}
 
 // ------------------------------------------------------------------------------------------------------- one stack
 
