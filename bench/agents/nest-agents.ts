@@ -12,9 +12,11 @@ import {
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import { readFileSync } from 'node:fs';
 import { AddressInfo } from 'node:net';
 import { Observable } from 'rxjs';
 import { SetVar, SpoeIp, SpoeModule, SpoeServer, SpoeValue } from '../../libs/spoe/src';
+import type { SpoeServerOptions } from '../../libs/spoe/src';
 
 /**
  * The nestjs-spoe agents of `npm run bench:frames`, one per process (`node -r @swc-node/register nest-agents.ts KIND`),
@@ -32,6 +34,9 @@ import { SetVar, SpoeIp, SpoeModule, SpoeServer, SpoeValue } from '../../libs/sp
  *   (ParentBased(TraceIdRatioBased(0.01))).
  * - `observed-all`: `observed-sampled` with every span sampled and recorded (the SDK's default sampler).
  * The exporter drops the batches: sending them (OTLP) is the collector's side of the cost.
+ *
+ * Any kind serves SPOP over TLS when BENCH_TLS_CERT and BENCH_TLS_KEY name its certificate and key (PEM files), and
+ * requires a client certificate signed by BENCH_TLS_CA when that is set too (mutual TLS).
  */
 
 @Controller()
@@ -118,12 +123,25 @@ function observedModule(kind: string): Type {
   return ObservedModule;
 }
 
+/** The `tls` option the BENCH_TLS_* files describe, if any (see above). */
+function tlsFromEnv(): SpoeServerOptions['tls'] {
+  const { BENCH_TLS_CERT: cert, BENCH_TLS_KEY: key, BENCH_TLS_CA: ca } = process.env;
+  if (!cert || !key) return undefined;
+  return {
+    cert: readFileSync(cert),
+    key: readFileSync(key),
+    ...(ca && { ca: readFileSync(ca), requestCert: true }),
+  };
+}
+
 const KINDS = ['server', 'pipeline', 'metrics', 'observed', 'observed-sampled', 'observed-all'];
 
 async function start(kind: string): Promise<number> {
   if (!KINDS.includes(kind)) throw new Error(`unknown agent kind "${kind}" (${KINDS.join(', ')})`);
   const module = kind === 'server' ? ServerModule : kind === 'pipeline' ? PipelineModule : await observedModule(kind);
-  const server = new SpoeServer({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0) });
+  const tls = tlsFromEnv();
+  // No `tls` key at all without TLS: a baseline's library (bench/support/baseline.ts) may not know the option.
+  const server = new SpoeServer({ host: '127.0.0.1', port: Number(process.env.PORT ?? 0), ...(tls && { tls }) });
   const app = await NestFactory.createMicroservice(module, {
     strategy: server,
     logger: ['error'],

@@ -11,6 +11,7 @@
  *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO once up)
  *   heavy      a ≈50 µs/message handler under src/'s worker supervisor         (bench/agents/heavy-agent.ts)
  *
+ * The nest-agents.ts kinds serve SPOP over TLS with the `tls` option (bench:frames' `server-tls`, `server-mtls`).
  * Each answers check-client-ip with set-var sess.ip_score. A start resolves once the agent serves, and stops the
  * process if it does not.
  */
@@ -59,12 +60,15 @@ export function buildProject(): void {
   }
 }
 
+/** What configures an agent in its environment (the example's, heavy-agent.ts', nest-agents.ts' BENCH_TLS_*). */
+const AGENT_SETTING =
+  /^(SPOE_|HTTP_|HEAVY_|BENCH_TLS_)|^(REDIS_URL|BLOCKLIST|LOG_LEVEL|SHUTDOWN_GRACE_MS|HEALTH_TIMEOUT_MS|PORT)$/;
+
 /** The caller's agent settings (a REDIS_URL, SPOE_WORKERS, a LOG_LEVEL…) must not change what is measured. */
 function envWithoutAgentSettings(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const key of Object.keys(env)) {
-    if (/^(SPOE_|HTTP_|HEAVY_)|^(REDIS_URL|BLOCKLIST|LOG_LEVEL|SHUTDOWN_GRACE_MS|HEALTH_TIMEOUT_MS|PORT)$/.test(key))
-      delete env[key];
+    if (AGENT_SETTING.test(key)) delete env[key];
   }
   return env;
 }
@@ -165,22 +169,24 @@ export interface NestAgentOptions extends AgentOptions {
   /** The tree the script belongs to: its working directory (default: this one). */
   readonly root?: string;
   readonly name?: string;
+  /**
+   * SPOP over TLS (PEM files): the agent's certificate and key; with `caFile`, mutual TLS (a client certificate signed
+   * by that CA required).
+   */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile?: string };
 }
 
-/**
- * bench/agents/nest-agents.ts: `server` (SpoeServer, plainest handler) or `pipeline` (plus an interceptor and a pipe).
- */
 /** The agents of bench/agents/nest-agents.ts. */
 export type NestAgentKind = 'server' | 'pipeline' | 'metrics' | 'observed' | 'observed-sampled' | 'observed-all';
 
 export function startNestAgent(kind: NestAgentKind, options: NestAgentOptions = {}): Promise<RunningAgent> {
   const name = options.name ?? kind;
   const script = options.script ?? join(AGENTS_DIR, 'nest-agents.ts');
-  const child = spawnNode(
-    ['-r', '@swc-node/register', script, kind],
-    { ...options, env: { ...options.env, PORT: '0' } },
-    options.root,
-  );
+  const { tls } = options;
+  const env: NodeJS.ProcessEnv = { ...options.env, PORT: '0' };
+  if (tls) Object.assign(env, { BENCH_TLS_CERT: tls.certFile, BENCH_TLS_KEY: tls.keyFile });
+  if (tls?.caFile) env.BENCH_TLS_CA = tls.caFile;
+  const child = spawnNode(['-r', '@swc-node/register', script, kind], { ...options, env }, options.root);
   return serving(name, child, readyPort(child, name));
 }
 
