@@ -10,9 +10,16 @@
  *   observed  `metrics` with OpenTelemetry tracing continuing HAProxy's traces       (bench/agents/nest-agents.ts)
  *   observed-sampled  `observed` starting a trace per message, 1% sampled              (bench/agents/nest-agents.ts)
  *   observed-all  `observed-sampled` with every span sampled                           (bench/agents/nest-agents.ts)
+ *   server-proxied  `server` behind HAProxy 3.4 in `mode tcp`, plain TCP                  (bench/haproxy/tcp-proxy.ts)
+ *   server-tls  `server` over TLS from that HAProxy (`ssl verify required`)               (bench/haproxy/tcp-proxy.ts)
+ *   server-mtls  `server-tls` with HAProxy's client certificate, required by the agent    (bench/haproxy/tcp-proxy.ts)
+ *
+ * The generator speaks plain TCP: TLS's cost is measured through a TLS-originating HAProxy, and the one to read is the
+ * agent's CPU per frame of `server-tls` and `server-mtls` against `server-proxied` (same path, no TLS).
  *
  * With BENCH_BASELINE=<git ref>, `server@<ref>` and `example@<ref>` are measured too, in the same rounds: the same
  * agents built from that ref (bench/support/baseline.ts), so that a change is judged before/after on one machine state.
+ * The proxied agents have no baseline version: a ref from before the `tls` option could not run them.
  *
  * For each configuration (connections × NOTIFY in flight per connection) and round, the agents are measured one
  * after the other, so that noise from the machine (other jobs, thermal state) hits all of them alike; the report
@@ -23,6 +30,7 @@
  * BENCH_BASELINE (unset), BENCH_AGENTS (all), BENCH_SKIP_BUILD=1 (do not run `npm run build`), CC (the C compiler, default cc).
  * Writes bench/results/frames.json (raw measures, medians, machine facts). Not a test: numbers vary with the machine.
  */
+import { PROXIED_AGENTS, prepareProxies, ProxySetup, startProxied } from './haproxy/tcp-proxy';
 import { buildProject, RunningAgent, startCeiling, startExample, startNestAgent } from './support/agents';
 import { Baseline, prepareBaseline } from './support/baseline';
 import { CPU, pinningNote } from './support/cpus';
@@ -54,10 +62,17 @@ export interface Configuration {
   readonly inflight: number;
 }
 
+/** What the generator drives: the agent, or HAProxy in front of it; `pid` is the agent's, whose CPU is measured. */
+interface Target {
+  readonly pid: number;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
 /** An agent as measured: its name in the report and how to start one. */
 interface AgentSpec {
   readonly name: string;
-  readonly start: () => Promise<RunningAgent>;
+  readonly start: () => Promise<Target>;
 }
 
 export interface Measurement extends Configuration, LoadMeasure {
@@ -103,17 +118,31 @@ export interface FramesResults {
  * carries.
  */
 function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
+  const direct = (name: string, start: () => Promise<RunningAgent>): AgentSpec => ({
+    name,
+    start: async () => {
+      const agent = await start();
+      return { pid: agent.pid, port: agent.port, stop: () => stopProcessTree(agent.child) };
+    },
+  });
+  // The proxied agents together, the TLS ones right after their plain baseline; HAProxy and certificates made once.
+  let proxies: ProxySetup | undefined;
+  const proxied = PROXIED_AGENTS.map((name) => ({
+    name,
+    start: () => startProxied(name, (proxies ??= prepareProxies()), { agent: CPU.agent, proxy: CPU.proxy }),
+  }));
   return [
-    { name: 'ceiling', start: () => startCeiling({ cpu: CPU.agent }) },
-    { name: 'example', start: () => startExample({ cpu: CPU.agent }) },
-    ...(baseline?.example ? [baseline.example] : []),
-    { name: 'server', start: () => startNestAgent('server', { cpu: CPU.agent }) },
-    ...(baseline?.server ? [baseline.server] : []),
-    { name: 'metrics', start: () => startNestAgent('metrics', { cpu: CPU.agent }) },
-    { name: 'observed', start: () => startNestAgent('observed', { cpu: CPU.agent }) },
-    { name: 'observed-sampled', start: () => startNestAgent('observed-sampled', { cpu: CPU.agent }) },
-    { name: 'observed-all', start: () => startNestAgent('observed-all', { cpu: CPU.agent }) },
-    { name: 'pipeline', start: () => startNestAgent('pipeline', { cpu: CPU.agent }) },
+    direct('ceiling', () => startCeiling({ cpu: CPU.agent })),
+    direct('example', () => startExample({ cpu: CPU.agent })),
+    ...(baseline?.example ? [direct(baseline.example.name, baseline.example.start)] : []),
+    direct('server', () => startNestAgent('server', { cpu: CPU.agent })),
+    ...(baseline?.server ? [direct(baseline.server.name, baseline.server.start)] : []),
+    direct('metrics', () => startNestAgent('metrics', { cpu: CPU.agent })),
+    direct('observed', () => startNestAgent('observed', { cpu: CPU.agent })),
+    direct('observed-sampled', () => startNestAgent('observed-sampled', { cpu: CPU.agent })),
+    direct('observed-all', () => startNestAgent('observed-all', { cpu: CPU.agent })),
+    direct('pipeline', () => startNestAgent('pipeline', { cpu: CPU.agent })),
+    ...proxied,
   ].filter((agent) => AGENTS === undefined || AGENTS.includes(agent.name.replace(/@.*/, '')));
 }
 
@@ -136,7 +165,7 @@ async function measure(agent: AgentSpec, config: Configuration, round: number): 
     const generatorLimited = load.generator.cpuPercent >= GENERATOR_LIMIT_PERCENT * load.generator.threads;
     return { round, agent: agent.name, ...config, ...load, generatorLimited };
   } finally {
-    await stopProcessTree(running.child);
+    await running.stop();
   }
 }
 
@@ -228,7 +257,10 @@ async function main(): Promise<void> {
       durationMs: DURATION_MS,
       warmupMs: WARMUP_MS,
       generatorThreads: GENERATOR_THREADS,
-      pinning: pinningNote(`agent on CPU ${CPU.agent}, generator on CPU ${CPU.generator}`),
+      pinning: pinningNote(
+        `agent on CPU ${CPU.agent}, generator on CPU ${CPU.generator}` +
+          (names.some((n) => PROXIED_AGENTS.some((p) => p === n)) ? `, HAProxy on CPU ${CPU.proxy}` : ''),
+      ),
       configurations: CONFIGURATIONS,
       ...(baseline && { baseline: { ref: baseline.ref, commit: baseline.commit, skipped: baseline.skipped } }),
     },

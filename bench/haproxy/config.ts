@@ -6,6 +6,9 @@
  * - 3.1+ runs SPOP over the SPOP multiplexer: the agents backend is `mode spop`, and the spoe-agent section takes no
  *   `timeout hello`/`timeout idle`;
  * - 2.x (and 3.0) run it over applets on a `mode tcp` backend, and need `timeout hello` and `timeout idle`.
+ *
+ * And the haproxy.cfg of `npm run bench:frames`' proxied agents (bench/haproxy/tcp-proxy.ts): a `mode tcp` proxy
+ * between the load generator and an agent, plain or originating TLS.
  */
 import { join } from 'node:path';
 import { isSpopMux } from '../../test/support/haproxy-binaries';
@@ -87,6 +90,44 @@ function renderSpoeConf(version: string): string {
     'spoe-message check-client-ip',
     '    args ip=src',
     '    event on-frontend-http-request',
+    '',
+  ].join('\n');
+}
+
+export interface TcpProxyOptions {
+  /** Where the proxy listens, on 127.0.0.1. */
+  readonly port: number;
+  /** The agent's SPOP port on 127.0.0.1. */
+  readonly agentPort: number;
+  /**
+   * TLS to the agent: its certificate verified against `caFile`; with `clientPemFile` (certificate then key) HAProxy
+   * presents a client certificate too (mutual TLS). Plain TCP without.
+   */
+  readonly tls?: { readonly caFile: string; readonly clientPemFile?: string };
+}
+
+/**
+ * A `listen` section in `mode tcp` that forwards bytes as they come, one agent connection per client connection: the
+ * SPOP frames stay the generator's, and what the agent sees differs from a direct connection only by the TLS.
+ */
+export function renderTcpProxyCfg(o: TcpProxyOptions): string {
+  const tls = o.tls
+    ? ` ssl verify required ca-file ${o.tls.caFile}${o.tls.clientPemFile ? ` crt ${o.tls.clientPemFile}` : ''}`
+    : '';
+  return [
+    'global',
+    // One thread, as in bench:haproxy: one core at most, the same in every run.
+    '    nbthread 1',
+    '',
+    'defaults',
+    '    mode tcp',
+    '    timeout connect 2s',
+    '    timeout client 30s',
+    '    timeout server 30s',
+    '',
+    'listen spop',
+    `    bind 127.0.0.1:${o.port}`,
+    `    server agent1 127.0.0.1:${o.agentPort}${tls}`,
     '',
   ].join('\n');
 }

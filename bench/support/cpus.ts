@@ -3,14 +3,15 @@
  * its load on the same core for a whole measure (they then take turns instead of running side by side): the same agent
  * measured 640k or 1,050k frames/s at 16×64 from one fresh process to the next, and 29k or 34k requests/s through
  * HAProxy. Pinned with taskset, runs agree within a few percent, for every agent alike:
- * - bench:frames and the soak: the agent on CPU 0, the load generator on CPU 1;
+ * - bench:frames and the soak: the agent on CPU 0, the load generator on CPU 1; the HAProxy in front of bench:frames'
+ *   proxied agents beside the generator, on CPU 1, so that the agent keeps its core as in every other measure;
  * - bench:haproxy: HAProxy (single-threaded, the busiest) on CPU 0, the agent and wrk on CPU 1.
  * BENCH_PIN=0 leaves placement to the scheduler; machines with one CPU, or without taskset, are not pinned.
  */
 import { execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 
-export const CPU = { agent: 0, generator: 1, haproxy: 0, besideHaproxy: 1 } as const;
+export const CPU = { agent: 0, generator: 1, proxy: 1, haproxy: 0, besideHaproxy: 1 } as const;
 
 /** Whether processes are pinned in this run (reported with the results). */
 const PINNED = process.env.BENCH_PIN !== '0' && availableParallelism() >= 2 && hasTaskset();
