@@ -76,7 +76,11 @@ export function machineSection(results: AllResults): string {
 export function targetsSection(rows: readonly TargetRow[]): string {
   const table = markdownTable(
     ['target', 'measured', 'verdict'],
-    rows.map((r) => [r.target, r.measured, r.verdict === 'met' ? 'met' : `**${r.verdict}**`]),
+    rows.map((r) => [
+      r.target,
+      r.measured,
+      r.verdict === 'met' || r.verdict === 'informational' ? r.verdict : `**${r.verdict}**`,
+    ]),
     3,
   );
   return `${table}\n\nJudged from this run only, never asserted by a test. A ratio between two agents is taken round by round (the agents of a round run back to back; rounds are minutes apart, and this cloud machine's speed drifts between them) and the verdict is the median of those; the tables below show each agent's own medians. A shared machine moves every figure: read "other cores" in the tables before reading a verdict.\n`;
@@ -115,6 +119,11 @@ export function framesSection(
     '- `observed`: `metrics` with OpenTelemetry tracing (SpoeTracingModule) continuing the traces HAProxy hands over (`startTraces: false`), set up as for production: the SDK’s tracer provider, a batch processor, the AsyncLocalStorage context manager, W3C propagation; the exporter drops the batches (sending them is the collector’s cost). The load carries no traceparent: this is what tracing costs the messages of requests nobody traces.',
     '- `observed-sampled`: `observed` starting a trace for every message (the default), 1% of them sampled (ParentBased(TraceIdRatioBased(0.01))).',
     '- `observed-all`: `observed-sampled` with every span sampled and recorded (the SDK’s default sampler).',
+    '- `server-proxied`: `server` behind HAProxy 3.4 (`nbthread 1`) in `mode tcp`, which forwards the generator’s bytes as they are, in plain TCP: the baseline of the TLS rows (the generator speaks plain TCP only, so TLS is measured through an HAProxy that originates it, as in production).',
+    '- `server-tls`: the same, HAProxy reaching the agent over TLS (`server … ssl verify required ca-file ca.pem`; the agent’s `tls` option with its certificate and key).',
+    '- `server-mtls`: `server-tls` with HAProxy presenting a client certificate (`crt client.pem`) that the agent requires (`ca`, `requestCert: true`).',
+    '',
+    'The proxied agents’ frames/s are bounded by HAProxy too (its CPU lands in "other cores"); the figure that shows TLS’s cost is the agent’s µs/frame against `server-proxied` (see Targets).',
     baseline,
     ...(chartPath ? [`![frames/s and agent CPU per frame, per configuration and agent](${chartPath})`, ''] : []),
     ...configs,

@@ -18,7 +18,8 @@ export interface AllResults {
   readonly haproxy?: HaproxyResults;
 }
 
-export type Verdict = 'met' | 'MISSED' | 'not measured';
+/** `informational`: a cost the report shows with no target to meet (TLS's). */
+export type Verdict = 'met' | 'MISSED' | 'not measured' | 'informational';
 
 export interface TargetRow {
   readonly target: string;
@@ -116,6 +117,34 @@ function observabilityCost(frames: FramesResults | undefined, agent: string, wha
     measured: `${times(rate)} the frames/s (${perRound(rates)}; medians ${int(observed.framesPerSecond)} vs ${int(server.framesPerSecond)}); CPU per frame ${times(medianOf(cpus))} (${fixed(2)(observed.agentCpuUsPerFrame)} vs ${fixed(2)(server.agentCpuUsPerFrame)} µs)`,
     verdict: verdict(rate >= 1 - limit),
   };
+}
+
+/**
+ * What TLS costs the agent: `agent` (`server-tls` or `server-mtls`) against `server-proxied`, the same `server` agent
+ * behind the same HAProxy in plain TCP, in every configuration: its CPU per frame (what TLS adds to the agent; HAProxy's
+ * side of it is in "other cores") and frames/s. No target: the cost of a choice made for security, shown.
+ */
+function tlsCost(frames: FramesResults | undefined, agent: string, what: string): TargetRow {
+  const target = `${what} (\`${agent}\`): the agent's CPU per frame and frames/s against \`server-proxied\` (plain TCP through the same HAProxy)`;
+  const configs = frames?.settings.configurations ?? [];
+  const parts: string[] = [];
+  for (const { connections, inflight } of configs) {
+    const find = (name: string) =>
+      frames?.summary.find((s) => s.agent === name && s.connections === connections && s.inflight === inflight);
+    const [tls, plain] = [find(agent), find('server-proxied')];
+    if (!frames || !tls || !plain) continue;
+    const cpu = medianOf(
+      framesRatios(frames, connections, inflight, (m) => m.agentCpuUsPerFrame, agent, 'server-proxied'),
+    );
+    const rate = medianOf(
+      framesRatios(frames, connections, inflight, (m) => m.generator.framesPerSecond, agent, 'server-proxied'),
+    );
+    parts.push(
+      `${connections}×${inflight}: CPU per frame ${times(cpu)} (${fixed(2)(tls.agentCpuUsPerFrame)} vs ${fixed(2)(plain.agentCpuUsPerFrame)} µs), frames/s ${times(rate)} (${int(tls.framesPerSecond)} vs ${int(plain.framesPerSecond)})`,
+    );
+  }
+  if (parts.length === 0) return NOT_MEASURED(target, 'bench:frames has no result for it');
+  return { target, measured: parts.join('; '), verdict: 'informational' };
 }
 
 function frameRateTarget(frames: FramesResults | undefined, connections: number, inflight: number): TargetRow {
@@ -291,6 +320,8 @@ export function targets(results: AllResults): TargetRow[] {
     observabilityCost(frames, 'observed', 'Metrics and tracing that continues HAProxy’s traces, untraced load', 0.1),
     observabilityCost(frames, 'observed-sampled', 'Metrics and tracing starting a trace per message, 1% sampled', 0.1),
     observabilityCost(frames, 'observed-all', 'Metrics and tracing, every span recorded', 0.1),
+    tlsCost(frames, 'server-tls', 'TLS from HAProxy to the agent'),
+    tlsCost(frames, 'server-mtls', 'Mutual TLS (HAProxy’s client certificate required)'),
     ...haproxyTargets(results.haproxy),
     workersTarget(results.workers),
     ...memoryTargets(results.memory),
