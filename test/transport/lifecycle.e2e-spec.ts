@@ -3,11 +3,12 @@ import { MessagePattern, Payload } from '@nestjs/microservices';
 import { SetVar, SpoeStatus, SpopStatus } from 'nestjs-spoe';
 import { decodeAck, encodeAck, encodeNotify, FrameType } from 'nestjs-spoe/protocol';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { createServer, Server as NetServer, Socket } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer, Server as NetServer, Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { RawPeer } from '../support/raw-peer';
+import { haproxyHello, RawPeer } from '../support/raw-peer';
 import { startAgent, TestAgent } from '../support/agent';
 import { makeTempDir } from '../support/cleanup';
 import { waitFor } from '../support/wait';
@@ -139,6 +140,23 @@ describe('listening', () => {
     try {
       expect(await peer.expectDisconnect(2000)).toMatchObject({ status: SpopStatus.Timeout });
     } finally {
+      await agent.close();
+    }
+  });
+
+  it('closes a health check whose peer keeps its side open disconnectLingerMs after the AGENT-HELLO', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] }, { disconnectLingerMs: 200 });
+    // A peer that never closes its side: the agent's end() alone leaves the socket open.
+    const check = connect({ port: agent.port, host: '127.0.0.1', allowHalfOpen: true });
+    try {
+      await once(check, 'connect');
+      check.resume();
+      check.write(haproxyHello({ healthcheck: true }));
+      await once(check, 'end');
+      expect(agent.server.stats.connections).toBe(1);
+      await waitFor('the agent to close the health check', () => agent.server.stats.connections === 0);
+    } finally {
+      check.destroy();
       await agent.close();
     }
   });

@@ -48,8 +48,9 @@ const logger = new Logger('SpoeConnection');
  * One HAProxy connection: the HELLO handshake, NOTIFY frames in, one ACK out for each, and every way a connection
  * ends. Frames are decoded and encoded by the protocol layer; handlers run in the {@link Dispatcher}.
  *
- * Lifecycle, to check against SPOE.txt (section numbers are its own). "disconnect(s)": AGENT-DISCONNECT with status s
- * (3.2.9, 3.5), then end(); the socket is destroyed if HAProxy has not closed it `disconnectLingerMs` later.
+ * Lifecycle, to check against SPOE.txt (section numbers are its own). "end()": the socket is ended, and destroyed if
+ * HAProxy has not closed it `disconnectLingerMs` later. "disconnect(s)": AGENT-DISCONNECT with status s (3.2.9, 3.5),
+ * then end().
  *
  *   state      event                                          next       the agent sends
  *   hello      HAPROXY-HELLO, healthcheck (3.2.4)             closing    AGENT-HELLO and end(), no DISCONNECT (3.2.5)
@@ -227,7 +228,7 @@ export class SpoeConnection {
       // A health check gets its AGENT-HELLO and a plain close: HAProxy ≥ 3.2 fails a check followed by a DISCONNECT.
       this.lifecycle = 'closing';
       this.writer.flush();
-      this.socket.end();
+      this.end();
       this.closeEvent = { remoteAddress: this.remoteAddress, status: undefined, reason: 'health check' };
       return;
     }
@@ -344,6 +345,11 @@ export class SpoeConnection {
     writeAgentDisconnect(w, { status, message });
     this.writer.commit();
     this.writer.flush();
+    this.end();
+  }
+
+  /** Ends the socket: the peer has `disconnectLingerMs` to close its side, a peer that does not is destroyed. */
+  private end(): void {
     this.socket.end();
     this.lingerTimer = setTimeout(() => this.socket.destroy(), this.host.options.disconnectLingerMs);
     this.lingerTimer.unref();
