@@ -58,6 +58,7 @@ export class SpoeMetrics implements SpoeObserver {
   private lastName: string | undefined;
   private lastCounts: MessageCounts | undefined;
   private accepted = 0;
+  private refused = 0;
   private notifies = 0;
   private acks = 0;
   private ackBytes = 0;
@@ -95,6 +96,12 @@ export class SpoeMetrics implements SpoeObserver {
       help: 'HAProxy connections accepted.',
       registers,
       collect: total(() => this.accepted),
+    });
+    new Counter({
+      name: `${p}connections_refused_total`,
+      help: 'HAProxy connections refused, maxConnections being open (each sent AGENT-DISCONNECT status 13).',
+      registers,
+      collect: total(() => this.refused),
     });
     new Gauge({
       name: `${p}connections_open`,
@@ -196,6 +203,11 @@ export class SpoeMetrics implements SpoeObserver {
   /** @internal */
   connectionAccepted(): void {
     this.accepted++;
+  }
+
+  /** @internal */
+  connectionRefused(): void {
+    this.refused++;
   }
 
   /** @internal */

@@ -53,6 +53,8 @@ const logger = new Logger('SpoeConnection');
  * then end().
  *
  *   state      event                                          next       the agent sends
+ *   —          a socket accepted while maxConnections are     —          disconnect(13) in one write: no connection
+ *              open (status 13: resource allocation error)               is made, see {@link refuseConnection}
  *   hello      HAPROXY-HELLO, healthcheck (3.2.4)             closing    AGENT-HELLO and end(), no DISCONNECT (3.2.5)
  *   hello      HAPROXY-HELLO (3.2.4)                          ready      AGENT-HELLO, max-frame-size negotiated (3.2.5)
  *   hello      a HELLO refused, another frame, a protocol     closing    disconnect(its status) (3.2.3: error during
@@ -99,8 +101,7 @@ export class SpoeConnection {
     private readonly host: SpoeConnectionHost,
   ) {
     const options = host.options;
-    this.remoteAddress =
-      socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : (options.path ?? 'unix');
+    this.remoteAddress = peerAddress(socket, options.path);
     this.reader = new FrameReader(options.maxFrameSize);
     this.writer = new FrameWriter((data) => this.flushed(data), options.maxFrameSize);
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -375,4 +376,23 @@ export class SpoeConnection {
     this.host.closed(this, event);
     this.resolveClosed();
   }
+}
+
+/** The peer of a socket as logs and events name it: `address:port`, or the Unix socket's path. */
+export function peerAddress(socket: Socket, path: string | undefined): string {
+  return socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : (path ?? 'unix');
+}
+
+/**
+ * Refuses a socket the server will not serve (maxConnections are open): `disconnect`, an encoded AGENT-DISCONNECT, in
+ * one write, then end(). What the peer sends meanwhile is read and dropped, so that its close is seen (and unread bytes
+ * do not turn the close into a reset); the socket is destroyed if the peer has not closed it `lingerMs` later.
+ */
+export function refuseConnection(socket: Socket, disconnect: Buffer, lingerMs: number): void {
+  socket.on('error', () => undefined);
+  socket.resume();
+  socket.end(disconnect);
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }

@@ -38,6 +38,11 @@ export interface SpoeMessageScope {
 export interface SpoeObserver {
   /** A socket was accepted (its HELLO comes next). */
   connectionAccepted?(remoteAddress: string): void;
+  /**
+   * A socket was refused, `maxConnections` being open: it was sent AGENT-DISCONNECT status 13 (told to
+   * {@link agentDisconnect} too) and closed, and is not counted as accepted.
+   */
+  connectionRefused?(remoteAddress: string): void;
   hello?(outcome: SpoeHelloOutcome): void;
   /** A whole NOTIFY was read (fragments count once, when the last arrives), with its number of messages. */
   notify?(messages: number): void;
@@ -77,6 +82,7 @@ export function combineObservers(observers: readonly SpoeObserver[]): SpoeObserv
           ? scoping[0].messageScope!.bind(scoping[0])
           : (...args) => nestScopes(scoping, args),
     connectionAccepted: fanOut(all, 'connectionAccepted'),
+    connectionRefused: fanOut(all, 'connectionRefused'),
     hello: fanOut(all, 'hello'),
     notify: fanOut(all, 'notify'),
     // Absent when no observer has it: the transport then reads no clock for durations.

@@ -22,6 +22,11 @@ export interface SpoeServerOptions {
   path?: string;
   /** The agent's max-frame-size (≥ 256); the frame size used is the smaller of this and HAProxy's. Default 16380. */
   maxFrameSize?: number;
+  /**
+   * Connections open at once, those still in their HELLO and health checks included; beyond it a new connection gets
+   * AGENT-DISCONNECT status 13 (resource allocation error) and is closed. Default 4096.
+   */
+  maxConnections?: number;
   /** NOTIFY frames handled at once per connection; beyond it the socket is not read until some finish. Default 64. */
   maxInFlightPerConnection?: number;
   /** Deadline of each message handler in ms; per message: `@MessagePattern(name, { deadline: ms })`. Default 1000. */
@@ -72,6 +77,7 @@ export interface NormalizedSpoeOptions {
   readonly port: number;
   readonly path: string | undefined;
   readonly maxFrameSize: number;
+  readonly maxConnections: number;
   readonly maxInFlightPerConnection: number;
   readonly handlerDeadlineMs: number;
   readonly helloTimeoutMs: number;
@@ -132,6 +138,7 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     port: int('port', 0, 65535),
     path: options.path,
     maxFrameSize: int('maxFrameSize', MIN_FRAME_SIZE, 0xffffffff),
+    maxConnections: int('maxConnections', 1),
     maxInFlightPerConnection: int('maxInFlightPerConnection', 1),
     handlerDeadlineMs: int('handlerDeadlineMs', 1, MAX_TIMEOUT_MS),
     helloTimeoutMs: int('helloTimeoutMs', 1, MAX_TIMEOUT_MS),

@@ -14,10 +14,17 @@ import {
   SpoeRoute,
   toPayload,
 } from './dispatcher';
-import { SpoeConnection, SpoeConnectionHost } from './connection';
+import { peerAddress, refuseConnection, SpoeConnection, SpoeConnectionHost } from './connection';
 import { HandlerPipelines, NestHandlerSource } from './handler-pipeline';
 import { formatAddress } from '../address';
-import { MAX_TIMEOUT_MS, SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from '../spoe.constants';
+import { encodeAgentDisconnect } from '../protocol/disconnect';
+import { SpopStatus } from '../protocol/status';
+import {
+  MAX_TIMEOUT_MS,
+  SPOE_DEADLINE_EXTRA,
+  SPOE_REFUSAL_WARNING_INTERVAL_MS,
+  SPOE_TRANSPORT,
+} from '../spoe.constants';
 import { SpoeContext } from './spoe.context';
 import { SpoeEvents, SpoeStatus } from './spoe.events';
 import { MESSAGE_CONTEXT_OBSERVER } from './spoe.message-context';
@@ -70,6 +77,10 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   private invoker: SpoeInvoker = (handler, payload, context) => handler(payload, context);
   private hooked = false;
   private pipelines: HandlerPipelines | undefined;
+  /** The AGENT-DISCONNECT of a connection refused at maxConnections, encoded at the first refusal. */
+  private refusal: Buffer | undefined;
+  private refusedSinceWarning = 0;
+  private lastRefusalWarning = -Infinity;
 
   constructor(options: SpoeServerOptions = {}) {
     super();
@@ -221,9 +232,32 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       socket.destroy();
       return;
     }
+    if (this.connections.size >= this.options.maxConnections) return this.refuse(socket);
     const connection = new SpoeConnection(socket, this.host);
     this.connections.add(connection);
     this.dispatcher.observer?.connectionAccepted?.(connection.remoteAddress);
+  }
+
+  /** A connection beyond maxConnections: AGENT-DISCONNECT status 13; a warning at most every few seconds. */
+  private refuse(socket: Socket): void {
+    const max = this.options.maxConnections;
+    this.refusal ??= encodeAgentDisconnect({
+      status: SpopStatus.ResourceAllocation,
+      message: `too many connections: the agent serves at most ${max}`,
+    });
+    refuseConnection(socket, this.refusal, this.options.disconnectLingerMs);
+    const observer = this.dispatcher.observer;
+    observer?.connectionRefused?.(peerAddress(socket, this.options.path));
+    observer?.agentDisconnect?.(SpopStatus.ResourceAllocation);
+    this.refusedSinceWarning++;
+    const now = Date.now();
+    if (now - this.lastRefusalWarning < SPOE_REFUSAL_WARNING_INTERVAL_MS) return;
+    const since = this.lastRefusalWarning === -Infinity ? '' : ' since the previous warning';
+    this.logger.warn(
+      `maxConnections (${max}) are open: ${this.refusedSinceWarning} connection(s) refused with AGENT-DISCONNECT status 13${since}`,
+    );
+    this.refusedSinceWarning = 0;
+    this.lastRefusalWarning = now;
   }
 
   private async shutdown(): Promise<void> {
