@@ -167,9 +167,16 @@ describe('listening', () => {
     try {
       const ack = client.notify('block', { key: 'k' });
       await waitFor('the handler to start', () => started === 1);
-      expect(agent.server.stats).toEqual({ listening: true, connections: 1, inFlight: 1 });
+      expect(agent.server.stats).toEqual({
+        listening: true,
+        connections: 1,
+        inFlight: 1,
+        inFlightBytes: expect.any(Number),
+      });
+      expect(agent.server.stats.inFlightBytes).toBeGreaterThan(0);
       release('k');
       await ack;
+      expect(agent.server.stats.inFlightBytes).toBe(0);
     } finally {
       await client.close();
       await agent.close();

@@ -27,6 +27,14 @@ export const SPOE_DEFAULTS = {
   maxConnections: 4096,
   /** HAProxy 3.1+ pipelines up to 20 NOTIFY per connection; leave room above it. */
   maxInFlightPerConnection: 64,
+  /**
+   * Payload bytes of the NOTIFY whose handlers run, across all connections, beyond which no connection reads more.
+   * One connection alone holds at most maxInFlightPerConnection NOTIFY (1 MiB of 16 KiB frames, more when reassembled
+   * from fragments), which times maxConnections bounds nothing a process can live with. NOTIFY are typically a few
+   * hundred bytes: 32 MiB is tens of thousands of them, beyond the concurrency one process serves, while peers sending
+   * large frames to slow handlers stop there.
+   */
+  maxInFlightBytes: 32 * 1024 * 1024,
   /** Deadline of a message handler, unless `@MessagePattern(name, { deadline })` says otherwise. */
   handlerDeadlineMs: 1000,
   /** A connection that has not sent its HAPROXY-HELLO by then is closed. */

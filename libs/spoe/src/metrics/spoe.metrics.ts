@@ -128,6 +128,12 @@ export class SpoeMetrics implements SpoeObserver {
       registers,
       collect: stat((server) => server.stats.inFlight),
     });
+    new Gauge({
+      name: `${p}notify_in_flight_bytes`,
+      help: 'Payload bytes of the NOTIFY in flight, counted against maxInFlightBytes.',
+      registers,
+      collect: stat((server) => server.stats.inFlightBytes),
+    });
     const messages = this.messages;
     new Counter({
       name: `${p}messages_total`,
@@ -179,7 +185,7 @@ export class SpoeMetrics implements SpoeObserver {
     });
     new Counter({
       name: `${p}backpressure_pauses_total`,
-      help: 'Times a connection stopped reading, by cause: in-flight, unflushed, unsent.',
+      help: 'Times a connection stopped reading, by cause: in-flight, unflushed, unsent, in-flight-bytes.',
       labelNames: ['cause'],
       registers,
       collect: tally('cause', () => this.pauses),

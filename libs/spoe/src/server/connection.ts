@@ -11,6 +11,7 @@ import { AgentHello, decodeHaproxyHello, negotiateHello, writeAgentHello } from 
 import { decodeNotify } from '../protocol/notify';
 import { SpopStatus, spopStatusReason } from '../protocol/status';
 import { Dispatcher, SpoeFailure } from './dispatcher';
+import { InFlightBudget, InFlightBudgetWaiter } from './in-flight-budget';
 import { SpoeConnectionInfo } from './spoe.context';
 import { SpoeDisconnectEvent } from './spoe.events';
 import { NormalizedSpoeOptions } from './spoe.options';
@@ -19,6 +20,8 @@ import { NormalizedSpoeOptions } from './spoe.options';
 export interface SpoeConnectionHost {
   readonly options: NormalizedSpoeOptions;
   readonly dispatcher: Dispatcher;
+  /** The bytes of NOTIFY in flight across the server's connections, against `maxInFlightBytes`. */
+  readonly budget: InFlightBudget;
   connected(connection: SpoeConnection): void;
   closed(connection: SpoeConnection, event: SpoeDisconnectEvent): void;
 }
@@ -28,7 +31,8 @@ type Lifecycle = 'hello' | 'ready' | 'draining' | 'closing' | 'closed';
 
 /**
  * Why a connection whose lifecycle reads (`hello`, `ready`) does not read its socket; `open` when it does. SPOP leaves
- * pacing to the peers: these are the agent's own bounds on what one HAProxy connection can make it hold.
+ * pacing to the peers: these are the agent's own bounds on what one HAProxy connection, or all of them, can make it
+ * hold.
  */
 type ReadGate =
   /** `maxInFlightPerConnection` NOTIFY are being handled. */
@@ -37,6 +41,8 @@ type ReadGate =
   | 'unflushed'
   /** The socket holds `maxPendingWriteBytes` unsent and waits for its 'drain'. */
   | 'unsent'
+  /** The server's connections handle `maxInFlightBytes` of NOTIFY: this one waits its turn in the budget. */
+  | 'in-flight-bytes'
   | 'open';
 
 const QUIET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
@@ -71,17 +77,21 @@ const logger = new Logger('SpoeConnection');
  *   closing    HAProxy closes, or disconnectLingerMs passes   closed     nothing more
  *   any        the socket closes                              closed     nothing: an ACK still owed is dropped
  *
- * Flow control, while `hello` or `ready` ({@link ReadGate}): before each frame the three causes below are checked;
+ * Flow control, while `hello` or `ready` ({@link ReadGate}): before each frame the four causes below are checked;
  * the first that holds closes the gate (pauses the socket) until the event that can clear it, when all are checked
  * again.
  *
- *   gate        closed while                                       checked again on
- *   in-flight   NOTIFY in flight >= maxInFlightPerConnection       an ACK written
- *   unflushed   ACK bytes not yet flushed >= maxPendingWriteBytes  the writer's flush, at the end of the turn
- *   unsent      socket bytes unsent >= maxPendingWriteBytes, and   the socket's 'drain'
- *               the socket asked for a 'drain'
+ *   gate             closed while                                   checked again on
+ *   in-flight        NOTIFY in flight >= maxInFlightPerConnection   an ACK written
+ *   unflushed        ACK bytes not yet flushed >=                   the writer's flush, at the end of the turn
+ *                    maxPendingWriteBytes
+ *   unsent           socket bytes unsent >= maxPendingWriteBytes,   the socket's 'drain'
+ *                    and the socket asked for a 'drain'
+ *   in-flight-bytes  (ready only) payload bytes of the NOTIFY in    the budget's turn: an ACK on any connection
+ *                    flight on all the server's connections >=      brings the bytes below the bound, and those
+ *                    maxInFlightBytes                               that waited before it had theirs (InFlightBudget)
  */
-export class SpoeConnection {
+export class SpoeConnection implements InFlightBudgetWaiter {
   private readonly reader: FrameReader;
   private readonly writer: FrameWriter;
   private assembler: NotifyAssembler | undefined;
@@ -89,6 +99,7 @@ export class SpoeConnection {
   private gate: ReadGate = 'open';
   private info: SpoeConnectionInfo | undefined;
   private inFlight = 0;
+  private readonly budget: InFlightBudget;
   private helloTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private closeEvent: SpoeDisconnectEvent | undefined;
@@ -102,6 +113,7 @@ export class SpoeConnection {
   ) {
     const options = host.options;
     this.remoteAddress = peerAddress(socket, options.path);
+    this.budget = host.budget;
     this.reader = new FrameReader(options.maxFrameSize);
     this.writer = new FrameWriter((data) => this.flushed(data), options.maxFrameSize);
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -161,12 +173,25 @@ export class SpoeConnection {
     this.gate = 'open';
     try {
       const { maxInFlightPerConnection, maxPendingWriteBytes } = this.host.options;
+      const budget = this.budget;
       // Read once per burst: the socket is not written during one (ACKs are flushed at the end of the turn).
       const unsent = this.socket.writableNeedDrain && this.socket.writableLength >= maxPendingWriteBytes;
       while (this.lifecycle === 'ready' || this.lifecycle === 'hello') {
         // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write.
-        if (unsent || this.inFlight >= maxInFlightPerConnection || this.writer.pendingBytes >= maxPendingWriteBytes) {
-          this.gate = unsent ? 'unsent' : this.inFlight >= maxInFlightPerConnection ? 'in-flight' : 'unflushed';
+        if (
+          unsent ||
+          this.inFlight >= maxInFlightPerConnection ||
+          this.writer.pendingBytes >= maxPendingWriteBytes ||
+          (budget.held >= budget.limit && this.lifecycle === 'ready')
+        ) {
+          this.gate = unsent
+            ? 'unsent'
+            : this.inFlight >= maxInFlightPerConnection
+              ? 'in-flight'
+              : this.writer.pendingBytes >= maxPendingWriteBytes
+                ? 'unflushed'
+                : 'in-flight-bytes';
+          if (this.gate === 'in-flight-bytes') budget.wait(this);
           if (!paused) {
             this.socket.pause();
             this.host.dispatcher.observer?.paused?.(this.gate);
@@ -240,7 +265,9 @@ export class SpoeConnection {
     this.info = { remoteAddress: this.remoteAddress, engineId: hello.engineId, settings };
     if (options.idleTimeoutMs > 0) {
       this.socket.setTimeout(options.idleTimeoutMs, () => {
-        if (this.inFlight === 0) this.disconnect(SpopStatus.Timeout, `idle for ${options.idleTimeoutMs} ms`);
+        // Not idle when it waits for the server's budget: it would read if it could.
+        if (this.inFlight === 0 && this.gate !== 'in-flight-bytes')
+          this.disconnect(SpopStatus.Timeout, `idle for ${options.idleTimeoutMs} ms`);
       });
     }
     this.host.connected(this);
@@ -250,9 +277,16 @@ export class SpoeConnection {
     const messages = decodeNotify(frame);
     const { streamId, frameId } = frame;
     const dispatcher = this.host.dispatcher;
+    const size = frame.end - frame.payloadOffset;
     this.inFlight++;
+    this.budget.take(size);
     dispatcher.observer?.notify?.(messages.length);
-    dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound);
+    dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound, size);
+  }
+
+  /** @internal The server's budget has room again, and it is this connection's turn. */
+  resume(): void {
+    if (this.gate === 'in-flight-bytes') this.pump();
   }
 
   /** The writer's sink: one socket write per turn; a gate closed on unflushed ACKs may open now. */
@@ -264,11 +298,13 @@ export class SpoeConnection {
   private readonly onDrain = (): void => {
     if (this.gate === 'unsent') this.pump();
   };
-  private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void =>
-    this.ack(streamId, frameId, actions);
+  private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[], size: number): void =>
+    this.ack(streamId, frameId, actions, size);
 
-  private ack(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void {
+  private ack(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[], size: number): void {
     this.inFlight--;
+    // Connections waiting for these bytes may resume from here (this one included: its ACK is written after).
+    this.budget.release(size);
     const lifecycle = this.lifecycle;
     // Once closing, nothing follows the AGENT-DISCONNECT (SPOE.txt 3.2.9: the agent closes just after it).
     if (lifecycle !== 'ready' && lifecycle !== 'draining') return;
@@ -365,6 +401,7 @@ export class SpoeConnection {
   private onClose(): void {
     const previous = this.lifecycle;
     this.lifecycle = 'closed';
+    this.budget.cancel(this);
     clearTimeout(this.helloTimer);
     clearTimeout(this.lingerTimer);
     this.writer.discard();

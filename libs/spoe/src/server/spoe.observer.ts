@@ -9,8 +9,12 @@ export type SpoeMessageOutcome = 'ok' | 'failed' | 'deadline' | 'unhandled';
 
 import type { SpoeContextArgs } from './spoe.context';
 
-/** Why a connection stopped reading: the three causes of its read gate (see SpoeConnection). */
-export type SpoePauseCause = 'in-flight' | 'unflushed' | 'unsent';
+/**
+ * Why a connection stopped reading, the causes of its read gate (see SpoeConnection): its own NOTIFY in flight
+ * (`maxInFlightPerConnection`), its ACKs not yet written or not yet sent (`maxPendingWriteBytes`), or the bytes of
+ * NOTIFY in flight on all the server's connections (`maxInFlightBytes`).
+ */
+export type SpoePauseCause = 'in-flight' | 'unflushed' | 'unsent' | 'in-flight-bytes';
 
 /**
  * Where one message's handlers run, opened by {@link SpoeObserver.messageScope}: an OpenTelemetry span and its context
@@ -64,7 +68,7 @@ export interface SpoeObserver {
   haproxyDisconnect?(status: number | undefined): void;
   /** A peer broke the protocol: the SPOP status the agent answers with. */
   protocolError?(status: number): void;
-  /** A connection stopped reading its socket (back-pressure). */
+  /** A connection stopped reading its socket (back-pressure): once each time it goes from reading to not reading. */
   paused?(cause: SpoePauseCause): void;
 }
 

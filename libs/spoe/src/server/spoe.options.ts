@@ -29,6 +29,11 @@ export interface SpoeServerOptions {
   maxConnections?: number;
   /** NOTIFY frames handled at once per connection; beyond it the socket is not read until some finish. Default 64. */
   maxInFlightPerConnection?: number;
+  /**
+   * Bytes of NOTIFY (their payloads) whose handlers run, across all connections of the server; beyond it no connection
+   * reads until ACKs bring it below. Default 32 MiB.
+   */
+  maxInFlightBytes?: number;
   /** Deadline of each message handler in ms; per message: `@MessagePattern(name, { deadline: ms })`. Default 1000. */
   handlerDeadlineMs?: number;
   /** Close connections that do not complete the HELLO within this many ms. Default 5000. */
@@ -79,6 +84,7 @@ export interface NormalizedSpoeOptions {
   readonly maxFrameSize: number;
   readonly maxConnections: number;
   readonly maxInFlightPerConnection: number;
+  readonly maxInFlightBytes: number;
   readonly handlerDeadlineMs: number;
   readonly helloTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -140,6 +146,7 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     maxFrameSize: int('maxFrameSize', MIN_FRAME_SIZE, 0xffffffff),
     maxConnections: int('maxConnections', 1),
     maxInFlightPerConnection: int('maxInFlightPerConnection', 1),
+    maxInFlightBytes: int('maxInFlightBytes', 1),
     handlerDeadlineMs: int('handlerDeadlineMs', 1, MAX_TIMEOUT_MS),
     helloTimeoutMs: int('helloTimeoutMs', 1, MAX_TIMEOUT_MS),
     idleTimeoutMs: int('idleTimeoutMs', 0, MAX_TIMEOUT_MS),

@@ -16,6 +16,7 @@ import {
 } from './dispatcher';
 import { peerAddress, refuseConnection, SpoeConnection, SpoeConnectionHost } from './connection';
 import { HandlerPipelines, NestHandlerSource } from './handler-pipeline';
+import { InFlightBudget } from './in-flight-budget';
 import { formatAddress } from '../address';
 import { encodeAgentDisconnect } from '../protocol/disconnect';
 import { SpopStatus } from '../protocol/status';
@@ -44,6 +45,8 @@ export interface SpoeServerStats {
   readonly listening: boolean;
   readonly connections: number;
   readonly inFlight: number;
+  /** Payload bytes of the NOTIFY in flight, counted against `maxInFlightBytes`. */
+  readonly inFlightBytes: number;
 }
 
 /**
@@ -95,6 +98,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     this.host = {
       options: this.options,
       dispatcher: this.dispatcher,
+      budget: new InFlightBudget(this.options.maxInFlightBytes),
       connected: (connection) => this.events.emit('connection', { remoteAddress: connection.remoteAddress }),
       closed: (connection, event) => {
         this.connections.delete(connection);
@@ -126,7 +130,12 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   get stats(): SpoeServerStats {
     let inFlight = 0;
     for (const c of this.connections) inFlight += c.inFlightCount;
-    return { listening: this.server?.listening ?? false, connections: this.connections.size, inFlight };
+    return {
+      listening: this.server?.listening ?? false,
+      connections: this.connections.size,
+      inFlight,
+      inFlightBytes: this.host.budget.held,
+    };
   }
 
   /**
