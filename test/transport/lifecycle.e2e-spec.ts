@@ -3,11 +3,12 @@ import { MessagePattern, Payload } from '@nestjs/microservices';
 import { SetVar, SpoeStatus, SpopStatus } from 'nestjs-spoe';
 import { decodeAck, encodeAck, encodeNotify, FrameType } from 'nestjs-spoe/protocol';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { createServer, Server as NetServer, Socket } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer, Server as NetServer, Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { RawPeer } from '../support/raw-peer';
+import { haproxyHello, RawPeer } from '../support/raw-peer';
 import { startAgent, TestAgent } from '../support/agent';
 import { makeTempDir } from '../support/cleanup';
 import { waitFor } from '../support/wait';
@@ -143,15 +144,39 @@ describe('listening', () => {
     }
   });
 
+  it('closes a health check whose peer keeps its side open disconnectLingerMs after the AGENT-HELLO', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] }, { disconnectLingerMs: 200 });
+    // A peer that never closes its side: the agent's end() alone leaves the socket open.
+    const check = connect({ port: agent.port, host: '127.0.0.1', allowHalfOpen: true });
+    try {
+      await once(check, 'connect');
+      check.resume();
+      check.write(haproxyHello({ healthcheck: true }));
+      await once(check, 'end');
+      expect(agent.server.stats.connections).toBe(1);
+      await waitFor('the agent to close the health check', () => agent.server.stats.connections === 0);
+    } finally {
+      check.destroy();
+      await agent.close();
+    }
+  });
+
   it('reports connections and in-flight NOTIFY in stats', async () => {
     const agent = await startAgent({ controllers: [BlockingController] });
     const client = await SpoeClient.connect({ port: agent.port });
     try {
       const ack = client.notify('block', { key: 'k' });
       await waitFor('the handler to start', () => started === 1);
-      expect(agent.server.stats).toEqual({ listening: true, connections: 1, inFlight: 1 });
+      expect(agent.server.stats).toEqual({
+        listening: true,
+        connections: 1,
+        inFlight: 1,
+        inFlightBytes: expect.any(Number),
+      });
+      expect(agent.server.stats.inFlightBytes).toBeGreaterThan(0);
       release('k');
       await ack;
+      expect(agent.server.stats.inFlightBytes).toBe(0);
     } finally {
       await client.close();
       await agent.close();

@@ -17,8 +17,24 @@ export const SPOE_DEFAULTS = {
   host: '0.0.0.0',
   port: SPOE_DEFAULT_PORT,
   maxFrameSize: HAPROXY_MAX_FRAME_SIZE,
+  /**
+   * Connections open at once (those still in their HELLO, and health checks, included); the next one is refused with
+   * AGENT-DISCONNECT status 13. HAProxy opens connections as its SPOE traffic needs them (3.1+ pipelines up to 20
+   * NOTIFY on each, per thread; 2.x one per SPOE applet): tens to a few hundred for a busy HAProxy. 4096 leaves room
+   * for several HAProxy processes, and for the old ones a reload leaves behind until their connections close, while a
+   * flood of connections stays far below what a Node process has in file descriptors and memory.
+   */
+  maxConnections: 4096,
   /** HAProxy 3.1+ pipelines up to 20 NOTIFY per connection; leave room above it. */
   maxInFlightPerConnection: 64,
+  /**
+   * Payload bytes of the NOTIFY whose handlers run, across all connections, beyond which no connection reads more.
+   * One connection alone holds at most maxInFlightPerConnection NOTIFY (1 MiB of 16 KiB frames, more when reassembled
+   * from fragments), which times maxConnections bounds nothing a process can live with. NOTIFY are typically a few
+   * hundred bytes: 32 MiB is tens of thousands of them, beyond the concurrency one process serves, while peers sending
+   * large frames to slow handlers stop there.
+   */
+  maxInFlightBytes: 32 * 1024 * 1024,
   /** Deadline of a message handler, unless `@MessagePattern(name, { deadline })` says otherwise. */
   handlerDeadlineMs: 1000,
   /** A connection that has not sent its HAPROXY-HELLO by then is closed. */
@@ -43,6 +59,9 @@ export const SPOE_DEFAULTS = {
   /** Off: before Node 24, an AsyncLocalStorage in use slows every Promise of the process (a promise hook). */
   messageContext: false,
 } as const;
+
+/** At most one warning per this many ms about connections refused at `maxConnections` (the rest are counted). */
+export const SPOE_REFUSAL_WARNING_INTERVAL_MS = 10_000;
 
 /** The `extras` key of `@MessagePattern(name, { deadline })` that overrides the handler deadline (milliseconds). */
 export const SPOE_DEADLINE_EXTRA = 'deadline';

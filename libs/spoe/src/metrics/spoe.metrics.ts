@@ -59,6 +59,7 @@ export class SpoeMetrics implements SpoeObserver {
   private lastName: string | undefined;
   private lastCounts: MessageCounts | undefined;
   private accepted = 0;
+  private refused = 0;
   private notifies = 0;
   private acks = 0;
   private ackBytes = 0;
@@ -98,6 +99,12 @@ export class SpoeMetrics implements SpoeObserver {
       registers,
       collect: total(() => this.accepted),
     });
+    new Counter({
+      name: `${p}connections_refused_total`,
+      help: 'HAProxy connections refused, maxConnections being open (each sent AGENT-DISCONNECT status 13).',
+      registers,
+      collect: total(() => this.refused),
+    });
     new Gauge({
       name: `${p}connections_open`,
       help: 'HAProxy connections open (health checks included while they last).',
@@ -122,6 +129,12 @@ export class SpoeMetrics implements SpoeObserver {
       help: 'NOTIFY frames received and not yet acknowledged.',
       registers,
       collect: stat((server) => server.stats.inFlight),
+    });
+    new Gauge({
+      name: `${p}notify_in_flight_bytes`,
+      help: 'Payload bytes of the NOTIFY in flight, counted against maxInFlightBytes.',
+      registers,
+      collect: stat((server) => server.stats.inFlightBytes),
     });
     const messages = this.messages;
     new Counter({
@@ -174,7 +187,7 @@ export class SpoeMetrics implements SpoeObserver {
     });
     new Counter({
       name: `${p}backpressure_pauses_total`,
-      help: 'Times a connection stopped reading, by cause: in-flight, unflushed, unsent.',
+      help: 'Times a connection stopped reading, by cause: in-flight, unflushed, unsent, in-flight-bytes.',
       labelNames: ['cause'],
       registers,
       collect: tally('cause', () => this.pauses),
@@ -205,6 +218,11 @@ export class SpoeMetrics implements SpoeObserver {
   /** @internal */
   connectionAccepted(): void {
     this.accepted++;
+  }
+
+  /** @internal */
+  connectionRefused(): void {
+    this.refused++;
   }
 
   /** @internal */

@@ -12,6 +12,7 @@ import { AgentHello, decodeHaproxyHello, negotiateHello, writeAgentHello } from 
 import { decodeNotify } from '../protocol/notify';
 import { SpopStatus, spopStatusReason } from '../protocol/status';
 import { Dispatcher, SpoeFailure } from './dispatcher';
+import { InFlightBudget, InFlightBudgetWaiter } from './in-flight-budget';
 import { SpoeConnectionInfo } from './spoe.context';
 import { SpoeDisconnectEvent } from './spoe.events';
 import { NormalizedSpoeOptions } from './spoe.options';
@@ -20,6 +21,8 @@ import { NormalizedSpoeOptions } from './spoe.options';
 export interface SpoeConnectionHost {
   readonly options: NormalizedSpoeOptions;
   readonly dispatcher: Dispatcher;
+  /** The bytes of NOTIFY in flight across the server's connections, against `maxInFlightBytes`. */
+  readonly budget: InFlightBudget;
   connected(connection: SpoeConnection): void;
   closed(connection: SpoeConnection, event: SpoeDisconnectEvent): void;
 }
@@ -29,7 +32,8 @@ type Lifecycle = 'hello' | 'ready' | 'draining' | 'closing' | 'closed';
 
 /**
  * Why a connection whose lifecycle reads (`hello`, `ready`) does not read its socket; `open` when it does. SPOP leaves
- * pacing to the peers: these are the agent's own bounds on what one HAProxy connection can make it hold.
+ * pacing to the peers: these are the agent's own bounds on what one HAProxy connection, or all of them, can make it
+ * hold.
  */
 type ReadGate =
   /** `maxInFlightPerConnection` NOTIFY are being handled. */
@@ -38,6 +42,8 @@ type ReadGate =
   | 'unflushed'
   /** The socket holds `maxPendingWriteBytes` unsent and waits for its 'drain'. */
   | 'unsent'
+  /** The server's connections handle `maxInFlightBytes` of NOTIFY: this one waits its turn in the budget. */
+  | 'in-flight-bytes'
   | 'open';
 
 const QUIET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
@@ -49,10 +55,13 @@ const logger = new Logger('SpoeConnection');
  * One HAProxy connection: the HELLO handshake, NOTIFY frames in, one ACK out for each, and every way a connection
  * ends. Frames are decoded and encoded by the protocol layer; handlers run in the {@link Dispatcher}.
  *
- * Lifecycle, to check against SPOE.txt (section numbers are its own). "disconnect(s)": AGENT-DISCONNECT with status s
- * (3.2.9, 3.5), then end(); the socket is destroyed if HAProxy has not closed it `disconnectLingerMs` later.
+ * Lifecycle, to check against SPOE.txt (section numbers are its own). "end()": the socket is ended, and destroyed if
+ * HAProxy has not closed it `disconnectLingerMs` later. "disconnect(s)": AGENT-DISCONNECT with status s (3.2.9, 3.5),
+ * then end().
  *
  *   state      event                                          next       the agent sends
+ *   —          a socket accepted while maxConnections are     —          disconnect(13) in one write: no connection
+ *              open (status 13: resource allocation error)               is made, see {@link refuseConnection}
  *   hello      HAPROXY-HELLO, healthcheck (3.2.4)             closing    AGENT-HELLO and end(), no DISCONNECT (3.2.5)
  *   hello      HAPROXY-HELLO (3.2.4)                          ready      AGENT-HELLO, max-frame-size negotiated (3.2.5)
  *   hello      a HELLO refused, another frame, a protocol     closing    disconnect(its status) (3.2.3: error during
@@ -69,17 +78,21 @@ const logger = new Logger('SpoeConnection');
  *   closing    HAProxy closes, or disconnectLingerMs passes   closed     nothing more
  *   any        the socket closes                              closed     nothing: an ACK still owed is dropped
  *
- * Flow control, while `hello` or `ready` ({@link ReadGate}): before each frame the three causes below are checked;
+ * Flow control, while `hello` or `ready` ({@link ReadGate}): before each frame the four causes below are checked;
  * the first that holds closes the gate (pauses the socket) until the event that can clear it, when all are checked
  * again.
  *
- *   gate        closed while                                       checked again on
- *   in-flight   NOTIFY in flight >= maxInFlightPerConnection       an ACK written
- *   unflushed   ACK bytes not yet flushed >= maxPendingWriteBytes  the writer's flush, at the end of the turn
- *   unsent      socket bytes unsent >= maxPendingWriteBytes, and   the socket's 'drain'
- *               the socket asked for a 'drain'
+ *   gate             closed while                                   checked again on
+ *   in-flight        NOTIFY in flight >= maxInFlightPerConnection   an ACK written
+ *   unflushed        ACK bytes not yet flushed >=                   the writer's flush, at the end of the turn
+ *                    maxPendingWriteBytes
+ *   unsent           socket bytes unsent >= maxPendingWriteBytes,   the socket's 'drain'
+ *                    and the socket asked for a 'drain'
+ *   in-flight-bytes  (ready only) payload bytes of the NOTIFY in    the budget's turn: an ACK on any connection
+ *                    flight on all the server's connections >=      brings the bytes below the bound, and those
+ *                    maxInFlightBytes                               that waited before it had theirs (InFlightBudget)
  */
-export class SpoeConnection {
+export class SpoeConnection implements InFlightBudgetWaiter {
   private readonly reader: FrameReader;
   private readonly writer: FrameWriter;
   private assembler: NotifyAssembler | undefined;
@@ -87,6 +100,7 @@ export class SpoeConnection {
   private gate: ReadGate = 'open';
   private info: SpoeConnectionInfo | undefined;
   private inFlight = 0;
+  private readonly budget: InFlightBudget;
   private helloTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private closeEvent: SpoeDisconnectEvent | undefined;
@@ -99,8 +113,8 @@ export class SpoeConnection {
     private readonly host: SpoeConnectionHost,
   ) {
     const options = host.options;
-    this.remoteAddress =
-      socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : (options.path ?? 'unix');
+    this.remoteAddress = peerAddress(socket, options.path);
+    this.budget = host.budget;
     this.reader = new FrameReader(options.maxFrameSize);
     this.writer = new FrameWriter((data) => this.flushed(data), options.maxFrameSize);
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -160,12 +174,25 @@ export class SpoeConnection {
     this.gate = 'open';
     try {
       const { maxInFlightPerConnection, maxPendingWriteBytes } = this.host.options;
+      const budget = this.budget;
       // Read once per burst: the socket is not written during one (ACKs are flushed at the end of the turn).
       const unsent = this.socket.writableNeedDrain && this.socket.writableLength >= maxPendingWriteBytes;
       while (this.lifecycle === 'ready' || this.lifecycle === 'hello') {
         // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write.
-        if (unsent || this.inFlight >= maxInFlightPerConnection || this.writer.pendingBytes >= maxPendingWriteBytes) {
-          this.gate = unsent ? 'unsent' : this.inFlight >= maxInFlightPerConnection ? 'in-flight' : 'unflushed';
+        if (
+          unsent ||
+          this.inFlight >= maxInFlightPerConnection ||
+          this.writer.pendingBytes >= maxPendingWriteBytes ||
+          (budget.held >= budget.limit && this.lifecycle === 'ready')
+        ) {
+          this.gate = unsent
+            ? 'unsent'
+            : this.inFlight >= maxInFlightPerConnection
+              ? 'in-flight'
+              : this.writer.pendingBytes >= maxPendingWriteBytes
+                ? 'unflushed'
+                : 'in-flight-bytes';
+          if (this.gate === 'in-flight-bytes') budget.wait(this);
           if (!paused) {
             this.socket.pause();
             this.host.dispatcher.observer?.paused?.(this.gate);
@@ -228,7 +255,7 @@ export class SpoeConnection {
       // A health check gets its AGENT-HELLO and a plain close: HAProxy ≥ 3.2 fails a check followed by a DISCONNECT.
       this.lifecycle = 'closing';
       this.writer.flush();
-      this.socket.end();
+      this.end();
       this.closeEvent = { remoteAddress: this.remoteAddress, status: undefined, reason: 'health check' };
       return;
     }
@@ -244,7 +271,9 @@ export class SpoeConnection {
     };
     if (options.idleTimeoutMs > 0) {
       this.socket.setTimeout(options.idleTimeoutMs, () => {
-        if (this.inFlight === 0) this.disconnect(SpopStatus.Timeout, `idle for ${options.idleTimeoutMs} ms`);
+        // Not idle when it waits for the server's budget: it would read if it could.
+        if (this.inFlight === 0 && this.gate !== 'in-flight-bytes')
+          this.disconnect(SpopStatus.Timeout, `idle for ${options.idleTimeoutMs} ms`);
       });
     }
     this.host.connected(this);
@@ -254,9 +283,16 @@ export class SpoeConnection {
     const messages = decodeNotify(frame);
     const { streamId, frameId } = frame;
     const dispatcher = this.host.dispatcher;
+    const size = frame.end - frame.payloadOffset;
     this.inFlight++;
+    this.budget.take(size);
     dispatcher.observer?.notify?.(messages.length);
-    dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound);
+    dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound, size);
+  }
+
+  /** @internal The server's budget has room again, and it is this connection's turn. */
+  resume(): void {
+    if (this.gate === 'in-flight-bytes') this.pump();
   }
 
   /** The writer's sink: one socket write per turn; a gate closed on unflushed ACKs may open now. */
@@ -268,11 +304,13 @@ export class SpoeConnection {
   private readonly onDrain = (): void => {
     if (this.gate === 'unsent') this.pump();
   };
-  private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void =>
-    this.ack(streamId, frameId, actions);
+  private readonly ackBound = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[], size: number): void =>
+    this.ack(streamId, frameId, actions, size);
 
-  private ack(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]): void {
+  private ack(streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[], size: number): void {
     this.inFlight--;
+    // Connections waiting for these bytes may resume from here (this one included: its ACK is written after).
+    this.budget.release(size);
     const lifecycle = this.lifecycle;
     // Once closing, nothing follows the AGENT-DISCONNECT (SPOE.txt 3.2.9: the agent closes just after it).
     if (lifecycle !== 'ready' && lifecycle !== 'draining') return;
@@ -350,6 +388,11 @@ export class SpoeConnection {
     writeAgentDisconnect(w, { status, message });
     this.writer.commit();
     this.writer.flush();
+    this.end();
+  }
+
+  /** Ends the socket: the peer has `disconnectLingerMs` to close its side, a peer that does not is destroyed. */
+  private end(): void {
     this.socket.end();
     this.lingerTimer = setTimeout(() => this.socket.destroy(), this.host.options.disconnectLingerMs);
     this.lingerTimer.unref();
@@ -364,6 +407,7 @@ export class SpoeConnection {
   private onClose(): void {
     const previous = this.lifecycle;
     this.lifecycle = 'closed';
+    this.budget.cancel(this);
     clearTimeout(this.helloTimer);
     clearTimeout(this.lingerTimer);
     this.writer.discard();
@@ -381,4 +425,23 @@ export class SpoeConnection {
 function verifiedPeerCertificate(socket: Socket): PeerCertificate | undefined {
   const tls = socket as Partial<TLSSocket>;
   return tls.encrypted && tls.authorized ? tls.getPeerCertificate?.() : undefined;
+}
+
+/** The peer of a socket as logs and events name it: `address:port`, or the Unix socket's path. */
+export function peerAddress(socket: Socket, path: string | undefined): string {
+  return socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : (path ?? 'unix');
+}
+
+/**
+ * Refuses a socket the server will not serve (maxConnections are open): `disconnect`, an encoded AGENT-DISCONNECT, in
+ * one write, then end(). What the peer sends meanwhile is read and dropped, so that its close is seen (and unread bytes
+ * do not turn the close into a reset); the socket is destroyed if the peer has not closed it `lingerMs` later.
+ */
+export function refuseConnection(socket: Socket, disconnect: Buffer, lingerMs: number): void {
+  socket.on('error', () => undefined);
+  socket.resume();
+  socket.end(disconnect);
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }

@@ -52,8 +52,11 @@ export enum SpoeFailure {
 
 const NO_ACTIONS: readonly SpoeAction[] = Object.freeze([]);
 
-/** Receives the actions of a NOTIFY's ACK; one function per connection, so dispatching allocates no callback. */
-export type SpoeAckCallback = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[]) => void;
+/**
+ * Receives the actions of a NOTIFY's ACK, and the `size` it was dispatched with; one function per connection, so
+ * dispatching allocates no callback.
+ */
+export type SpoeAckCallback = (streamId: SpopId, frameId: SpopId, actions: readonly SpoeAction[], size: number) => void;
 
 /**
  * Runs the messages of a NOTIFY through their handlers and produces the actions of its ACK: in message order, exactly
@@ -79,7 +82,8 @@ export class Dispatcher {
 
   /**
    * Dispatches a NOTIFY; `done` is called exactly once with the ACK's actions: before this returns when every handler
-   * answered at once (the common case, which then allocates no job and no deadline), later otherwise.
+   * answered at once (the common case, which then allocates no job and no deadline), later otherwise. `size` is given
+   * back to `done` as it is (the connection's count of the NOTIFY's bytes, released with its ACK).
    */
   dispatch(
     messages: readonly SpoeMessage[],
@@ -87,9 +91,10 @@ export class Dispatcher {
     frameId: SpopId,
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
+    size: number,
   ): void {
-    if (messages.length === 1) return this.dispatchOne(messages[0], streamId, frameId, connection, done);
-    this.dispatchJob(messages, streamId, frameId, connection, done);
+    if (messages.length === 1) return this.dispatchOne(messages[0], streamId, frameId, connection, done, size);
+    this.dispatchJob(messages, streamId, frameId, connection, done, size);
   }
 
   /** Dispatches a NOTIFY of several messages through a {@link NotifyJob}. */
@@ -99,6 +104,7 @@ export class Dispatcher {
     frameId: SpopId,
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
+    size: number,
   ): void {
     const observer = this.observer;
     const scopes = observer?.messageScope ? new Array<SpoeMessageScope | undefined>(messages.length) : undefined;
@@ -109,6 +115,7 @@ export class Dispatcher {
       frameId,
       connection,
       done,
+      size,
       observer?.message ? this.now() : NaN,
       scopes,
     );
@@ -152,29 +159,30 @@ export class Dispatcher {
     frameId: SpopId,
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
+    size: number,
   ): void {
     // Observed apart, so that this path stays small enough for V8 to inline what it calls.
-    if (this.observer) return this.dispatchOneObserved(message, streamId, frameId, connection, done);
+    if (this.observer) return this.dispatchOneObserved(message, streamId, frameId, connection, done, size);
     const route = this.routeOf(message, streamId, frameId, connection);
     if (!route?.invoke) {
-      done(streamId, frameId, NO_ACTIONS);
+      done(streamId, frameId, NO_ACTIONS, size);
       return;
     }
     let result: unknown;
     try {
       result = route.invoke(message, streamId, frameId, connection);
     } catch (error) {
-      return this.failed(message, streamId, frameId, connection, error, done, NaN);
+      return this.failed(message, streamId, frameId, connection, error, done, size, NaN);
     }
     if (result instanceof Promise || isObservable(result)) {
-      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, NaN);
+      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, size, NaN);
       follow(job, 0, result);
       if (!job.settled) this.deadlines.add(route.deadlineMs, job);
       return;
     }
     const actions = actionsOf(result);
-    if (actions) done(streamId, frameId, actions);
-    else this.failed(message, streamId, frameId, connection, notActions(result), done, NaN);
+    if (actions) done(streamId, frameId, actions, size);
+    else this.failed(message, streamId, frameId, connection, notActions(result), done, size, NaN);
   }
 
   /**
@@ -187,14 +195,15 @@ export class Dispatcher {
     frameId: SpopId,
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
+    size: number,
   ): void {
     const route = this.lookup(message.name);
     const scope = route && this.observer?.messageScope?.(message, streamId, frameId, connection);
-    if (scope) return this.dispatchOneScoped(route, scope, message, streamId, frameId, connection, done);
+    if (scope) return this.dispatchOneScoped(route, scope, message, streamId, frameId, connection, done, size);
     if (route && route.events.length > 0) this.fireEvents(route, message, streamId, frameId, connection);
     if (!route?.invoke) {
       this.observe(route ? message.name : undefined, route ? 'ok' : 'unhandled', NaN);
-      done(streamId, frameId, NO_ACTIONS);
+      done(streamId, frameId, NO_ACTIONS, size);
       return;
     }
     const started = this.observer?.message ? this.now() : NaN;
@@ -202,18 +211,18 @@ export class Dispatcher {
     try {
       result = route.invoke(message, streamId, frameId, connection);
     } catch (error) {
-      return this.failed(message, streamId, frameId, connection, error, done, started);
+      return this.failed(message, streamId, frameId, connection, error, done, size, started);
     }
     if (result instanceof Promise || isObservable(result)) {
-      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, started);
+      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, size, started);
       follow(job, 0, result);
       if (!job.settled) this.deadlines.add(route.deadlineMs, job);
       return;
     }
     const actions = actionsOf(result);
-    if (!actions) return this.failed(message, streamId, frameId, connection, notActions(result), done, started);
+    if (!actions) return this.failed(message, streamId, frameId, connection, notActions(result), done, size, started);
     this.observe(message.name, 'ok', started);
-    done(streamId, frameId, actions);
+    done(streamId, frameId, actions, size);
   }
 
   /**
@@ -228,13 +237,14 @@ export class Dispatcher {
     frameId: SpopId,
     connection: SpoeConnectionInfo,
     done: SpoeAckCallback,
+    size: number,
   ): void {
     if (route.events.length > 0) scope.run(() => this.fireEvents(route, message, streamId, frameId, connection));
     const invoke = route.invoke;
     if (!invoke) {
       this.observe(message.name, 'ok', NaN);
       scope.end?.('ok', undefined);
-      done(streamId, frameId, NO_ACTIONS);
+      done(streamId, frameId, NO_ACTIONS, size);
       return;
     }
     const started = this.observer?.message ? this.now() : NaN;
@@ -242,20 +252,21 @@ export class Dispatcher {
     try {
       result = scope.run(() => invoke(message, streamId, frameId, connection));
     } catch (error) {
-      return this.failed(message, streamId, frameId, connection, error, done, started, scope);
+      return this.failed(message, streamId, frameId, connection, error, done, size, started, scope);
     }
     if (result instanceof Promise || isObservable(result)) {
-      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, started, [scope]);
+      const job = new NotifyJob(this, [message], streamId, frameId, connection, done, size, started, [scope]);
       // An Observable runs when subscribed: in the scope too.
       scope.run(() => follow(job, 0, result));
       if (!job.settled) this.deadlines.add(route.deadlineMs, job);
       return;
     }
     const actions = actionsOf(result);
-    if (!actions) return this.failed(message, streamId, frameId, connection, notActions(result), done, started, scope);
+    if (!actions)
+      return this.failed(message, streamId, frameId, connection, notActions(result), done, size, started, scope);
     this.observe(message.name, 'ok', started);
     scope.end?.('ok', undefined);
-    done(streamId, frameId, actions);
+    done(streamId, frameId, actions, size);
   }
 
   /** `started`: performance.now() when the handler was called, NaN when nothing observes. */
@@ -266,6 +277,7 @@ export class Dispatcher {
     connection: SpoeConnectionInfo,
     error: unknown,
     done: SpoeAckCallback,
+    size: number,
     started: number,
     scope?: SpoeMessageScope,
   ): void {
@@ -273,7 +285,7 @@ export class Dispatcher {
     else this.logFailure(message.name, streamId, frameId, connection, error);
     if (this.observer) this.observe(message.name, 'failed', started);
     scope?.end?.('failed', causeOf(error));
-    done(streamId, frameId, this.withFailure(NO_ACTIONS, SpoeFailure.HandlerFailed));
+    done(streamId, frameId, this.withFailure(NO_ACTIONS, SpoeFailure.HandlerFailed), size);
   }
 
   /** @internal Tells the observer how a message ended; `started` is NaN for a message no handler ran. */
@@ -413,6 +425,8 @@ class NotifyJob implements Expirable {
     readonly frameId: SpopId,
     readonly connection: SpoeConnectionInfo,
     private readonly done: SpoeAckCallback,
+    /** Given back to `done`. */
+    private readonly size: number,
     /** performance.now() at dispatch when the dispatcher has an observer, NaN otherwise. */
     private readonly started: number,
     /** Per message, the scope its handlers run in, when the observer opens scopes. */
@@ -528,7 +542,7 @@ class NotifyJob implements Expirable {
   private settle(actions: readonly SpoeAction[]): void {
     this.settled = true;
     if (this.subscriptions) for (const s of this.subscriptions) s.unsubscribe();
-    this.done(this.streamId, this.frameId, actions);
+    this.done(this.streamId, this.frameId, actions, this.size);
   }
 }
 

@@ -10,8 +10,12 @@ export type SpoeMessageOutcome = 'ok' | 'failed' | 'deadline' | 'unhandled';
 import type { SpoeContextArgs } from './spoe.context';
 import type { SpoeTlsFailure } from './spoe.tls';
 
-/** Why a connection stopped reading: the three causes of its read gate (see SpoeConnection). */
-export type SpoePauseCause = 'in-flight' | 'unflushed' | 'unsent';
+/**
+ * Why a connection stopped reading, the causes of its read gate (see SpoeConnection): its own NOTIFY in flight
+ * (`maxInFlightPerConnection`), its ACKs not yet written or not yet sent (`maxPendingWriteBytes`), or the bytes of
+ * NOTIFY in flight on all the server's connections (`maxInFlightBytes`).
+ */
+export type SpoePauseCause = 'in-flight' | 'unflushed' | 'unsent' | 'in-flight-bytes';
 
 /**
  * Where one message's handlers run, opened by {@link SpoeObserver.messageScope}: an OpenTelemetry span and its context
@@ -39,6 +43,11 @@ export interface SpoeMessageScope {
 export interface SpoeObserver {
   /** A socket was accepted (its HELLO comes next). */
   connectionAccepted?(remoteAddress: string): void;
+  /**
+   * A socket was refused, `maxConnections` being open: it was sent AGENT-DISCONNECT status 13 (told to
+   * {@link agentDisconnect} too) and closed, and is not counted as accepted.
+   */
+  connectionRefused?(remoteAddress: string): void;
   hello?(outcome: SpoeHelloOutcome): void;
   /** A whole NOTIFY was read (fragments count once, when the last arrives), with its number of messages. */
   notify?(messages: number): void;
@@ -60,7 +69,7 @@ export interface SpoeObserver {
   haproxyDisconnect?(status: number | undefined): void;
   /** A peer broke the protocol: the SPOP status the agent answers with. */
   protocolError?(status: number): void;
-  /** A connection stopped reading its socket (back-pressure). */
+  /** A connection stopped reading its socket (back-pressure): once each time it goes from reading to not reading. */
   paused?(cause: SpoePauseCause): void;
   /** A TLS handshake failed (no or a refused client certificate, not TLS, too slow): the socket was closed. */
   tlsRefused?(reason: SpoeTlsFailure): void;
@@ -80,6 +89,7 @@ export function combineObservers(observers: readonly SpoeObserver[]): SpoeObserv
           ? scoping[0].messageScope!.bind(scoping[0])
           : (...args) => nestScopes(scoping, args),
     connectionAccepted: fanOut(all, 'connectionAccepted'),
+    connectionRefused: fanOut(all, 'connectionRefused'),
     hello: fanOut(all, 'hello'),
     notify: fanOut(all, 'notify'),
     // Absent when no observer has it: the transport then reads no clock for durations.

@@ -23,8 +23,18 @@ export interface SpoeServerOptions {
   path?: string;
   /** The agent's max-frame-size (≥ 256); the frame size used is the smaller of this and HAProxy's. Default 16380. */
   maxFrameSize?: number;
+  /**
+   * Connections open at once, those still in their HELLO and health checks included; beyond it a new connection gets
+   * AGENT-DISCONNECT status 13 (resource allocation error) and is closed. Default 4096.
+   */
+  maxConnections?: number;
   /** NOTIFY frames handled at once per connection; beyond it the socket is not read until some finish. Default 64. */
   maxInFlightPerConnection?: number;
+  /**
+   * Bytes of NOTIFY (their payloads) whose handlers run, across all connections of the server; beyond it no connection
+   * reads until ACKs bring it below. Default 32 MiB.
+   */
+  maxInFlightBytes?: number;
   /** Deadline of each message handler in ms; per message: `@MessagePattern(name, { deadline: ms })`. Default 1000. */
   handlerDeadlineMs?: number;
   /** Close connections that do not complete the HELLO within this many ms. Default 5000. */
@@ -79,7 +89,9 @@ export interface NormalizedSpoeOptions {
   readonly port: number;
   readonly path: string | undefined;
   readonly maxFrameSize: number;
+  readonly maxConnections: number;
   readonly maxInFlightPerConnection: number;
+  readonly maxInFlightBytes: number;
   readonly handlerDeadlineMs: number;
   readonly helloTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -146,7 +158,9 @@ export function normalizeSpoeOptions(options: SpoeServerOptions = {}): Normalize
     port: int('port', 0, 65535),
     path: options.path,
     maxFrameSize: int('maxFrameSize', MIN_FRAME_SIZE, 0xffffffff),
+    maxConnections: int('maxConnections', 1),
     maxInFlightPerConnection: int('maxInFlightPerConnection', 1),
+    maxInFlightBytes: int('maxInFlightBytes', 1),
     handlerDeadlineMs: int('handlerDeadlineMs', 1, MAX_TIMEOUT_MS),
     helloTimeoutMs: int('helloTimeoutMs', 1, MAX_TIMEOUT_MS),
     idleTimeoutMs: int('idleTimeoutMs', 0, MAX_TIMEOUT_MS),

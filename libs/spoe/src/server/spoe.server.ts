@@ -15,10 +15,18 @@ import {
   SpoeRoute,
   toPayload,
 } from './dispatcher';
-import { SpoeConnection, SpoeConnectionHost } from './connection';
+import { peerAddress, refuseConnection, SpoeConnection, SpoeConnectionHost } from './connection';
 import { HandlerPipelines, NestHandlerSource } from './handler-pipeline';
+import { InFlightBudget } from './in-flight-budget';
 import { formatAddress } from '../address';
-import { MAX_TIMEOUT_MS, SPOE_DEADLINE_EXTRA, SPOE_TRANSPORT } from '../spoe.constants';
+import { encodeAgentDisconnect } from '../protocol/disconnect';
+import { SpopStatus } from '../protocol/status';
+import {
+  MAX_TIMEOUT_MS,
+  SPOE_DEADLINE_EXTRA,
+  SPOE_REFUSAL_WARNING_INTERVAL_MS,
+  SPOE_TRANSPORT,
+} from '../spoe.constants';
 import { SpoeContext } from './spoe.context';
 import { SpoeEvents, SpoeStatus } from './spoe.events';
 import { MESSAGE_CONTEXT_OBSERVER } from './spoe.message-context';
@@ -39,6 +47,8 @@ export interface SpoeServerStats {
   readonly listening: boolean;
   readonly connections: number;
   readonly inFlight: number;
+  /** Payload bytes of the NOTIFY in flight, counted against `maxInFlightBytes`. */
+  readonly inFlightBytes: number;
 }
 
 /**
@@ -74,6 +84,10 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   private invoker: SpoeInvoker = (handler, payload, context) => handler(payload, context);
   private hooked = false;
   private pipelines: HandlerPipelines | undefined;
+  /** The AGENT-DISCONNECT of a connection refused at maxConnections, encoded at the first refusal. */
+  private refusal: Buffer | undefined;
+  private refusedSinceWarning = 0;
+  private lastRefusalWarning = -Infinity;
 
   constructor(options: SpoeServerOptions = {}) {
     super();
@@ -89,6 +103,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     this.host = {
       options: this.options,
       dispatcher: this.dispatcher,
+      budget: new InFlightBudget(this.options.maxInFlightBytes),
       connected: (connection) => this.events.emit('connection', { remoteAddress: connection.remoteAddress }),
       closed: (connection, event) => {
         this.connections.delete(connection);
@@ -120,7 +135,12 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   get stats(): SpoeServerStats {
     let inFlight = 0;
     for (const c of this.connections) inFlight += c.inFlightCount;
-    return { listening: this.server?.listening ?? false, connections: this.connections.size, inFlight };
+    return {
+      listening: this.server?.listening ?? false,
+      connections: this.connections.size,
+      inFlight,
+      inFlightBytes: this.host.budget.held,
+    };
   }
 
   /**
@@ -267,8 +287,9 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     server.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => {
       socket.destroy();
       const reason = tlsFailureOf(error, socket);
-      const peer = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
-      this.logger.debug(`TLS handshake with ${peer} failed (${reason}): ${error.message}`);
+      this.logger.debug(
+        `TLS handshake with ${peerAddress(socket, this.options.path)} failed (${reason}): ${error.message}`,
+      );
       this.dispatcher.observer?.tlsRefused?.(reason);
     });
     return server;
@@ -279,9 +300,32 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       socket.destroy();
       return;
     }
+    if (this.connections.size >= this.options.maxConnections) return this.refuse(socket);
     const connection = new SpoeConnection(socket, this.host);
     this.connections.add(connection);
     this.dispatcher.observer?.connectionAccepted?.(connection.remoteAddress);
+  }
+
+  /** A connection beyond maxConnections: AGENT-DISCONNECT status 13; a warning at most every few seconds. */
+  private refuse(socket: Socket): void {
+    const max = this.options.maxConnections;
+    this.refusal ??= encodeAgentDisconnect({
+      status: SpopStatus.ResourceAllocation,
+      message: `too many connections: the agent serves at most ${max}`,
+    });
+    refuseConnection(socket, this.refusal, this.options.disconnectLingerMs);
+    const observer = this.dispatcher.observer;
+    observer?.connectionRefused?.(peerAddress(socket, this.options.path));
+    observer?.agentDisconnect?.(SpopStatus.ResourceAllocation);
+    this.refusedSinceWarning++;
+    const now = Date.now();
+    if (now - this.lastRefusalWarning < SPOE_REFUSAL_WARNING_INTERVAL_MS) return;
+    const since = this.lastRefusalWarning === -Infinity ? '' : ' since the previous warning';
+    this.logger.warn(
+      `maxConnections (${max}) are open: ${this.refusedSinceWarning} connection(s) refused with AGENT-DISCONNECT status 13${since}`,
+    );
+    this.refusedSinceWarning = 0;
+    this.lastRefusalWarning = now;
   }
 
   private async shutdown(): Promise<void> {
