@@ -213,10 +213,12 @@ describe('README.md', () => {
     const row = (name: string): string | undefined =>
       readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
     for (const [name, value] of Object.entries(new SpoeServer().options).filter(
-      ([k]) => !['capabilities', 'errorVariable', 'path'].includes(k),
+      ([k]) => !['capabilities', 'errorVariable', 'path', 'tls'].includes(k),
     )) {
       expect(row(name)).toContain(`\`${String(value)}\``);
     }
+    // Options without a default value have their row too.
+    for (const name of ['errorVariable', 'path', 'tls']) expect(row(name)).toBeDefined();
   });
 
   it('lists folders of the repository layout that exist', () => {
