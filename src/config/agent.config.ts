@@ -12,7 +12,7 @@ import {
 } from 'nestjs-spoe';
 import { availableParallelism } from 'node:os';
 import { Cidr, parseCidrList } from '../reputation/cidr';
-import { readTlsFiles, TlsFiles, TlsFilesError } from '../tls/tls-files';
+import { readTlsFiles, TlsFiles, TlsFilesError, tlsFilesMismatch } from '../tls/tls-files';
 import { integerFromText, IntegerText, IsIntegerIn, quote, Trimmed, TrimmedOrUnset } from './env.decorators';
 
 /**
@@ -392,10 +392,7 @@ function readTls(files: TlsFiles, problems: string[]): SpoeTlsOptions | undefine
     normalizeSpoeOptions({ tls });
   } catch (error) {
     if (!(error instanceof SpoeOptionsError)) throw error;
-    const ca = files.ca === undefined ? '' : ` (SPOE_TLS_CA "${files.ca}")`;
-    problems.push(
-      `SPOE_TLS_CERT "${files.cert}" and SPOE_TLS_KEY "${files.key}"${ca} do not work together: ${error.message}`,
-    );
+    problems.push(tlsFilesMismatch(files, error.message));
     return undefined;
   }
   return tls;

@@ -59,6 +59,12 @@ export function readTlsFiles(files: TlsFiles): SpoeTlsOptions {
   return { cert: cert!, key: key!, ...(ca && { ca, requestCert: true }) };
 }
 
+/** The problem of files that the transport refused together (`reason`: its SpoeOptionsError's message). */
+export function tlsFilesMismatch(files: TlsFiles, reason: string): string {
+  const ca = files.ca === undefined ? '' : ` (SPOE_TLS_CA "${files.ca}")`;
+  return `SPOE_TLS_CERT "${files.cert}" and SPOE_TLS_KEY "${files.key}"${ca} do not work together: ${reason}`;
+}
+
 /** Why a PEM file is not a list of certificates, or undefined when it is one. */
 function certificatesProblem(pem: Buffer): string | undefined {
   const blocks = pem.toString('latin1').match(PEM_CERTIFICATE) ?? [];

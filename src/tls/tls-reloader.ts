@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { SpoeOptionsError, SpoeServer } from 'nestjs-spoe';
 import type { AgentSettings } from '../config/agent.config';
-import { readTlsFiles, TlsFiles, TlsFilesError } from './tls-files';
+import { readTlsFiles, TlsFiles, TlsFilesError, tlsFilesMismatch } from './tls-files';
 
 /**
  * Certificates renewed without a restart: on SIGHUP (src/main.ts; under SPOE_WORKERS, the supervisor passes it on to
@@ -28,14 +28,17 @@ export class TlsReloader {
       this.log.log(`${signal}: no TLS certificates to reload (SPOE_TLS_CERT is not set: SPOE is plain TCP)`);
       return false;
     }
+    let problem: string;
     try {
       // On success the transport logs "TLS certificates reloaded: new connections use them".
       this.server.reloadTls(readTlsFiles(this.files));
       return true;
     } catch (error) {
-      if (!(error instanceof TlsFilesError || error instanceof SpoeOptionsError)) throw error;
-      this.log.error(`${signal}: TLS certificates not reloaded, the previous ones stay in use: ${error.message}`);
-      return false;
+      if (error instanceof TlsFilesError) problem = error.message;
+      else if (error instanceof SpoeOptionsError) problem = tlsFilesMismatch(this.files, error.message);
+      else throw error;
     }
+    this.log.error(`${signal}: TLS certificates not reloaded, the previous ones stay in use: ${problem}`);
+    return false;
   }
 }
