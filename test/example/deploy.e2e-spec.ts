@@ -437,6 +437,20 @@ describeIf(haproxy32.prerequisite)('deploy/haproxy with the real HAProxy 3.2', (
     expect({ status, output }).toEqual({ status: 0, output: expect.not.stringMatching(/\[(ALERT|WARNING)\]/) });
   });
 
+  itIf(OPENSSL)('passes `haproxy -c` with haproxy-tls.cfg and the certificates it names (README: "TLS")', () => {
+    const pki = makeTestPki(makeTempDir());
+    const files = { TLS_CA_FILE: pki.caFile, TLS_CLIENT_CRT: pki.client.pemFile };
+    const { status, output } = check({ SPOE_CONF: 'spoe.conf', ...files }, 'haproxy-tls.cfg');
+    expect({ status, output }).toEqual({ status: 0, output: expect.not.stringMatching(/\[(ALERT|WARNING)\]/) });
+    // A file it names that is not there fails the check: the certificates are read at startup.
+    expect(
+      check({ SPOE_CONF: 'spoe.conf', ...files, TLS_CA_FILE: join(makeTempDir(), 'ca.pem') }, 'haproxy-tls.cfg'),
+    ).toEqual({
+      status: 1,
+      output: expect.stringMatching(/ca-file/),
+    });
+  });
+
   it('passes `haproxy -c` as the demo runs it (loopback addresses)', () => {
     const { status, output } = check({
       HAPROXY_BIND: '127.0.0.1:18080',
