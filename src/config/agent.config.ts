@@ -52,7 +52,7 @@ export const AGENT_ENV = {
   },
   SPOE_TLS_CERT: {
     default: undefined,
-    doc: "PEM file of the agent's certificate (and chain): SPOE is served over TLS. With SPOE_TLS_KEY; SIGHUP reloads both.",
+    doc: "PEM file of the agent's certificate (and chain): SPOE is served over TLS, with SPOE_TLS_KEY. SIGHUP reads the SPOE_TLS_* files again.",
   },
   SPOE_TLS_KEY: { default: undefined, doc: 'PEM file of the private key of SPOE_TLS_CERT.' },
   SPOE_TLS_CA: {
