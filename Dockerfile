@@ -24,9 +24,14 @@ COPY --from=build /app/libs/spoe/dist libs/spoe/dist
 COPY --from=build /app/dist dist
 USER node
 EXPOSE 12345 3000
-# A real SPOP health-check HELLO, as HAProxy's `option spop-check` does (exit 0 healthy, 1 not).
+# A real SPOP health-check HELLO, as HAProxy's `option spop-check` does (exit 0 healthy, 1 not). Over TLS when
+# SPOE_TLS_CERT is set: the agent's certificate must name localhost (the README's does) and is verified against
+# SPOE_TLS_CA, or without it against Node's CAs and NODE_EXTRA_CA_CERTS; under mutual TLS the check presents the agent's
+# own certificate, as /health/ready does.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD node libs/spoe/dist/cli/spoe-health.js --port "${SPOE_PORT}" --timeout 2000 --quiet
+    CMD node libs/spoe/dist/cli/spoe-health.js --port "${SPOE_PORT}" --timeout 2000 --quiet \
+        ${SPOE_TLS_CERT:+--tls --servername localhost} \
+        ${SPOE_TLS_CA:+--ca "$SPOE_TLS_CA" --cert "$SPOE_TLS_CERT" --key "$SPOE_TLS_KEY"}
 # SIGTERM: readiness turns 503, SPOE serves SHUTDOWN_GRACE_MS more, then drains and exits 0.
 STOPSIGNAL SIGTERM
 CMD ["node", "dist/main.js"]

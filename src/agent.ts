@@ -9,6 +9,7 @@ import { AppModule, AppOptions } from './app.module';
 import { AGENT_LIMITS, AgentSettings } from './config/agent.config';
 import { Lifecycle } from './health/lifecycle';
 import { useAgentLogger } from './logging/agent-logging';
+import { TlsReloader } from './tls/tls-reloader';
 
 /** A started agent. */
 export interface Agent {
@@ -24,6 +25,11 @@ export interface Agent {
   shutdown(signal: string): Promise<void>;
   /** Ends the grace period now (a second signal). */
   hurry(): void;
+  /**
+   * Reads the TLS files again for new connections (SIGHUP; see TlsReloader), or says there is nothing to reload;
+   * whether the files are now in use.
+   */
+  reloadTls(signal: string): boolean;
 }
 
 /**
@@ -52,13 +58,15 @@ export async function startAgent(options: AppOptions = {}): Promise<Agent> {
     await app.startAllMicroservices();
     await app.listen(config.http.port, config.http.host);
     const httpUrl = urlOf(app.getHttpServer().address() as AddressInfo);
+    const tls = spoe.tls ? `, SPOE over ${spoe.tls.requestCert ? 'mutual TLS' : 'TLS'}` : '';
     log.log(
-      `ready: SPOE on ${formatAddress(spoe.address)}, HTTP on ${httpUrl}, blocklist ${config.redisUrl ? 'in Redis' : 'in memory'}`,
+      `ready: SPOE on ${formatAddress(spoe.address)}, HTTP on ${httpUrl}, blocklist ${config.redisUrl ? 'in Redis' : 'in memory'}${tls}`,
     );
     // Under a supervisor, it says so once for all its workers.
     if (!options.supervisor) warnOfOpenAdminApi(config, log);
 
     const lifecycle = app.get(Lifecycle);
+    const reloader = app.get(TlsReloader);
     return {
       app,
       spoe,
@@ -68,6 +76,7 @@ export async function startAgent(options: AppOptions = {}): Promise<Agent> {
         return app.close();
       },
       hurry: () => lifecycle.hurry(),
+      reloadTls: (signal) => reloader.reload(signal),
     };
   } catch (error) {
     await app.close().catch(() => undefined);

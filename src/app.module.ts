@@ -21,6 +21,7 @@ import { MemoryBlocklistStore } from './reputation/memory-blocklist.store';
 import { RedisBlocklistStore } from './reputation/redis-blocklist.store';
 import { ReputationController } from './reputation/reputation.controller';
 import { ReputationService } from './reputation/reputation.service';
+import { TlsReloader } from './tls/tls-reloader';
 
 /** Options of {@link AppModule.forRoot}. */
 export interface AppOptions {
@@ -74,6 +75,7 @@ export class AppModule {
         Lifecycle,
         BlocklistHealthIndicator,
         WorkersHealthIndicator,
+        TlsReloader,
       ],
     };
   }

@@ -10,6 +10,7 @@ import { supervisorLogger } from './logging/agent-logging';
 /**
  * `npm run start:agent`: the example agent, configured from the environment (see AGENT_ENV). SIGTERM or SIGINT starts
  * the graceful shutdown; a second one ends the grace period at once. Exits 0 after a clean shutdown, 1 otherwise.
+ * SIGHUP reads the TLS files (SPOE_TLS_*) again for new connections.
  *
  * With SPOE_WORKERS above 1 this process is the supervisor of that many agent processes sharing the ports
  * (src/cluster/supervisor.ts), and each of them runs this script again as a worker.
@@ -37,7 +38,14 @@ async function main(): Promise<void> {
 }
 
 async function runAgent(): Promise<void> {
+  // SIGHUP reloads the TLS certificates (TlsReloader), and must never end the process as Node's default does. One that
+  // comes during startup is applied once the agent serves: the files may have been read before they were replaced.
+  let hangUp: NodeJS.Signals | undefined;
+  let onHangUp = (signal: NodeJS.Signals): void => void (hangUp = signal);
+  process.on('SIGHUP', (signal) => onHangUp(signal));
   const agent = await startAgent();
+  onHangUp = (signal) => void agent.reloadTls(signal);
+  if (hangUp) onHangUp(hangUp);
   // Nest runs the shutdown on the first SIGTERM or SIGINT, grace period included (Lifecycle), and exits 0 once it is
   // done; a second signal ends the grace period.
   agent.app.enableShutdownHooks([ShutdownSignal.SIGTERM, ShutdownSignal.SIGINT], { useProcessExit: true });

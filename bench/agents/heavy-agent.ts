@@ -112,8 +112,8 @@ async function startWorker(supervisor: SupervisorLink): Promise<SupervisedApp> {
   await app.listen();
   // After this returns, runWorker reports the worker ready; the supervisor then knows when all are.
   setImmediate(() => void announceWhenAllReady(supervisor, port));
-  // The grace period (hurry) is the example agent's; this app has none: close drains and returns.
-  return { shutdown: () => app.close(), hurry: () => undefined };
+  // The grace period (hurry) and TLS (reloadTls) are the example agent's; this app has neither: close drains and returns.
+  return { shutdown: () => app.close(), hurry: () => undefined, reloadTls: () => undefined };
 }
 
 /** Prints READY once the supervisor reports every worker ready: the bench must not measure 1 of 2 workers. */

@@ -85,7 +85,9 @@ export type SupervisorMessage =
   /** Begin the graceful shutdown (the supervisor got `signal`). */
   | { readonly type: 'stop'; readonly signal: string }
   /** Skip the rest of the grace period (the supervisor got a second signal). */
-  | { readonly type: 'hurry'; readonly signal: string };
+  | { readonly type: 'hurry'; readonly signal: string }
+  /** Read the TLS files again (the supervisor got SIGHUP). */
+  | { readonly type: 'reload'; readonly signal: string };
 
 const WORKER_MESSAGES: ReadonlySet<string> = new Set<WorkerMessage['type']>([
   'ready',
@@ -99,6 +101,7 @@ const SUPERVISOR_MESSAGES: ReadonlySet<string> = new Set<SupervisorMessage['type
   'blocklist-change',
   'stop',
   'hurry',
+  'reload',
 ]);
 
 /** Whether an IPC message is one of ours from a worker (anything else on the channel is ignored). */

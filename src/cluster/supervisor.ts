@@ -46,7 +46,7 @@ const BACKOFF_MAX_MS = 30_000;
  * reason, as a single process would. A worker that dies is replaced, at once or, when it died
  * within {@link QUICK_DEATH_MS} of its start, after a back-off; never during shutdown. SIGTERM or SIGINT is forwarded
  * to every worker as `stop` (each runs its graceful shutdown), a second one as `hurry`; the supervisor exits 0 once
- * all have exited cleanly, 1 otherwise. It answers the workers' readiness question (are all N ready?) and, with
+ * all have exited cleanly, 1 otherwise. SIGHUP is passed on as `reload`: each worker reads its TLS files again. It answers the workers' readiness question (are all N ready?) and, with
  * `blocklist`, holds the authoritative blocklist: a write returns once every worker has applied it.
  */
 export async function superviseWorkers(options: SuperviseOptions): Promise<void> {
@@ -105,6 +105,7 @@ class Supervisor {
     cluster.schedulingPolicy = cluster.SCHED_RR;
     process.on('SIGTERM', (signal) => this.stop(signal));
     process.on('SIGINT', (signal) => this.stop(signal));
+    process.on('SIGHUP', (signal) => this.reload(signal));
     this.fork(this.slots[0]);
   }
 
@@ -208,6 +209,13 @@ class Supervisor {
       this.send(slot.worker, { type: 'stop', signal });
     }
     if (live.length === 0) this.exit();
+  }
+
+  /** Every worker, starting ones included, reloads; one forked later reads the files as they are then. */
+  private reload(signal: NodeJS.Signals): void {
+    const live = this.slots.filter((s) => s.worker);
+    this.log.log(`${signal}: the ${live.length} workers reload their TLS certificates`);
+    for (const slot of live) this.send(slot.worker!, { type: 'reload', signal });
   }
 
   private exit(): never {

@@ -14,6 +14,8 @@ export interface SupervisedApp {
   shutdown(signal: string): Promise<void>;
   /** Ends the grace period now. */
   hurry(): void;
+  /** Reads the TLS certificates again for new connections (SIGHUP). */
+  reloadTls(signal: string): void;
 }
 
 interface Pending {
@@ -32,8 +34,10 @@ export class SupervisorLink {
   private readonly pending = new Map<number, Pending>();
   private blocklistListener: ((change: BlocklistChange) => void) | undefined;
 
-  /** @internal Built by {@link runWorker}, which handles `stop` and `hurry`. */
-  constructor(private readonly control: { stop(signal: string): void; hurry(signal: string): void }) {
+  /** @internal Built by {@link runWorker}, which handles `stop`, `hurry` and `reload`. */
+  constructor(
+    private readonly control: { stop(signal: string): void; hurry(signal: string): void; reload(signal: string): void },
+  ) {
     process.on('message', (message: unknown) => {
       if (isSupervisorMessage(message)) this.onMessage(message);
     });
@@ -85,6 +89,9 @@ export class SupervisorLink {
       case 'hurry':
         this.control.hurry(message.signal);
         return;
+      case 'reload':
+        this.control.reload(message.signal);
+        return;
     }
   }
 
@@ -105,12 +112,17 @@ export class SupervisorLink {
  * Signals sent to the worker itself begin the same graceful shutdown but never count as a second signal: Ctrl-C
  * reaches every process of the terminal's group and systemd signals the whole cgroup, so each worker gets the
  * supervisor's `stop` as well as the signal; only the supervisor, which sees each signal once, says `hurry`.
+ *
+ * SIGHUP, from the supervisor (`reload`) or sent to the worker itself, reloads the TLS certificates — never Node's
+ * default, which is to exit. One that comes while the app starts is applied once it serves: the files may have been
+ * read before they were replaced.
  */
 export async function runWorker(startWorker: (supervisor: SupervisorLink) => Promise<SupervisedApp>): Promise<void> {
   const log = new Logger('Worker');
   let app: SupervisedApp | undefined;
   let stopSignal: string | undefined;
   let hurried = false;
+  let reloadSignal: string | undefined;
 
   const shutDown = (started: SupervisedApp, signal: string): void => {
     started.shutdown(signal).then(
@@ -128,15 +140,21 @@ export async function runWorker(startWorker: (supervisor: SupervisorLink) => Pro
     link.send({ type: 'stopping' }).catch(() => undefined);
     if (app) shutDown(app, signal);
   };
+  const reload = (signal: string): void => {
+    if (app) app.reloadTls(signal);
+    else reloadSignal = signal;
+  };
   const link = new SupervisorLink({
     stop,
     hurry: () => {
       hurried = true;
       app?.hurry();
     },
+    reload,
   });
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  process.on('SIGHUP', reload);
 
   try {
     app = await startWorker(link);
@@ -147,5 +165,6 @@ export async function runWorker(startWorker: (supervisor: SupervisorLink) => Pro
   }
   // Told to stop while starting: never ready, straight to the shutdown.
   if (stopSignal !== undefined) return shutDown(app, stopSignal);
+  if (reloadSignal !== undefined) app.reloadTls(reloadSignal);
   await link.send({ type: 'ready' });
 }

@@ -1,7 +1,9 @@
 import { ConfigService } from '@nestjs/config';
 import { Test } from '@nestjs/testing';
 import { VarScope } from 'nestjs-spoe';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AppModule } from '../app.module';
 import { AGENT_ENV, AgentConfigError, AgentSettings, loadAgentConfig, redactUrl } from './agent.config';
 
@@ -35,6 +37,8 @@ describe('loadAgentConfig', () => {
     expect(config.logLevels).toEqual(['fatal', 'error', 'warn', 'log']);
     expect(config.logFormat).toBe('text');
     expect(config.workers).toBe(1);
+    expect(config.spoe.tls).toBeUndefined();
+    expect(config.tlsFiles).toBeUndefined();
   });
 
   it('keeps the SPOE message context off in text, and turns it on with LOG_FORMAT=json, whose lines carry it', () => {
@@ -99,11 +103,19 @@ describe('loadAgentConfig', () => {
     expect(loadAgentConfig({ BLOCKLIST: '' }).defaultBlocklist).toEqual([]);
   });
 
-  it('treats empty SPOE_SOCKET, REDIS_URL and ADMIN_TOKEN as unset', () => {
-    const config = loadAgentConfig({ SPOE_SOCKET: '', REDIS_URL: ' ', ADMIN_TOKEN: '' });
+  it('treats empty SPOE_SOCKET, REDIS_URL, ADMIN_TOKEN and SPOE_TLS_* as unset', () => {
+    const config = loadAgentConfig({
+      SPOE_SOCKET: '',
+      REDIS_URL: ' ',
+      ADMIN_TOKEN: '',
+      SPOE_TLS_CERT: '',
+      SPOE_TLS_KEY: ' ',
+      SPOE_TLS_CA: '',
+    });
     expect(config.spoe.path).toBeUndefined();
     expect(config.redisUrl).toBeUndefined();
     expect(config.adminToken).toBeUndefined();
+    expect(config.tlsFiles).toBeUndefined();
   });
 
   it.each([
@@ -137,8 +149,35 @@ describe('loadAgentConfig', () => {
     [{ SPOE_WORKERS: 'many' }, 'SPOE_WORKERS must be "auto" or an integer in [1, 1024], got "many"'],
     [{ SPOE_WORKERS: '2.5' }, 'SPOE_WORKERS must be "auto" or an integer'],
     [{ SPOE_WORKERS: '' }, 'SPOE_WORKERS must be "auto" or an integer in [1, 1024], got ""'],
+    [
+      { SPOE_TLS_CERT: '/tls/agent.pem' },
+      'SPOE_TLS_CERT and SPOE_TLS_KEY go together: both (TLS) or neither (plain TCP), got only SPOE_TLS_CERT',
+    ],
+    [{ SPOE_TLS_KEY: '/tls/agent.key', SPOE_TLS_CA: '/tls/ca.pem' }, 'got only SPOE_TLS_KEY'],
+    [{ SPOE_TLS_CA: '/tls/ca.pem' }, 'SPOE_TLS_CA needs SPOE_TLS_CERT and SPOE_TLS_KEY'],
   ])('rejects %j with a message naming the variable', (env, message) => {
     expect(problemsOf(env).join('\n')).toContain(message);
+  });
+
+  it('names each TLS file that cannot be read, or does not hold what it should (certificates: test/example/tls)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'agent-config-'));
+    try {
+      const notPem = join(dir, 'not.pem');
+      writeFileSync(notPem, 'not a PEM file\n');
+      expect(
+        problemsOf({ SPOE_TLS_CERT: join(dir, 'missing.pem'), SPOE_TLS_KEY: notPem, SPOE_TLS_CA: dir, LOG_LEVEL: 'x' }),
+      ).toEqual([
+        expect.stringMatching(/^LOG_LEVEL /),
+        `SPOE_TLS_CERT: cannot read "${join(dir, 'missing.pem')}": ENOENT: no such file or directory`,
+        expect.stringMatching(new RegExp(`^SPOE_TLS_KEY: "${notPem}" holds no usable private key \\(.+\\)$`)),
+        `SPOE_TLS_CA: cannot read "${dir}": EISDIR: illegal operation on a directory, read`,
+      ]);
+      expect(problemsOf({ SPOE_TLS_CERT: notPem, SPOE_TLS_KEY: notPem })).toContain(
+        `SPOE_TLS_CERT: "${notPem}" holds no PEM certificate (-----BEGIN CERTIFICATE-----)`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('lists every problem at once', () => {

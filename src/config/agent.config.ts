@@ -7,10 +7,12 @@ import {
   SPOE_DEFAULTS,
   SpoeOptionsError,
   SpoeServerOptions,
+  SpoeTlsOptions,
   VarScope,
 } from 'nestjs-spoe';
 import { availableParallelism } from 'node:os';
 import { Cidr, parseCidrList } from '../reputation/cidr';
+import { readTlsFiles, TlsFiles, TlsFilesError, tlsFilesMismatch } from '../tls/tls-files';
 import { integerFromText, IntegerText, IsIntegerIn, quote, Trimmed, TrimmedOrUnset } from './env.decorators';
 
 /**
@@ -47,6 +49,15 @@ export const AGENT_ENV = {
   SPOE_DRAIN_TIMEOUT_MS: {
     default: String(SPOE_DEFAULTS.drainTimeoutMs),
     doc: 'On shutdown, how long in-flight NOTIFY may still finish.',
+  },
+  SPOE_TLS_CERT: {
+    default: undefined,
+    doc: "PEM file of the agent's certificate (and chain): SPOE is served over TLS, with SPOE_TLS_KEY. SIGHUP reads the SPOE_TLS_* files again.",
+  },
+  SPOE_TLS_KEY: { default: undefined, doc: 'PEM file of the private key of SPOE_TLS_CERT.' },
+  SPOE_TLS_CA: {
+    default: undefined,
+    doc: "PEM file of the CA of HAProxy's client certificates: when set, one is required (mutual TLS). Needs SPOE_TLS_CERT.",
   },
   HTTP_HOST: { default: '0.0.0.0', doc: 'Address of the HTTP side (health routes, metrics, admin API).' },
   HTTP_PORT: { default: '3000', doc: 'Port of the HTTP side (0 picks a free one).' },
@@ -154,6 +165,22 @@ class AgentEnvironment implements Record<AgentEnvName, unknown> {
   @IntegerText(0, MAX_MS)
   SPOE_DRAIN_TIMEOUT_MS!: number;
 
+  // File paths: whether they can be read, and hold what they should, is checked in validateAgentEnv.
+  @TrimmedOrUnset()
+  @IsOptional()
+  @IsString()
+  SPOE_TLS_CERT!: string | undefined;
+
+  @TrimmedOrUnset()
+  @IsOptional()
+  @IsString()
+  SPOE_TLS_KEY!: string | undefined;
+
+  @TrimmedOrUnset()
+  @IsOptional()
+  @IsString()
+  SPOE_TLS_CA!: string | undefined;
+
   @Trimmed()
   @IsNotEmpty({ message: '$property must not be empty' })
   HTTP_HOST!: string;
@@ -235,8 +262,10 @@ class AgentEnvironment implements Record<AgentEnvName, unknown> {
 
 /** Everything the agent reads from its environment, validated. */
 export interface AgentConfig {
-  /** Options of the SPOE transport (listen address and limits). */
+  /** Options of the SPOE transport (listen address, limits, and TLS with the contents of {@link tlsFiles}). */
   readonly spoe: SpoeServerOptions;
+  /** SPOE_TLS_CERT, SPOE_TLS_KEY and SPOE_TLS_CA, read at startup and again on SIGHUP; undefined: plain TCP. */
+  readonly tlsFiles: TlsFiles | undefined;
   /** Where the HTTP side (health, admin API) listens. */
   readonly http: { readonly host: string; readonly port: number };
   /**
@@ -290,13 +319,15 @@ export function validateAgentEnv(env: Readonly<Record<string, unknown>>): AgentS
   const errors = validateSync(environment, { stopAtFirstError: true });
   const problems = errors.flatMap((error) => Object.values(error.constraints ?? {}));
   const invalid = new Set(errors.map((error) => error.property));
+  const tlsFiles = tlsFilesOf(environment, problems);
+  const tls = tlsFiles && readTls(tlsFiles, problems);
   // Built even from invalid variables, for the checks across them; returned only when there is no problem at all.
-  const config = toAgentConfig(environment);
+  const config = toAgentConfig(environment, tlsFiles, tls);
 
   // The transport's own checks (normalizeSpoeOptions), once each of its variables is valid on its own.
   if (![...invalid].some((name) => name.startsWith('SPOE_') && name !== 'SPOE_WORKERS')) {
     try {
-      normalizeSpoeOptions(config.spoe);
+      normalizeSpoeOptions({ ...config.spoe, tls: undefined });
     } catch (error) {
       if (!(error instanceof SpoeOptionsError)) throw error;
       problems.push(error.message);
@@ -325,7 +356,53 @@ export function loadAgentConfig(env: Readonly<Record<string, unknown>> = process
   return validateAgentEnv(env).agent;
 }
 
-function toAgentConfig(env: AgentEnvironment): AgentConfig {
+/** SPOE_TLS_CERT, SPOE_TLS_KEY and SPOE_TLS_CA when they make sense together; a problem otherwise. */
+function tlsFilesOf(env: AgentEnvironment, problems: string[]): TlsFiles | undefined {
+  const { SPOE_TLS_CERT: cert, SPOE_TLS_KEY: key, SPOE_TLS_CA: ca } = env;
+  if ((cert === undefined) !== (key === undefined)) {
+    problems.push(
+      `SPOE_TLS_CERT and SPOE_TLS_KEY go together: both (TLS) or neither (plain TCP), got only ${cert === undefined ? 'SPOE_TLS_KEY' : 'SPOE_TLS_CERT'}`,
+    );
+    return undefined;
+  }
+  if (cert === undefined || key === undefined) {
+    if (ca !== undefined)
+      problems.push(
+        "SPOE_TLS_CA needs SPOE_TLS_CERT and SPOE_TLS_KEY: mutual TLS is TLS that requires HAProxy's certificate",
+      );
+    return undefined;
+  }
+  return { cert, key, ca };
+}
+
+/**
+ * The files' contents as the transport's TLS options, checked by the transport itself (normalizeSpoeOptions: a key
+ * that is not the certificate's); undefined with the problems when they cannot work.
+ */
+function readTls(files: TlsFiles, problems: string[]): SpoeTlsOptions | undefined {
+  let tls: SpoeTlsOptions;
+  try {
+    tls = readTlsFiles(files);
+  } catch (error) {
+    if (!(error instanceof TlsFilesError)) throw error;
+    problems.push(...error.problems);
+    return undefined;
+  }
+  try {
+    normalizeSpoeOptions({ tls });
+  } catch (error) {
+    if (!(error instanceof SpoeOptionsError)) throw error;
+    problems.push(tlsFilesMismatch(files, error.message));
+    return undefined;
+  }
+  return tls;
+}
+
+function toAgentConfig(
+  env: AgentEnvironment,
+  tlsFiles: TlsFiles | undefined,
+  tls: SpoeTlsOptions | undefined,
+): AgentConfig {
   return {
     spoe: {
       host: env.SPOE_HOST,
@@ -341,7 +418,9 @@ function toAgentConfig(env: AgentEnvironment): AgentConfig {
       // What puts the SPOE message into the JSON lines about it (spoeLogFields); off in text, where no line reads it:
       // it costs a promise hook per Promise on Node 20.
       messageContext: env.LOG_FORMAT === 'json',
+      ...(tls && { tls }),
     },
+    tlsFiles,
     http: { host: env.HTTP_HOST, port: env.HTTP_PORT },
     adminToken: env.ADMIN_TOKEN,
     redisUrl: env.REDIS_URL,

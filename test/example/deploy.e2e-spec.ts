@@ -1,17 +1,20 @@
 // docker-compose.yml, the Dockerfile and deploy/haproxy kept consistent without Docker: the compose file parses and
 // wires the services as documented, the HAProxy configuration it mounts passes `haproxy -c` with the real 3.2 binary,
-// and its defaults point at the compose services. `docker compose config` runs too when the CLI has compose. The
+// and its defaults point at the compose services; the Dockerfile's HEALTHCHECK, which compose repeats, runs healthy
+// against the agent in plain TCP, TLS and mutual TLS. `docker compose config` runs too when the CLI has compose. The
 // Prometheus and Grafana beside them: the scrape reaches the agent's /metrics, Grafana's provisioning loads the
 // dashboard with the datasource its panels name, and every series the dashboard queries is one the example agent
 // really exposes after SPOP traffic.
 import { Logger } from '@nestjs/common';
 import { SpoeIp } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { AGENT_ENV, loadAgentConfig } from '../../src/config/agent.config';
+import { makeTestPki, OPENSSL } from '../support/certificates';
+import { makeTempDir } from '../support/cleanup';
 import { haproxyVersion } from '../support/haproxy-binaries';
 import { templatePlaceholders } from '../support/haproxy-config';
 import { describeIf, itIf, Prerequisite } from '../support/prerequisites';
@@ -38,6 +41,10 @@ const compose = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'
 };
 const { haproxy, agent, redis, backend, prometheus, grafana } = compose.services;
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+/** The command of the Dockerfile's HEALTHCHECK (shell form), its continued lines joined. */
+const healthcheckCommand = /^HEALTHCHECK [^\n]*\\\n\s+CMD ((?:[^\n]*\\\n)*[^\n]*)$/m
+  .exec(dockerfile)![1]
+  .replace(/\s*\\\n\s*/g, ' ');
 const haproxyCfg = readFileSync(join(REPO_ROOT, 'deploy', 'haproxy', 'haproxy.cfg'), 'utf8');
 /** The defaults of the `"${NAME-default}"` references of haproxy.cfg, by name. */
 const cfgDefaults = Object.fromEntries(templatePlaceholders(haproxyCfg).map((p) => [p.name, p.fallback]));
@@ -97,10 +104,13 @@ describe('docker-compose.yml', () => {
     expect(agent.depends_on).toEqual({ redis: { condition: 'service_healthy' } });
   });
 
-  it('checks the agent with spoe-health against its own SPOE port, and Redis with redis-cli ping', () => {
-    const test = agent.healthcheck!.test;
-    expect(test.slice(0, 3)).toEqual(['CMD', 'node', 'libs/spoe/dist/cli/spoe-health.js']);
-    expect(test[test.indexOf('--port') + 1]).toBe(agent.environment!.SPOE_PORT);
+  it("checks the agent with the Dockerfile's spoe-health command (its own SPOE port), and Redis with redis-cli ping", () => {
+    const [form, command] = agent.healthcheck!.test;
+    expect(form).toBe('CMD-SHELL');
+    // `$$` is compose's escape of a `$` meant for the container's shell.
+    expect(command.replaceAll('$$', '$')).toBe(healthcheckCommand);
+    expect(healthcheckCommand).toContain('--port "${SPOE_PORT}"');
+    expect(agent.environment!.SPOE_PORT).toBe('12345');
     expect(redis.healthcheck!.test).toEqual(['CMD', 'redis-cli', 'ping']);
   });
 
@@ -332,6 +342,47 @@ describe('Dockerfile', () => {
     expect(runtime).toMatch(/^USER node$/m);
   });
 
+  /**
+   * What the container's shell (dash, in the Debian image) runs, with the image's working directory and `env`: its exit
+   * code. Asynchronous: the agent it checks runs in this process.
+   */
+  const runHealthcheck = (env: Record<string, string>): Promise<number> =>
+    new Promise((done) => {
+      const options = { cwd: REPO_ROOT, env: { PATH: process.env.PATH, ...env }, timeout: 20_000 };
+      execFile('sh', ['-c', healthcheckCommand], options, (error) =>
+        done(error ? (typeof error.code === 'number' ? error.code : -1) : 0),
+      );
+    });
+
+  itIf(OPENSSL)(
+    'has a HEALTHCHECK healthy against the agent in plain TCP, TLS (its CA in NODE_EXTRA_CA_CERTS) and mutual TLS',
+    async () => {
+      ensureBuilt();
+      const pki = makeTestPki(makeTempDir());
+      const files = { SPOE_TLS_CERT: pki.server.certFile, SPOE_TLS_KEY: pki.server.keyFile };
+      const cases: Array<[string, Record<string, string>, Record<string, string>]> = [
+        ['plain TCP', {}, {}],
+        ['TLS', files, { NODE_EXTRA_CA_CERTS: pki.caFile }],
+        ['mutual TLS', { ...files, SPOE_TLS_CA: pki.caFile }, {}],
+      ];
+      for (const [mode, env, extra] of cases) {
+        const example = await startExampleAgent(env);
+        try {
+          const healthcheck = { ...env, ...extra, SPOE_PORT: String(example.spoePort) };
+          expect({ mode, exit: await runHealthcheck(healthcheck) }).toEqual({ mode, exit: 0 });
+          // Plain SPOP against TLS, TLS against plain SPOP: unhealthy.
+          const other = mode === 'plain TCP' ? { ...files, NODE_EXTRA_CA_CERTS: pki.caFile } : {};
+          expect({ mode, exit: await runHealthcheck({ ...other, SPOE_PORT: String(example.spoePort) }) }).toEqual({
+            mode,
+            exit: 1,
+          });
+        } finally {
+          await example.close();
+        }
+      }
+    },
+  );
+
   it('has a HEALTHCHECK running spoe-health, and starts dist/main.js', () => {
     expect(runtime).toMatch(
       /^HEALTHCHECK .*\\\n\s+CMD node libs\/spoe\/dist\/cli\/spoe-health\.js --port "\$\{SPOE_PORT\}"/m,
@@ -384,6 +435,20 @@ describeIf(haproxy32.prerequisite)('deploy/haproxy with the real HAProxy 3.2', (
   it('passes `haproxy -c` with haproxy-agent-hosts.cfg (README: "Beyond one host")', () => {
     const { status, output } = check({ SPOE_CONF: 'spoe.conf' }, 'haproxy-agent-hosts.cfg');
     expect({ status, output }).toEqual({ status: 0, output: expect.not.stringMatching(/\[(ALERT|WARNING)\]/) });
+  });
+
+  itIf(OPENSSL)('passes `haproxy -c` with haproxy-tls.cfg and the certificates it names (README: "TLS")', () => {
+    const pki = makeTestPki(makeTempDir());
+    const files = { TLS_CA_FILE: pki.caFile, TLS_CLIENT_CRT: pki.client.pemFile };
+    const { status, output } = check({ SPOE_CONF: 'spoe.conf', ...files }, 'haproxy-tls.cfg');
+    expect({ status, output }).toEqual({ status: 0, output: expect.not.stringMatching(/\[(ALERT|WARNING)\]/) });
+    // A file it names that is not there fails the check: the certificates are read at startup.
+    expect(
+      check({ SPOE_CONF: 'spoe.conf', ...files, TLS_CA_FILE: join(makeTempDir(), 'ca.pem') }, 'haproxy-tls.cfg'),
+    ).toEqual({
+      status: 1,
+      output: expect.stringMatching(/ca-file/),
+    });
   });
 
   it('passes `haproxy -c` as the demo runs it (loopback addresses)', () => {

@@ -1,6 +1,7 @@
 // The README's example-agent sections, run: every code block there is a file here (test/example/readme/*.ts,
 // deploy/haproxy/*), marked in the README with `<!-- snippet: path -->`; this file runs those files and checks that the
-// README still shows them verbatim. The configuration table is checked against AGENT_ENV.
+// README still shows them verbatim. The configuration table is checked against AGENT_ENV. The `<!-- script -->` block
+// (the TLS certificates) runs as a whole in a new directory, and what it makes serves the agent and HAProxy.
 import { INestApplication, Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { SpoeIp, SpoeServer } from 'nestjs-spoe';
@@ -12,14 +13,15 @@ import { tryCommands } from '../../scripts/demo';
 import { AGENT_ENV, loadAgentConfig } from '../../src/config/agent.config';
 import { bootstrap } from './readme/existing-app';
 import { HealthAppModule } from './readme/health';
-import { cleanupAll } from '../support/cleanup';
-import { haproxyVersion } from '../support/haproxy-binaries';
+import { cleanupAll, makeTempDir } from '../support/cleanup';
+import { OPENSSL } from '../support/certificates';
+import { HaproxyBinary, haproxyVersion } from '../support/haproxy-binaries';
 import { HaproxyProcess } from '../support/haproxy-process';
 import { httpRequest } from '../support/http';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
 import { runLoad } from '../support/load';
 import { freePort } from '../support/ports';
-import { itIf, Prerequisite } from '../support/prerequisites';
+import { describeIf, itIf, Prerequisite } from '../support/prerequisites';
 import { api, deployFile, ensureBuilt, ExampleAgent, REPO_ROOT, startExampleAgent } from './support/example';
 
 jest.setTimeout(120_000);
@@ -27,6 +29,22 @@ jest.setTimeout(120_000);
 /** README.md, or the file named by README_SNIPPETS (to check a draft before it is merged). */
 const readmePath = process.env.README_SNIPPETS ?? join(REPO_ROOT, 'README.md');
 const readme = existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : '';
+/** The README's `<!-- script -->` block: shell commands run one after the other in a new directory. */
+const tlsScript = /<!-- script -->\s*```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+let tlsScriptDir: string | undefined;
+/**
+ * The directory where the README's certificate script ran (once per file): it makes `tls/` there, with the files that
+ * the README's commands and HAProxy's `"${TLS_*}"` variables name.
+ */
+function readmeCertificates(): string {
+  if (tlsScriptDir === undefined) {
+    const dir = makeTempDir();
+    execFileSync('sh', ['-e', '-c', tlsScript!], { cwd: dir, stdio: 'pipe', timeout: 60_000 });
+    tlsScriptDir = dir;
+  }
+  return tlsScriptDir;
+}
+
 /** Marked blocks of the README, which the checks below need: a draft (README_SNIPPETS) may not have them yet. */
 const readmeHas = (what: string, found: boolean): Prerequisite => ({
   name: `${what} in ${readmePath}`,
@@ -117,59 +135,72 @@ describe('README: health (test/example/readme/health.ts)', () => {
   });
 });
 
-describe('README: HAProxy configuration snippets (deploy/haproxy), with the example agent', () => {
-  const cases = [
-    // 2.x: SPOP over a `mode tcp` backend (still the way on 3.0).
-    { versions: ['2.6', '3.0'], cfg: 'haproxy-2.x.cfg', spoe: 'spoe-2.x.conf' },
-    // 3.1+: `mode spop` backend.
-    { versions: ['3.2', '3.4'], cfg: 'haproxy.cfg', spoe: 'spoe.conf' },
-  ].flatMap(({ versions, cfg, spoe }) =>
-    versions.map((version) => ({ haproxy: haproxyVersion(version), version, cfg, spoe })),
-  );
+let backend: HttpBackend | undefined;
+afterAll(async () => {
+  await backend?.close();
+  await cleanupAll();
+});
+/** The address of an HTTP backend for HAProxy, started at the first call. */
+async function backendAddr(): Promise<string> {
+  backend ??= await startHttpBackend();
+  return `127.0.0.1:${backend.port}`;
+}
 
+/**
+ * Runs HAProxy `binary` with deploy/haproxy's `cfg` and `spoe` (AGENT_ADDR… in `vars`) in front of the agent: a clean
+ * request is scored 0, one from 10.1.2.3 denied (403), and HAProxy reports no problem.
+ */
+async function expectScoresAndDenies(
+  binary: HaproxyBinary,
+  cfg: string,
+  spoe: string,
+  vars: Record<string, string>,
+): Promise<void> {
+  const port = await freePort(['127.0.0.1']);
+  const haproxy = await HaproxyProcess.start({
+    binary,
+    files: { 'haproxy.cfg': deployFile(cfg), [spoe]: deployFile(spoe) },
+    vars: { HAPROXY_BIND: `127.0.0.1:${port}`, BACKEND_ADDR: await backendAddr(), SPOE_CONF: spoe, ...vars },
+    waitForTcp: [{ host: '127.0.0.1', port }],
+  });
+  try {
+    const clean = await httpRequest({ host: '127.0.0.1', port });
+    expect([clean.status, clean.headers['x-ip-score']]).toEqual([200, '0']);
+    expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(
+      403,
+    );
+    expect(haproxy.unexpectedProblems()).toEqual([]);
+  } finally {
+    await haproxy.stop();
+  }
+}
+
+/** deploy/haproxy's configuration for each HAProxy version: plain, and over mutual TLS (README: "TLS"). */
+const haproxyCases = [
+  // 2.x: SPOP over a `mode tcp` backend (still the way on 3.0).
+  { versions: ['2.6', '3.0'], cfg: 'haproxy-2.x.cfg', tlsCfg: 'haproxy-2.x-tls.cfg', spoe: 'spoe-2.x.conf' },
+  // 3.1+: `mode spop` backend.
+  { versions: ['3.2', '3.4'], cfg: 'haproxy.cfg', tlsCfg: 'haproxy-tls.cfg', spoe: 'spoe.conf' },
+].flatMap(({ versions, ...files }) =>
+  versions.map((version) => ({ haproxy: haproxyVersion(version), version, ...files })),
+);
+
+describe('README: HAProxy configuration snippets (deploy/haproxy), with the example agent', () => {
   let agent: ExampleAgent;
-  let backend: HttpBackend;
   beforeAll(async () => {
     agent = await startExampleAgent();
-    backend = await startHttpBackend();
   });
-  afterAll(async () => {
-    await agent?.close();
-    await backend?.close();
-    await cleanupAll();
-  });
+  afterAll(() => agent?.close());
 
   for (const {
     haproxy: { binary, prerequisite },
     version,
     cfg,
     spoe,
-  } of cases) {
-    itIf(prerequisite)(`${cfg} on HAProxy ${binary?.fullVersion ?? version}: scores and denies`, async () => {
-      const port = await freePort(['127.0.0.1']);
-      const vars = {
-        HAPROXY_BIND: `127.0.0.1:${port}`,
-        AGENT_ADDR: `127.0.0.1:${agent.spoePort}`,
-        BACKEND_ADDR: `127.0.0.1:${backend.port}`,
-        SPOE_CONF: spoe,
-      };
-      const haproxy = await HaproxyProcess.start({
-        binary: binary!,
-        files: { 'haproxy.cfg': deployFile(cfg), [spoe]: deployFile(spoe) },
-        vars,
-        waitForTcp: [{ host: '127.0.0.1', port }],
-      });
-      try {
-        const clean = await httpRequest({ host: '127.0.0.1', port });
-        expect([clean.status, clean.headers['x-ip-score']]).toEqual([200, '0']);
-        expect(
-          (await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status,
-        ).toBe(403);
-        expect(haproxy.unexpectedProblems()).toEqual([]);
-      } finally {
-        await haproxy.stop();
-      }
-    });
+  } of haproxyCases) {
+    itIf(prerequisite)(`${cfg} on HAProxy ${binary?.fullVersion ?? version}: scores and denies`, () =>
+      expectScoresAndDenies(binary!, cfg, spoe, { AGENT_ADDR: `127.0.0.1:${agent.spoePort}` }),
+    );
   }
 
   // "Beyond one host": two agents stand for two hosts. Each has its own in-memory blocklist here, so which one answered
@@ -186,7 +217,7 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
           HAPROXY_BIND: `127.0.0.1:${port}`,
           AGENT1_ADDR: `127.0.0.1:${agent.spoePort}`,
           AGENT2_ADDR: `127.0.0.1:${second.spoePort}`,
-          BACKEND_ADDR: `127.0.0.1:${backend.port}`,
+          BACKEND_ADDR: await backendAddr(),
           SPOE_CONF: 'spoe.conf',
         };
         const files = { 'haproxy.cfg': deployFile('haproxy-agent-hosts.cfg'), 'spoe.conf': deployFile('spoe.conf') };
@@ -219,6 +250,52 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
       }
     },
   );
+});
+
+describeIf(OPENSSL)('README: TLS, with the certificates its script makes (<!-- script -->)', () => {
+  let agent: ExampleAgent;
+  let tls: string;
+  beforeAll(async () => {
+    tls = join(readmeCertificates(), 'tls');
+    agent = await startExampleAgent({
+      SPOE_TLS_CERT: join(tls, 'agent.pem'),
+      SPOE_TLS_KEY: join(tls, 'agent.key'),
+      SPOE_TLS_CA: join(tls, 'ca.pem'),
+    });
+  });
+  afterAll(() => agent?.close());
+
+  it("has the agent serve HAProxy's certificate (haproxy-client.pem) over mutual TLS for the name agent, and be ready", async () => {
+    const haproxyPem = readFileSync(join(tls, 'haproxy-client.pem'));
+    const client = await SpoeClient.connect({
+      port: agent.spoePort,
+      tls: { ca: readFileSync(join(tls, 'ca.pem')), cert: haproxyPem, key: haproxyPem, servername: 'agent' },
+    });
+    expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') }))[0]).toMatchObject({
+      name: 'ip_score',
+      value: 100,
+    });
+    await client.close();
+    // The readiness probe presents the agent's own certificate: clientAuth, signed by the CA.
+    expect((await api(agent.httpUrl, 'GET', '/health/ready')).status).toBe(200);
+  });
+
+  for (const {
+    haproxy: { binary, prerequisite },
+    version,
+    tlsCfg,
+    spoe,
+  } of haproxyCases) {
+    itIf(prerequisite)(
+      `${tlsCfg} on HAProxy ${binary?.fullVersion ?? version}: scores and denies over mutual TLS`,
+      () =>
+        expectScoresAndDenies(binary!, tlsCfg, spoe, {
+          AGENT_ADDR: `127.0.0.1:${agent.spoePort}`,
+          TLS_CA_FILE: join(tls, 'ca.pem'),
+          TLS_CLIENT_CRT: join(tls, 'haproxy-client.pem'),
+        }),
+    );
+  }
 });
 
 describe('README: the example sections show the tested files verbatim', () => {
@@ -254,6 +331,9 @@ describe('README: the example sections show the tested files verbatim', () => {
       rest = rest.slice(m[0].length);
     }
     for (const name of Object.keys(env)) expect(Object.keys(AGENT_ENV)).toContain(name);
+    // TLS files are where the README's certificate script makes them.
+    for (const name of ['SPOE_TLS_CERT', 'SPOE_TLS_KEY', 'SPOE_TLS_CA'])
+      if (env[name] !== undefined) env[name] = join(readmeCertificates(), env[name]);
     expect(() => loadAgentConfig(env)).not.toThrow();
     if (rest === 'npm install') return;
     if (rest === 'npm install && npm start') return expect(scripts.start).toContain('scripts/demo.ts'); // demo.e2e-spec
@@ -280,6 +360,15 @@ describe('README: the example sections show the tested files verbatim', () => {
     }
     throw new Error(`no test covers the README command: ${line}`);
   });
+
+  itIf(OPENSSL, readmeHas('the <!-- script --> block', tlsScript !== undefined))(
+    'the <!-- script --> block makes the TLS files the README names',
+    () => {
+      const tls = join(readmeCertificates(), 'tls');
+      for (const file of ['ca.pem', 'agent.pem', 'agent.key', 'haproxy.pem', 'haproxy.key', 'haproxy-client.pem'])
+        expect(existsSync(join(tls, file))).toBe(true);
+    },
+  );
 
   itIf(readmeHas('the <!-- example:configuration --> table', readme.includes('<!-- example:configuration -->')))(
     'documents every variable of AGENT_ENV with its default',

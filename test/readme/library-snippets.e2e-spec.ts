@@ -7,10 +7,13 @@ import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { SetVar, SpoeDataType, SpoeIp, SpoeModule, SpoeServer } from 'nestjs-spoe';
 import { Logger as PinoLogger } from 'nestjs-pino';
 import { Writable } from 'node:stream';
-import { SpoeClient } from 'nestjs-spoe/testing';
-import { existsSync, readFileSync } from 'node:fs';
+import { SpoeClient, SpoeClientOptions } from 'nestjs-spoe/testing';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../support/agent';
+import { makeTestPki, OPENSSL, TestPki } from '../support/certificates';
+import { makeTempDir } from '../support/cleanup';
+import { describeIf } from '../support/prerequisites';
 import { freePort } from '../support/ports';
 import { sample, scrape } from '../support/prometheus';
 import { HandlersController } from './handlers';
@@ -18,6 +21,7 @@ import { ScoreController, ScoreService, pinoLogging } from './log-context';
 import { MetricsAppModule } from './metrics';
 import { startTracing, TracedAppModule } from './tracing';
 import { server } from './options';
+import { createTlsServer, reloadTls } from './tls';
 import { main } from './quick-start';
 
 describe('README: quick start (test/readme/quick-start.ts)', () => {
@@ -188,10 +192,61 @@ describe('README: transport options (test/readme/options.ts)', () => {
   });
 });
 
+describeIf(OPENSSL)('README: TLS (test/readme/tls.ts)', () => {
+  @Module({})
+  class NoHandlers {}
+
+  it('serves mutual TLS from the files; SIGHUP reloads them, and files that do not work change nothing', async () => {
+    const [pki, renewed, dir] = [makeTestPki(makeTempDir()), makeTestPki(makeTempDir()), makeTempDir()];
+    /** The agent's files of `from`, its key replaced by `key`. */
+    const install = (from: TestPki, key = from.server.keyFile): void => {
+      copyFileSync(from.server.certFile, join(dir, 'agent.pem'));
+      copyFileSync(key, join(dir, 'agent.key'));
+      copyFileSync(from.caFile, join(dir, 'ca.pem'));
+    };
+    const haproxy = (from: TestPki) => ({ ca: from.ca, cert: from.client.cert, key: from.client.key });
+    const connects = (port: number, tls: SpoeClientOptions['tls']): Promise<boolean> =>
+      SpoeClient.connect({ port, tls, timeoutMs: 5000 }).then(
+        (client) => client.close().then(() => true),
+        () => false,
+      );
+    const port = await freePort(['127.0.0.1']);
+    const error = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    install(pki);
+    const listeners = process.listeners('SIGHUP');
+    const server = createTlsServer(dir, port);
+    const app = await NestFactory.createMicroservice(NoHandlers, { strategy: server, logger: false });
+    await app.listen();
+    try {
+      expect(await connects(port, haproxy(pki))).toBe(true);
+      expect(await connects(port, { ca: pki.ca })).toBe(false);
+      const live = await SpoeClient.connect({ port, tls: haproxy(pki), timeoutMs: 5000 });
+
+      install(renewed);
+      process.emit('SIGHUP', 'SIGHUP');
+      expect(await connects(port, haproxy(renewed))).toBe(true);
+      expect(await connects(port, haproxy(pki))).toBe(false);
+
+      install(pki, renewed.server.keyFile);
+      reloadTls(server, dir);
+      expect(error).toHaveBeenCalledWith(
+        expect.stringMatching(/^TLS certificates not reloaded: .*key values mismatch/),
+      );
+      expect(await connects(port, haproxy(renewed))).toBe(true);
+      expect(await live.close()).toMatchObject({ status: 0 });
+    } finally {
+      for (const listener of process.listeners('SIGHUP'))
+        if (!listeners.includes(listener)) process.off('SIGHUP', listener);
+      error.mockRestore();
+      await app.close();
+    }
+  });
+});
+
 describe('README.md', () => {
   const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
 
-  it('has no code block that no test checks: each one is marked as a snippet, commands, output or layout', () => {
+  it('has no code block that no test checks: each one is marked as a snippet, commands, a script, output or layout', () => {
     const lines = readme.split('\n');
     const unmarked: string[] = [];
     let opened = 0;
@@ -200,7 +255,7 @@ describe('README.md', () => {
       if (!line.startsWith('```')) return;
       if (!inside) {
         opened++;
-        if (!/^<!-- (snippet: \S+|commands|output|layout) -->$/.test(lines[i - 1] ?? ''))
+        if (!/^<!-- (snippet: \S+|commands|script|output|layout) -->$/.test(lines[i - 1] ?? ''))
           unmarked.push(`line ${i + 1}: ${lines[i - 1]}`);
       }
       inside = !inside;
