@@ -89,6 +89,14 @@ describeIf(OPENSSL)('SPOP over TLS', () => {
     );
   });
 
+  it('destroy() closes a TLS client at once', async () => {
+    const { agent } = await tlsAgent(false);
+    const c = await SpoeClient.connect({ port: agent.port, tls: { ca: pki.ca }, timeoutMs: 5000 });
+    c.destroy();
+    await c.whenClosed();
+    await waitFor('the agent to see it closed', () => agent.server.stats.connections === 0, 5000);
+  });
+
   it("mutual TLS: the handler's context has the verified client certificate", async () => {
     const { agent } = await tlsAgent(true);
     const c = await client({ port: agent.port, tls: { ca: pki.ca, cert: pki.client.cert, key: pki.client.key } });
@@ -161,6 +169,9 @@ describeIf(OPENSSL)('SPOP over TLS', () => {
       /requestCert needs ca/,
     );
     expect(() => new SpoeServer({ tls: { cert: pki.server.cert, key: pki.client.key } })).toThrow(SpoeOptionsError);
+    expect(
+      () => new SpoeServer({ tls: { cert: pki.server.cert, key: pki.server.key, ca: Buffer.from('no certificate') } }),
+    ).toThrow(/tls.ca holds no certificate/);
     expect(() => new SpoeServer().reloadTls({ cert: pki.server.cert, key: pki.server.key })).toThrow(/plain TCP/);
   });
 

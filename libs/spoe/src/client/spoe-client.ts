@@ -1,5 +1,5 @@
 import { connect, isIP, Socket } from 'node:net';
-import { connect as connectTls, ConnectionOptions } from 'node:tls';
+import { connect as connectTls, ConnectionOptions, TLSSocket } from 'node:tls';
 import { decodeAck, DecodedAction } from '../protocol/ack';
 import { ByteWriter } from '../protocol/byte-writer';
 import { decodeDisconnect, Disconnect, encodeHaproxyDisconnect } from '../protocol/disconnect';
@@ -207,9 +207,10 @@ export class SpoeClient {
     return this.closed;
   }
 
-  /** Closes the socket at once (a reset, as HAProxy 3.1+ does). */
+  /** Closes the socket at once (a reset, as HAProxy 3.1+ does; over TLS, a plain destroy: node:tls cannot reset). */
   destroy(): void {
-    this.socket.resetAndDestroy();
+    if (this.socket instanceof TLSSocket) this.socket.destroy();
+    else this.socket.resetAndDestroy();
   }
 
   private takeStreamId(): number {
