@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { createSecureContext, SecureContextOptions, TlsOptions } from 'node:tls';
 
 /**
@@ -31,6 +32,14 @@ export function checkTlsOptions(options: SpoeTlsOptions, what: string): Readonly
       `${what}.requestCert needs ca: the CA that signs HAProxy's client certificates (otherwise any publicly trusted ` +
         'certificate would do)',
     );
+  }
+  // node:tls takes a CA file without any certificate in it, and then refuses every client.
+  for (const ca of options.ca === undefined ? [] : [options.ca].flat()) {
+    try {
+      new X509Certificate(ca);
+    } catch (error) {
+      throw new TypeError(`${what}.ca holds no certificate: ${(error as Error).message}`, { cause: error });
+    }
   }
   try {
     createSecureContext(options);
