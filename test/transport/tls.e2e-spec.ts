@@ -11,7 +11,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { SetVar, SpoeContext, SpoeOptionsError, SpoeServer, SpoeTlsFailure } from 'nestjs-spoe';
 import { SpoeHealthIndicator } from 'nestjs-spoe/health';
 import { SpoeClient, SpoeClientOptions } from 'nestjs-spoe/testing';
-import { connect as connectTcp } from 'node:net';
+import { connect as connectTcp, Server as NetServer } from 'node:net';
 import { connect as connectTls, PeerCertificate } from 'node:tls';
 import { cleanupAll, makeTempDir } from '../support/cleanup';
 import { makeTestPki, OPENSSL, TestPki } from '../support/certificates';
@@ -135,6 +135,32 @@ describeIf(OPENSSL)('SPOP over TLS', () => {
     await closed;
     await waitFor('the timeout counted', () => refused.length === 1, 5000);
     expect(refused).toEqual(['timeout']);
+  });
+
+  it('closes sockets beyond twice maxConnections before their TLS handshake, then serves again', async () => {
+    const refusedPeers: string[] = [];
+    const agent = await startAgent(
+      { controllers: [PeerController] },
+      { tls: { cert: pki.server.cert, key: pki.server.key }, maxConnections: 1, helloTimeoutMs: 60_000 },
+      { configure: (_app, server) => server.observe({ connectionRefused: (peer) => refusedPeers.push(peer) }) },
+    );
+    agents.push(agent);
+    const silent = [0, 1].map(() => connectTcp(agent.port, '127.0.0.1').on('error', () => undefined));
+    await Promise.all(silent.map((s) => new Promise((resolve) => s.once('connect', resolve))));
+    await waitFor('both handshakes pending', () => agent.server.unwrap<NetServer>().listening, 5000);
+    const extra = connectTcp(agent.port, '127.0.0.1').on('error', () => undefined);
+    // Closed long before the 60 s handshake timeout: by count.
+    await new Promise<void>((resolve) => extra.once('close', () => resolve()));
+    await waitFor('the drop counted', () => refusedPeers.length === 1, 5000);
+    silent.forEach((s) => s.destroy());
+    await waitFor('the silent sockets gone', async () => {
+      const count = await new Promise<number>((resolve) =>
+        agent.server.unwrap<NetServer>().getConnections((_e, n) => resolve(n)),
+      );
+      return count === 0;
+    });
+    const c = await client({ port: agent.port, tls: { ca: pki.ca } });
+    expect(await c.notify('who', { n: 7 })).toContainEqual(expect.objectContaining({ name: 'n', value: 7 }));
   });
 
   it('reloadTls: new connections get the new certificate, live ones keep theirs and keep working', async () => {

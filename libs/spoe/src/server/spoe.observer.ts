@@ -45,7 +45,8 @@ export interface SpoeObserver {
   connectionAccepted?(remoteAddress: string): void;
   /**
    * A socket was refused, `maxConnections` being open: it was sent AGENT-DISCONNECT status 13 (told to
-   * {@link agentDisconnect} too) and closed, and is not counted as accepted.
+   * {@link agentDisconnect} too) and closed, and is not counted as accepted. Over TLS, a socket beyond twice
+   * `maxConnections` (handshakes included) is closed before its handshake, without AGENT-DISCONNECT.
    */
   connectionRefused?(remoteAddress: string): void;
   hello?(outcome: SpoeHelloOutcome): void;

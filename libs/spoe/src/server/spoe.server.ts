@@ -292,6 +292,14 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       );
       this.dispatcher.observer?.tlsRefused?.(reason);
     });
+    // Over TLS a socket reaches accept(), and maxConnections, only once its handshake is done: until then it costs the
+    // handshake's CPU and memory. Node closes sockets beyond twice maxConnections before any TLS work, so that a flood
+    // of handshakes is bounded by count, not only by helloTimeoutMs.
+    server.maxConnections = 2 * this.options.maxConnections;
+    server.on('drop', (data) => {
+      const peer = data?.remoteAddress === undefined ? 'unknown' : `${data.remoteAddress}:${data.remotePort}`;
+      this.dispatcher.observer?.connectionRefused?.(peer);
+    });
     return server;
   }
 
