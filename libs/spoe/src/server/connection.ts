@@ -178,24 +178,23 @@ export class SpoeConnection implements InFlightBudgetWaiter {
       // Read once per burst: the socket is not written during one (ACKs are flushed at the end of the turn).
       const unsent = this.socket.writableNeedDrain && this.socket.writableLength >= maxPendingWriteBytes;
       while (this.lifecycle === 'ready' || this.lifecycle === 'hello') {
-        // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write.
-        if (
-          unsent ||
-          this.inFlight >= maxInFlightPerConnection ||
-          this.writer.pendingBytes >= maxPendingWriteBytes ||
-          (budget.held >= budget.limit && this.lifecycle === 'ready')
-        ) {
-          this.gate = unsent
-            ? 'unsent'
-            : this.inFlight >= maxInFlightPerConnection
-              ? 'in-flight'
-              : this.writer.pendingBytes >= maxPendingWriteBytes
-                ? 'unflushed'
-                : 'in-flight-bytes';
-          if (this.gate === 'in-flight-bytes') budget.wait(this);
+        // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write. The first
+        // cause that holds, each checked once ('open' when none does, nearly always).
+        const gate: ReadGate = unsent
+          ? 'unsent'
+          : this.inFlight >= maxInFlightPerConnection
+            ? 'in-flight'
+            : this.writer.pendingBytes >= maxPendingWriteBytes
+              ? 'unflushed'
+              : budget.exhausted && this.lifecycle === 'ready'
+                ? 'in-flight-bytes'
+                : 'open';
+        if (gate !== 'open') {
+          this.gate = gate;
+          if (gate === 'in-flight-bytes') budget.wait(this);
           if (!paused) {
             this.socket.pause();
-            this.host.dispatcher.observer?.paused?.(this.gate);
+            this.host.dispatcher.observer?.paused?.(gate);
           }
           return;
         }
