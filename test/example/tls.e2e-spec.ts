@@ -105,19 +105,24 @@ describeIf(OPENSSL)('example agent: SPOE over TLS', () => {
       agent = undefined;
     });
 
+    /** /health/ready answers 200, the SPOE probe up: it went over TLS (and presented a certificate under mTLS). */
+    async function expectReady(running: ExampleAgent): Promise<void> {
+      const { status, body } = await api<{ details: { spoe: Record<string, unknown> } }>(
+        running.httpUrl,
+        'GET',
+        '/health/ready',
+      );
+      expect(status).toBe(200);
+      expect(body.details.spoe).toMatchObject({ status: 'up', probe: { version: '2.0' } });
+    }
+
     it('SPOE_TLS_CERT and SPOE_TLS_KEY: serves SPOP over TLS, refuses plain SPOP, and is ready (probe over TLS)', async () => {
       agent = await startExampleAgent({ SPOE_TLS_CERT: pki.server.certFile, SPOE_TLS_KEY: pki.server.keyFile });
       const client = await SpoeClient.connect({ port: agent.spoePort, tls: { ca: pki.ca }, timeoutMs: 5000 });
       expect(await score(client)).toBe(100);
       await client.close();
       await expect(SpoeClient.connect({ port: agent.spoePort, timeoutMs: 5000 })).rejects.toThrow();
-      const { status, body } = await api<{ details: { spoe: Record<string, unknown> } }>(
-        agent.httpUrl,
-        'GET',
-        '/health/ready',
-      );
-      expect(status).toBe(200);
-      expect(body.details.spoe).toMatchObject({ status: 'up', probe: { version: '2.0' } });
+      await expectReady(agent);
     });
 
     it("SPOE_TLS_CA: mutual TLS — serves HAProxy's certificate, refuses none or another CA's; ready, and healthy to spoe-health", async () => {
@@ -135,13 +140,7 @@ describeIf(OPENSSL)('example agent: SPOE over TLS', () => {
       await client.close();
 
       // The readiness probe presents the agent's own certificate, which SPOE_TLS_CA signed (with clientAuth).
-      const { status, body } = await api<{ details: { spoe: Record<string, unknown> } }>(
-        agent.httpUrl,
-        'GET',
-        '/health/ready',
-      );
-      expect(status).toBe(200);
-      expect(body.details.spoe).toMatchObject({ status: 'up', probe: { version: '2.0' } });
+      await expectReady(agent);
 
       ensureBuilt();
       const target = ['--host', '127.0.0.1', '--port', String(port), '--timeout', '5000'];
