@@ -161,7 +161,7 @@ describe('listening', () => {
     }
   });
 
-  it('reports connections and in-flight NOTIFY in stats', async () => {
+  it('reports connections, in-flight NOTIFY, and the NOTIFY and ACKs so far in stats', async () => {
     const agent = await startAgent({ controllers: [BlockingController] });
     const client = await SpoeClient.connect({ port: agent.port });
     try {
@@ -172,11 +172,15 @@ describe('listening', () => {
         connections: 1,
         inFlight: 1,
         inFlightBytes: expect.any(Number),
+        notifies: 1,
+        acks: 0,
+        ackBytes: 0,
       });
       expect(agent.server.stats.inFlightBytes).toBeGreaterThan(0);
       release('k');
       await ack;
-      expect(agent.server.stats.inFlightBytes).toBe(0);
+      expect(agent.server.stats).toMatchObject({ inFlightBytes: 0, notifies: 1, acks: 1 });
+      expect(agent.server.stats.ackBytes).toBeGreaterThan(0);
     } finally {
       await client.close();
       await agent.close();

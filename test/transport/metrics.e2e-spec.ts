@@ -135,15 +135,30 @@ describe('SpoeMetrics on a server built by hand', () => {
     const registry = new Registry();
     const metrics = new SpoeMetrics({ registry, prefix: 'agent_' });
     const agent = await startAgent({ controllers: [MeteredController] });
+    const total = async (name: string) => (await registry.getSingleMetric(name)!.get()).values[0]?.value;
     try {
-      metrics.attach(agent.server);
       const client = await SpoeClient.connect({ port: agent.port });
+      await client.notify('ok'); // before: not counted
+      metrics.attach(agent.server);
+      await client.notify('ok');
       await client.notify('ok');
       metrics.release(agent.server);
-      await client.notify('ok');
-      await client.close();
+      await client.notify('ok'); // after: not counted
       const series = await registry.getSingleMetric('agent_messages_total')!.get();
-      expect(series.values).toEqual([{ labels: { message: 'ok', outcome: 'ok' }, value: 1 }]);
+      expect(series.values).toEqual([{ labels: { message: 'ok', outcome: 'ok' }, value: 2 }]);
+      // NOTIFY and ACKs are the server's own counts, read at scrape: the same window applies.
+      expect(await total('agent_notify_frames_total')).toBe(2);
+      expect(await total('agent_acks_total')).toBe(2);
+      const ackBytes = (await total('agent_ack_bytes_total'))!;
+      expect(ackBytes).toBeGreaterThan(0);
+      // Attached again, it adds to what it counted.
+      metrics.attach(agent.server);
+      await client.notify('ok');
+      expect(await total('agent_notify_frames_total')).toBe(3);
+      expect(await total('agent_acks_total')).toBe(3);
+      expect(await total('agent_ack_bytes_total')).toBe((ackBytes * 3) / 2);
+      expect(agent.server.stats).toMatchObject({ notifies: 5, acks: 5, ackBytes: (ackBytes * 5) / 2 });
+      await client.close();
     } finally {
       await agent.close();
     }

@@ -38,6 +38,27 @@ class MessageCounts {
   }
 }
 
+/** NOTIFY read and ACKs written, as SpoeServer's stats count them. */
+interface Traffic {
+  readonly notifies: number;
+  readonly acks: number;
+  readonly ackBytes: number;
+}
+
+function trafficOf(server: SpoeServer): Traffic {
+  const { notifies, acks, ackBytes } = server.stats;
+  return { notifies, acks, ackBytes };
+}
+
+/** `sum` plus what was counted between `since` and `now`. */
+function sumTraffic(sum: Traffic, now: Traffic, since: Traffic): Traffic {
+  return {
+    notifies: sum.notifies + now.notifies - since.notifies,
+    acks: sum.acks + now.acks - since.acks,
+    ackBytes: sum.ackBytes + now.ackBytes - since.ackBytes,
+  };
+}
+
 /** Counts of one label, by its value. */
 type Tally = Map<string, number>;
 
@@ -52,17 +73,17 @@ type Tally = Map<string, number>;
  */
 export class SpoeMetrics implements SpoeObserver {
   readonly registry: Registry;
-  private readonly servers = new Set<SpoeServer>();
+  /** The servers counted, with their traffic when they were attached: what they carried before is not counted. */
+  private readonly servers = new Map<SpoeServer, Traffic>();
   private readonly detach = new Map<SpoeServer, () => void>();
+  /** The traffic of the servers released, while they were attached. */
+  private released: Traffic = { notifies: 0, acks: 0, ackBytes: 0 };
   private readonly bounds: readonly number[];
   private readonly messages = new Map<string, MessageCounts>();
   private lastName: string | undefined;
   private lastCounts: MessageCounts | undefined;
   private accepted = 0;
   private refused = 0;
-  private notifies = 0;
-  private acks = 0;
-  private ackBytes = 0;
   private readonly hellos: Tally = new Map();
   private readonly agentDisconnects: Tally = new Map();
   private readonly haproxyDisconnects: Tally = new Map();
@@ -89,9 +110,11 @@ export class SpoeMetrics implements SpoeObserver {
     const stat = (read: (server: SpoeServer) => number) =>
       function (this: Gauge) {
         let sum = 0;
-        for (const server of servers) sum += read(server);
+        for (const server of servers.keys()) sum += read(server);
         this.set(sum);
       };
+    // NOTIFY and ACKs are counted by the servers themselves (cheaper than an observer call per frame): read here.
+    const traffic = (key: keyof Traffic) => total(() => this.traffic()[key]);
 
     new Counter({
       name: `${p}connections_accepted_total`,
@@ -122,7 +145,7 @@ export class SpoeMetrics implements SpoeObserver {
       name: `${p}notify_frames_total`,
       help: 'NOTIFY frames received (a fragmented one once).',
       registers,
-      collect: total(() => this.notifies),
+      collect: traffic('notifies'),
     });
     new Gauge({
       name: `${p}notify_in_flight`,
@@ -157,12 +180,12 @@ export class SpoeMetrics implements SpoeObserver {
       this.bounds,
       messages,
     ).register(this.registry);
-    new Counter({ name: `${p}acks_total`, help: 'ACK frames sent.', registers, collect: total(() => this.acks) });
+    new Counter({ name: `${p}acks_total`, help: 'ACK frames sent.', registers, collect: traffic('acks') });
     new Counter({
       name: `${p}ack_bytes_total`,
       help: 'Bytes of the ACK frames sent, length prefix included.',
       registers,
-      collect: total(() => this.ackBytes),
+      collect: traffic('ackBytes'),
     });
     new Counter({
       name: `${p}agent_disconnects_total`,
@@ -204,15 +227,25 @@ export class SpoeMetrics implements SpoeObserver {
   /** Counts what `server` does from now on, and its connections and in-flight NOTIFY in the gauges. */
   attach(server: SpoeServer): void {
     if (this.servers.has(server)) return;
-    this.servers.add(server);
+    this.servers.set(server, trafficOf(server));
     this.detach.set(server, server.observe(this));
   }
 
   /** Stops counting `server`. */
   release(server: SpoeServer): void {
+    const since = this.servers.get(server);
+    if (!since) return;
     this.detach.get(server)?.();
     this.detach.delete(server);
     this.servers.delete(server);
+    this.released = sumTraffic(this.released, trafficOf(server), since);
+  }
+
+  /** NOTIFY and ACKs of the servers attached now and before, since they were attached. */
+  private traffic(): Traffic {
+    let sum = this.released;
+    for (const [server, since] of this.servers) sum = sumTraffic(sum, trafficOf(server), since);
+    return sum;
   }
 
   /** @internal */
@@ -231,11 +264,6 @@ export class SpoeMetrics implements SpoeObserver {
   }
 
   /** @internal */
-  notify(): void {
-    this.notifies++;
-  }
-
-  /** @internal */
   message(name: string | undefined, outcome: SpoeMessageOutcome, seconds: number): void {
     // Frame after frame the same name comes back, as the same string: one comparison, no hash.
     let counts = name === this.lastName ? this.lastCounts : undefined;
@@ -246,20 +274,27 @@ export class SpoeMetrics implements SpoeObserver {
       this.lastName = name;
       this.lastCounts = counts;
     }
-    counts[outcome]++;
-    if (outcome === 'unhandled') return;
+    // A property by its literal name, not counts[outcome]: a keyed access by string costs a lookup per message.
+    switch (outcome) {
+      case 'ok':
+        counts.ok++;
+        break;
+      case 'failed':
+        counts.failed++;
+        break;
+      case 'deadline':
+        counts.deadline++;
+        break;
+      default:
+        counts.unhandled++;
+        return;
+    }
     const bounds = this.bounds;
     let i = 0;
     while (i < bounds.length && seconds > bounds[i]) i++;
     counts.buckets[i]++;
     counts.sum += seconds;
     counts.count++;
-  }
-
-  /** @internal */
-  ack(bytes: number): void {
-    this.acks++;
-    this.ackBytes += bytes;
   }
 
   /** @internal */

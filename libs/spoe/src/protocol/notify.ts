@@ -60,6 +60,8 @@ export class SpoeMessage {
     readonly name: string,
     private readonly buffer: Buffer,
     private readonly layout: readonly number[],
+    /** Bytes of the longest argument name (-1 without arguments): names longer than that are none of them. */
+    private readonly longestName: number,
   ) {}
 
   /** How many arguments the message carries. */
@@ -117,16 +119,14 @@ export class SpoeMessage {
   }
 
   /**
-   * @internal Whether an argument is called one of `names`, as {@link indexOf} compares: one pass over the name
-   * lengths answers for a message whose names are all shorter (tracing's check for its propagator's fields).
+   * @internal Whether an argument is called one of `names`, as {@link indexOf} compares: a message whose argument names
+   * are all shorter (their longest was noted as they were decoded) answers at once (tracing's check for its
+   * propagator's fields, on every message).
    */
   hasAnyOf(names: readonly string[]): boolean {
     let shortest = Infinity;
     for (let j = 0; j < names.length; j++) if (names[j].length < shortest) shortest = names[j].length;
-    const layout = this.layout;
-    let longest = -1;
-    for (let at = 0; at < layout.length; at += STRIDE) longest = Math.max(longest, layout[at + 1] - layout[at]);
-    if (longest < shortest) return false;
+    if (this.longestName < shortest) return false;
     for (let j = 0; j < names.length; j++) if (this.indexOf(names[j]) >= 0) return true;
     return false;
   }
@@ -194,8 +194,10 @@ export function decodeMessages(buffer: Buffer, start: number, end: number): Spoe
     const name = r.string('message name');
     const count = r.u8('message nb-args');
     const layout = new Array<number>(STRIDE * count);
+    let longestName = -1;
     for (let i = 0, at = 0; i < count; i++, at += STRIDE) {
       const nameLength = r.length('argument name');
+      if (nameLength > longestName) longestName = nameLength;
       layout[at] = r.pos;
       r.pos += nameLength;
       layout[at + 1] = r.pos;
@@ -204,7 +206,7 @@ export function decodeMessages(buffer: Buffer, start: number, end: number): Spoe
       layout[at + 3] = slot.start;
       layout[at + 4] = slot.end;
     }
-    messages.push(new SpoeMessage(name, buffer, layout));
+    messages.push(new SpoeMessage(name, buffer, layout, longestName));
   }
   r.buf = EMPTY;
   return messages;

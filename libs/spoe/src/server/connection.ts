@@ -23,8 +23,20 @@ export interface SpoeConnectionHost {
   readonly dispatcher: Dispatcher;
   /** The bytes of NOTIFY in flight across the server's connections, against `maxInFlightBytes`. */
   readonly budget: InFlightBudget;
+  /** What the server's connections carried, counted as it goes: read by `SpoeServer.stats`, and so by the metrics. */
+  readonly traffic: SpoeTraffic;
   connected(connection: SpoeConnection): void;
   closed(connection: SpoeConnection, event: SpoeDisconnectEvent): void;
+}
+
+/**
+ * NOTIFY frames read and ACK frames written by all of a server's connections, since it was made. Three additions per
+ * frame, whether or not anything reads them: cheaper than telling an observer, which is why metrics read these.
+ */
+export class SpoeTraffic {
+  notifies = 0;
+  acks = 0;
+  ackBytes = 0;
 }
 
 /** Where a connection is in its SPOP life: the transitions are listed on {@link SpoeConnection}. */
@@ -285,6 +297,7 @@ export class SpoeConnection implements InFlightBudgetWaiter {
     const size = frame.end - frame.payloadOffset;
     this.inFlight++;
     this.budget.take(size);
+    this.host.traffic.notifies++;
     dispatcher.observer?.notify?.(messages.length);
     dispatcher.dispatch(messages, streamId, frameId, this.info!, this.ackBound, size);
   }
@@ -338,6 +351,9 @@ export class SpoeConnection implements InFlightBudgetWaiter {
       const flag = this.host.dispatcher.failureAction(SpoeFailure.HandlerFailed);
       writeAck(w, streamId, frameId, flag ? [flag] : []);
     }
+    const traffic = this.host.traffic;
+    traffic.acks++;
+    traffic.ackBytes += w.pos - start;
     this.host.dispatcher.observer?.ack?.(w.pos - start);
     this.writer.commit();
   }

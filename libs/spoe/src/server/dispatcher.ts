@@ -31,6 +31,11 @@ export type SpoeMessageInvoker = (
 
 /** The handlers bound to one message name. */
 export interface SpoeRoute {
+  /**
+   * The message name, as registered: the observer is told this string (always the same one, where a message's own name
+   * is decoded anew from each frame).
+   */
+  readonly name: string;
   /** The `@MessagePattern` handler, whose actions go into the ACK. */
   readonly handler: SpoeHandler | undefined;
   /** How a message reaches `handler` (set with it). */
@@ -202,7 +207,7 @@ export class Dispatcher {
     if (scope) return this.dispatchOneScoped(route, scope, message, streamId, frameId, connection, done, size);
     if (route && route.events.length > 0) this.fireEvents(route, message, streamId, frameId, connection);
     if (!route?.invoke) {
-      this.observe(route ? message.name : undefined, route ? 'ok' : 'unhandled', NaN);
+      this.observe(route?.name, route ? 'ok' : 'unhandled', NaN);
       done(streamId, frameId, NO_ACTIONS, size);
       return;
     }
@@ -221,7 +226,7 @@ export class Dispatcher {
     }
     const actions = actionsOf(result);
     if (!actions) return this.failed(message, streamId, frameId, connection, notActions(result), done, size, started);
-    this.observe(message.name, 'ok', started);
+    this.observe(route.name, 'ok', started);
     done(streamId, frameId, actions, size);
   }
 
@@ -242,7 +247,7 @@ export class Dispatcher {
     if (route.events.length > 0) scope.run(() => this.fireEvents(route, message, streamId, frameId, connection));
     const invoke = route.invoke;
     if (!invoke) {
-      this.observe(message.name, 'ok', NaN);
+      this.observe(route.name, 'ok', NaN);
       scope.end?.('ok', undefined);
       done(streamId, frameId, NO_ACTIONS, size);
       return;
@@ -264,7 +269,7 @@ export class Dispatcher {
     const actions = actionsOf(result);
     if (!actions)
       return this.failed(message, streamId, frameId, connection, notActions(result), done, size, started, scope);
-    this.observe(message.name, 'ok', started);
+    this.observe(route.name, 'ok', started);
     scope.end?.('ok', undefined);
     done(streamId, frameId, actions, size);
   }

@@ -15,7 +15,7 @@ import {
   SpoeRoute,
   toPayload,
 } from './dispatcher';
-import { peerAddress, refuseConnection, SpoeConnection, SpoeConnectionHost } from './connection';
+import { peerAddress, refuseConnection, SpoeConnection, SpoeConnectionHost, SpoeTraffic } from './connection';
 import { HandlerPipelines, NestHandlerSource } from './handler-pipeline';
 import { InFlightBudget } from './in-flight-budget';
 import { formatAddress } from '../address';
@@ -49,6 +49,12 @@ export interface SpoeServerStats {
   readonly inFlight: number;
   /** Payload bytes of the NOTIFY in flight, counted against `maxInFlightBytes`. */
   readonly inFlightBytes: number;
+  /** NOTIFY frames read since the server was made (a fragmented one once). */
+  readonly notifies: number;
+  /** ACK frames written since the server was made. */
+  readonly acks: number;
+  /** Bytes of those ACK frames, length prefixes included. */
+  readonly ackBytes: number;
 }
 
 /**
@@ -104,6 +110,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       options: this.options,
       dispatcher: this.dispatcher,
       budget: new InFlightBudget(this.options.maxInFlightBytes),
+      traffic: new SpoeTraffic(),
       connected: (connection) => this.events.emit('connection', { remoteAddress: connection.remoteAddress }),
       closed: (connection, event) => {
         this.connections.delete(connection);
@@ -140,6 +147,9 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       connections: this.connections.size,
       inFlight,
       inFlightBytes: this.host.budget.held,
+      notifies: this.host.traffic.notifies,
+      acks: this.host.traffic.acks,
+      ackBytes: this.host.traffic.ackBytes,
     };
   }
 
@@ -389,6 +399,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       // Calling the first event handler runs the others: Nest chains them through `next`.
       const events = handler ? handler.next : head;
       routes.set(pattern, {
+        name: pattern,
         handler,
         invoke: handler && (this.compiled.get(handler) ?? this.viaNest(handler)),
         events: events ? [events] : [],
