@@ -7,7 +7,7 @@ import { SpopId } from '../protocol/frame';
 import { SpoeMessage } from '../protocol/notify';
 import { SpoeValue } from '../protocol/typed-data';
 import { DeadlineQueue, Expirable } from './deadline-queue';
-import { causeOf } from './handler-errors';
+import { causeOf, wasFiltered } from './handler-errors';
 import { SpoeConnectionInfo, SpoeContext } from './spoe.context';
 import { SpoeMessageOutcome, SpoeMessageScope, SpoeObserver } from './spoe.observer';
 import { SpoeErrorVariable } from './spoe.options';
@@ -29,6 +29,27 @@ export type SpoeMessageInvoker = (
   connection: SpoeConnectionInfo,
 ) => unknown;
 
+/**
+ * The exception filters of a handler's pipeline, for an error its Promise or Observable raised: what they make of it
+ * (an Observable of what they answer, or of their error). Called by the dispatcher, which alone follows a handler's
+ * Promise or Observable: a handler that never settles holds on to the callbacks given to it, possibly forever, and
+ * the dispatcher's callbacks let go of the NOTIFY once it is acknowledged (see NotifyJob.release).
+ */
+export type SpoeErrorFilter = (
+  error: unknown,
+  message: SpoeMessage,
+  streamId: SpopId,
+  frameId: SpopId,
+  connection: SpoeConnectionInfo,
+) => unknown;
+
+/** How a message reaches its `@MessagePattern` handler, and its handler's errors the exception filters. */
+export interface SpoeMessageHandling {
+  readonly invoke: SpoeMessageInvoker;
+  /** Undefined when `invoke` applies the filters itself (Nest's own pipeline). */
+  readonly filterError: SpoeErrorFilter | undefined;
+}
+
 /** The handlers bound to one message name. */
 export interface SpoeRoute {
   /**
@@ -40,6 +61,8 @@ export interface SpoeRoute {
   readonly handler: SpoeHandler | undefined;
   /** How a message reaches `handler` (set with it). */
   readonly invoke: SpoeMessageInvoker | undefined;
+  /** The exception filters of `handler`'s pipeline, for the errors of its Promise or Observable. */
+  readonly filterError: SpoeErrorFilter | undefined;
   /** `@EventPattern` handlers: run, never awaited. */
   readonly events: readonly SpoeHandler[];
   /** Deadline of `handler`, in ms. */
@@ -56,6 +79,8 @@ export enum SpoeFailure {
 }
 
 const NO_ACTIONS: readonly SpoeAction[] = Object.freeze([]);
+const NO_MESSAGES: readonly SpoeMessage[] = Object.freeze([]);
+const RELEASED_DONE: SpoeAckCallback = () => undefined;
 
 /**
  * Receives the actions of a NOTIFY's ACK, and the `size` it was dispatched with; one function per connection, so
@@ -363,6 +388,11 @@ export class Dispatcher {
     this.deadlines.clear();
   }
 
+  /** @internal The exception filters for the errors of the Promise or Observable of message `name`'s handler. */
+  errorFilterOf(name: string): SpoeErrorFilter | undefined {
+    return this.route(name)?.filterError;
+  }
+
   /** @internal */
   failureAction(kind: SpoeFailure): SpoeAction | undefined {
     const v = this.errorVariable;
@@ -422,20 +452,23 @@ class NotifyJob implements Expirable {
   /** Per message: its actions once it finished (NO_ACTIONS when none); undefined while it runs. */
   private readonly actions: Array<readonly SpoeAction[] | undefined>;
   private subscriptions: Subscription[] | undefined;
+  /** Per message, true once its error went through the exception filters: what they answer is final. */
+  private filtered: boolean[] | undefined;
 
+  // messages, done and scopes are let go of once the job settles with handlers still running (see release).
   constructor(
     private readonly dispatcher: Dispatcher,
-    readonly messages: readonly SpoeMessage[],
+    public messages: readonly SpoeMessage[],
     readonly streamId: SpopId,
     readonly frameId: SpopId,
     readonly connection: SpoeConnectionInfo,
-    private readonly done: SpoeAckCallback,
+    private done: SpoeAckCallback,
     /** Given back to `done`. */
     private readonly size: number,
     /** performance.now() at dispatch when the dispatcher has an observer, NaN otherwise. */
     private readonly started: number,
     /** Per message, the scope its handlers run in, when the observer opens scopes. */
-    private readonly scopes: ReadonlyArray<SpoeMessageScope | undefined> | undefined = undefined,
+    private scopes: ReadonlyArray<SpoeMessageScope | undefined> | undefined = undefined,
   ) {
     this.remaining = messages.length;
     this.actions = new Array<readonly SpoeAction[] | undefined>(messages.length);
@@ -457,7 +490,7 @@ class NotifyJob implements Expirable {
         const list = this.collect(index, item, emitted);
         if (list) emitted = list;
       },
-      error: (error: unknown) => this.fail(index, error),
+      error: (error: unknown) => this.reject(index, error),
       complete: () => this.finish(index, emitted),
     });
     if (!this.settled && !subscription.closed) (this.subscriptions ??= []).push(subscription);
@@ -466,6 +499,28 @@ class NotifyJob implements Expirable {
   /** A message finished with no actions: `routed` when it has event handlers only, not when it has no handler. */
   complete(index: number, routed: boolean): void {
     this.finish(index, NO_ACTIONS, routed);
+  }
+
+  /**
+   * The Promise or Observable of a handler raised `error`: it goes through the handler's exception filters first, once
+   * (Nest's RpcProxy catches the errors of the handler's result), then fails the message if they answer an error.
+   */
+  reject(index: number, error: unknown): void {
+    if (this.settled) return;
+    // Filters run once: not again on what they answered (an error the pipeline filtered itself included).
+    const filter =
+      this.filtered?.[index] || wasFiltered(error)
+        ? undefined
+        : this.dispatcher.errorFilterOf(this.messages[index].name);
+    if (!filter) return this.fail(index, error);
+    (this.filtered ??= new Array<boolean>(this.messages.length))[index] = true;
+    let filtered: unknown;
+    try {
+      filtered = filter(error, this.messages[index], this.streamId, this.frameId, this.connection);
+    } catch (thrown) {
+      return this.fail(index, thrown);
+    }
+    follow(this, index, filtered);
   }
 
   /**
@@ -542,6 +597,20 @@ class NotifyJob implements Expirable {
 
   private settleWithFailure(kind: SpoeFailure): void {
     this.settle(this.dispatcher.withFailure(this.collected(), kind));
+    this.release();
+  }
+
+  /**
+   * Once acknowledged before every handler finished (a deadline, a failure), forgets the NOTIFY: a handler that never
+   * settles holds on to this job through the callbacks its Promise keeps, and must not keep the frame (nor, through
+   * `done`, the connection). Only then: a job whose handlers all finished is unreachable already.
+   */
+  private release(): void {
+    this.messages = NO_MESSAGES;
+    this.done = RELEASED_DONE;
+    this.scopes = undefined;
+    this.subscriptions = undefined;
+    this.actions.length = 0;
   }
 
   private settle(actions: readonly SpoeAction[]): void {
@@ -556,7 +625,7 @@ function follow(job: NotifyJob, index: number, result: unknown): void {
   if (result instanceof Promise) {
     result.then(
       (value: unknown) => job.accept(index, value),
-      (error: unknown) => job.fail(index, error),
+      (error: unknown) => job.reject(index, error),
     );
   } else {
     job.accept(index, result);

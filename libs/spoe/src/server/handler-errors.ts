@@ -4,9 +4,14 @@
  */
 const causes = new WeakMap<object, unknown>();
 
-/** Remembers that exception filters turned `cause` into `filtered`. */
+/** Remembers that exception filters turned `cause` into `filtered` (the same error, when they let it through). */
 export function rememberCause(filtered: unknown, cause: unknown): void {
-  if (filtered !== cause && typeof filtered === 'object' && filtered !== null) causes.set(filtered, cause);
+  if (typeof filtered === 'object' && filtered !== null) causes.set(filtered, cause);
+}
+
+/** Whether `error` came out of a handler's exception filters: they are applied once. */
+export function wasFiltered(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && causes.has(error);
 }
 
 /** What the handler threw that became `error`, or `error` itself. */

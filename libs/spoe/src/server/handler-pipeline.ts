@@ -23,7 +23,7 @@ import { from, isObservable, lastValueFrom, Observable, of, throwError } from 'r
 import { catchError, mergeAll, mergeMap } from 'rxjs/operators';
 import type { SpopId } from '../protocol/frame';
 import type { SpoeMessage } from '../protocol/notify';
-import { SpoeMessageInvoker, SpoePayload, toPayload } from './dispatcher';
+import { SpoeErrorFilter, SpoeMessageHandling, SpoeMessageInvoker, SpoePayload, toPayload } from './dispatcher';
 import { rememberCause } from './handler-errors';
 import { SpoeConnectionInfo, SpoeContext } from './spoe.context';
 
@@ -132,10 +132,10 @@ export class HandlerPipelines {
    * The pipeline of the `@MessagePattern(pattern)` handler of `transportId`, or undefined when it must keep Nest's
    * own (request-scoped controller, or a handler this cannot find unambiguously).
    */
-  compile(pattern: string, transportId: symbol): SpoeMessageInvoker | undefined {
+  compile(pattern: string, transportId: symbol): SpoeMessageHandling | undefined {
     const found = this.find(pattern, transportId);
     if (!found) return undefined;
-    return new HandlerPipeline(this.plan(found.instance, found.methodKey, found.moduleKey)).invoke;
+    return new HandlerPipeline(this.plan(found.instance, found.methodKey, found.moduleKey));
   }
 
   private find(
@@ -280,7 +280,7 @@ const NO_ARGS: unknown[] = [];
 // A payload with no such argument answers `payload[data]` from Object.prototype, as a plain object does.
 const NO_ARGUMENT: Record<string, unknown> = {};
 
-class HandlerPipeline {
+class HandlerPipeline implements SpoeMessageHandling {
   private readonly simpleArgs: boolean;
   /** The argument name of a handler whose only parameter is `@Payload(name)`, with no enhancer at all. */
   private readonly onlyArgument: string | undefined;
@@ -316,9 +316,7 @@ class HandlerPipeline {
     } catch (error) {
       return this.handleError(error, new Call(message, streamId, frameId, connection));
     }
-    return isThenable(result) || isObservable(result)
-      ? this.settled(result, new Call(message, streamId, frameId, connection))
-      : result;
+    return isThenable(result) ? settled(result) : result;
   };
 
   /**
@@ -331,35 +329,27 @@ class HandlerPipeline {
     let result: unknown;
     try {
       const value = this.applyPipes(plan.params[0], argument(message, this.onlyArgument!));
-      if (isThenable(value)) return this.afterAsyncPipes(value, new Call(message, streamId, frameId, connection));
+      if (isThenable(value)) return this.afterAsyncPipes(value);
       result = plan.callback.call(plan.instance, value);
     } catch (error) {
       return this.handleError(error, new Call(message, streamId, frameId, connection));
     }
-    return isThenable(result) || isObservable(result)
-      ? this.settled(result, new Call(message, streamId, frameId, connection))
-      : result;
+    return isThenable(result) ? settled(result) : result;
   };
 
   /** The piped bare handler, called once its parameter's pipes (one of which returned a promise) are done. */
-  private afterAsyncPipes(value: PromiseLike<unknown>, call: Call): unknown {
+  private afterAsyncPipes(value: PromiseLike<unknown>): unknown {
     const { callback, instance } = this.plan;
-    return this.settled(
-      Promise.resolve(value).then((v) => callback.call(instance, v)),
-      call,
-    );
+    return Promise.resolve(value).then((v) => callback.call(instance, v));
   }
 
   private readonly invokeFull: SpoeMessageInvoker = (message, streamId, frameId, connection) => {
     const call = new Call(message, streamId, frameId, connection);
     try {
       const allowed = this.plan.guards.length === 0 ? true : this.canActivate(call);
-      if (allowed instanceof Promise)
-        return this.settled(
-          allowed.then((ok) => this.afterGuards(call, ok)),
-          call,
-        );
-      return this.settled(this.afterGuards(call, allowed), call);
+      if (allowed instanceof Promise) return allowed.then((ok) => this.afterGuards(call, ok));
+      const result = this.afterGuards(call, allowed);
+      return isThenable(result) ? settled(result) : result;
     } catch (error) {
       return this.handleError(error, call);
     }
@@ -461,19 +451,14 @@ class HandlerPipeline {
     return next(0);
   }
 
-  /** RpcProxy: errors of the method, of its Promise or of its Observable go through the exception filters. */
-  private settled(result: unknown, call: Call): unknown {
-    // Any thenable is followed, as `await` in Nest's RpcProxy follows it; what leaves here is a native Promise.
-    if (isThenable(result)) {
-      return Promise.resolve(result).then(
-        (value: unknown) =>
-          isObservable(value) ? value.pipe(catchError((error: unknown) => this.handleError(error, call))) : value,
-        (error: unknown) => this.handleError(error, call),
-      );
-    }
-    if (isObservable(result)) return result.pipe(catchError((error: unknown) => this.handleError(error, call)));
-    return result;
-  }
+  /**
+   * RpcProxy: errors of the method go through the exception filters here; those of its Promise or Observable when the
+   * dispatcher, which alone follows them, hands them over: a handler that never settles then holds on to nothing of the
+   * message once it is acknowledged at its deadline, where callbacks given here would keep it for as long as the
+   * handler lives.
+   */
+  readonly filterError: SpoeErrorFilter = (error, message, streamId, frameId, connection) =>
+    this.handleError(error, new Call(message, streamId, frameId, connection));
 
   private handleError(error: unknown, call: Call): Observable<unknown> {
     const host = new ExecutionContextHost(call.args);
@@ -507,6 +492,11 @@ function toObservable(value: unknown): Observable<unknown> {
   if (isObservable(value)) return value;
   if (isThenable(value)) return from(value).pipe(mergeMap((v: unknown) => (isObservable(v) ? v : of(v))));
   return of(value);
+}
+
+/** Any thenable is followed, as `await` in Nest's RpcProxy follows it: what leaves the pipeline is a native Promise. */
+function settled(result: PromiseLike<unknown>): Promise<unknown> {
+  return result instanceof Promise ? result : Promise.resolve(result);
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

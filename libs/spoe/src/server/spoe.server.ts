@@ -10,6 +10,7 @@ import {
   Dispatcher,
   SpoeHandler,
   SpoeInvoker,
+  SpoeMessageHandling,
   SpoeMessageInvoker,
   SpoePayload,
   SpoeRoute,
@@ -79,7 +80,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
    */
   private routes: Map<string, SpoeRoute> | undefined;
   /** nestjs-spoe's pipeline of each @MessagePattern handler, built when Nest registered it. */
-  private readonly compiled = new Map<MessageHandler, SpoeMessageInvoker>();
+  private readonly compiled = new Map<MessageHandler, SpoeMessageHandling>();
   private readonly connections = new Set<SpoeConnection>();
   private readonly observers: SpoeObserver[] = [];
   private readonly events = new EventEmitter();
@@ -179,8 +180,8 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       super.addHandler(pattern, callback, false, extras);
       // Nest's registry keeps one chain per pattern: event handlers registered first follow the message handler.
       if (existing) callback.next = existing;
-      const invoke = this.compile(pattern);
-      if (invoke) this.compiled.set(callback, invoke);
+      const compiled = this.compile(pattern);
+      if (compiled) this.compiled.set(callback, compiled);
     }
     this.routes = undefined;
   }
@@ -396,12 +397,14 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     const routes = new Map<string, SpoeRoute>();
     for (const [pattern, head] of this.getHandlers()) {
       const handler = messageHandlerOf(head);
+      const compiled = handler && this.compiled.get(handler);
       // Calling the first event handler runs the others: Nest chains them through `next`.
       const events = handler ? handler.next : head;
       routes.set(pattern, {
         name: pattern,
         handler,
-        invoke: handler && (this.compiled.get(handler) ?? this.viaNest(handler)),
+        invoke: handler && (compiled?.invoke ?? this.viaNest(handler)),
+        filterError: compiled?.filterError,
         events: events ? [events] : [],
         deadlineMs: handler ? this.deadlineOf(pattern, handler.extras ?? {}) : this.options.handlerDeadlineMs,
       });
@@ -413,15 +416,15 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
    * nestjs-spoe's pipeline for the `@MessagePattern(pattern)` handler Nest is registering, when one can be built:
    * resolved now, when Nest resolves its own, so both see the same enhancers.
    */
-  private compile(pattern: string): SpoeMessageInvoker | undefined {
+  private compile(pattern: string): SpoeMessageHandling | undefined {
     const pipelines = this.pipelines;
     if (!pipelines || this.hooked) return undefined;
     const reason = pipelines.unsupportedReason();
     try {
-      const invoke = reason === undefined ? pipelines.compile(pattern, this.transportId) : undefined;
-      if (!invoke)
+      const compiled = reason === undefined ? pipelines.compile(pattern, this.transportId) : undefined;
+      if (!compiled)
         this.logger.debug(`"${pattern}" keeps Nest's RPC pipeline: ${reason ?? 'request-scoped or not found'}`);
-      return invoke;
+      return compiled;
     } catch (error) {
       this.logger.debug(`"${pattern}" keeps Nest's RPC pipeline: ${(error as Error).message}`);
       return undefined;
