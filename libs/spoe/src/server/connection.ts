@@ -272,7 +272,7 @@ export class SpoeConnection implements InFlightBudgetWaiter {
     if (hello.healthcheck && this.host.refusingHealthChecks) {
       // Every HAProxy version fails a check answered with AGENT-DISCONNECT instead of AGENT-HELLO.
       this.host.dispatcher.observer?.hello?.('healthcheck');
-      return this.disconnect(SpopStatus.Normal, 'agent is draining: it takes no new connections');
+      return this.disconnect(SpopStatus.Normal, 'agent is draining: send it no new work');
     }
     const settings = negotiateHello(hello, { maxFrameSize: options.maxFrameSize, capabilities: options.capabilities });
     clearTimeout(this.helloTimer);
