@@ -51,8 +51,6 @@ export interface FleetOptions {
   readonly env?: Record<string, string>;
   /** `inter` of the health checks (production: 2s; tests check more often to take less time). Default 200ms. */
   readonly checkInter?: string;
-  /** HAProxy in master-worker mode (`-W`), for reloads by SIGUSR2. */
-  readonly masterWorker?: boolean;
 }
 
 /** HAProxy's name of agent `i` (its `server` line). */
@@ -90,9 +88,10 @@ export class Fleet {
       const statsSocket = join(dir, 'stats.sock');
       const files = fleetFiles(options.binary.version);
       const inter = options.checkInter ?? '200ms';
-      // The deployed configuration, plus what a test reads: a stats socket, the set-on-error variable as a header.
+      // The deployed configuration, plus what a test reads: a stats socket (which hands the listeners over at a seamless
+      // reload), the set-on-error variable as a header.
       const cfg = deployFile(files.cfg)
-        .replace(/^global\n/m, 'global\n    stats socket ${STATS_SOCKET} level admin\n')
+        .replace(/^global\n/m, 'global\n    stats socket ${STATS_SOCKET} level admin expose-fd listeners\n')
         .replace(
           /^(\s*)default_backend app$/m,
           '$1http-after-response set-header X-SPOE-Error %[var(txn.rep.error)] if { var(txn.rep.error) -m found }\n$&',
@@ -116,7 +115,6 @@ export class Fleet {
           STATS_SOCKET: statsSocket,
         },
         statsSocket,
-        masterWorker: options.masterWorker,
       });
       const fleet = new Fleet(
         options.binary,
