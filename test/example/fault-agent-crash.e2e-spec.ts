@@ -23,8 +23,8 @@ describeEachHaproxy(
     it('SIGKILL: in-flight requests get set-on-error, none fails; the other agent carries the load; restarted, it rejoins', async () => {
       const stop = new AbortController();
       const running = fleet.load(stop.signal);
-      let from = 0;
-      let victim = 0;
+      let from: number;
+      let victim: number;
       try {
         victim = await fleet.busiestAgent(300);
         from = fleet.haproxy.lines.length;

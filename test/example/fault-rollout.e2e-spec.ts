@@ -26,9 +26,9 @@ describeEachHaproxy(
     it('SIGTERM under load: marked down during the grace period, drained, exit 0, no request failed', async () => {
       const stop = new AbortController();
       const running = fleet.load(stop.signal);
-      let from = 0;
+      let from: number;
       let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-      let stoppedAgent = 0;
+      let stoppedAgent: number;
       try {
         stoppedAgent = await fleet.busiestAgent(300);
         const agent = fleet.agents[stoppedAgent];
