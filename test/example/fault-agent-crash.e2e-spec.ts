@@ -44,9 +44,10 @@ describeEachHaproxy(
       expect(outcome.failures).toEqual([]);
       // The bound: the requests in flight on the dead agent's connections at the kill — at most one per HTTP client —
       // plus those whose NOTIFY HAProxy sent to it before `fall` checks failed (refused connections, SPOE status 257),
-      // which the check interval bounds: each of them set-on-error. Measured: 16 to 32 with 16 clients and inter 200ms.
+      // which the check interval bounds: each of them set-on-error. Measured: 8 to 47 with 16 clients and inter 200ms.
       expect(outcome.setOnError).toBeLessThanOrEqual(4 * LOAD_CLIENTS);
-      expect(outcome.setOnError).toBe(Object.values(spoe.statuses).reduce((a, b) => a + b, 0));
+      // HAProxy logged each (a busy multi-threaded HAProxy may drop log lines: at most as many lines as responses).
+      expect(Object.values(spoe.statuses).reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(outcome.setOnError);
       expect(outcome.decided).toBe(outcome.sent - outcome.setOnError);
       // None waited much past `timeout processing` (3.1+ keeps the NOTIFY of a reset connection until then; 2.x fails
       // them at once): HAProxy's own processing times, its timers firing on its next wake-up after the deadline.

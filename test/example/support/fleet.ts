@@ -186,7 +186,11 @@ export class Fleet {
   /** Waits until agent `i` answered `count` more NOTIFY from now on: it takes part in the load. */
   async answers(i: number, count: number): Promise<void> {
     const from = await this.answered(i);
-    await waitFor(`agent ${i + 1} to answer ${count} NOTIFY`, async () => (await this.answered(i)) >= from + count);
+    await waitFor(
+      `agent ${i + 1} to answer ${count} NOTIFY`,
+      async () => (await this.answered(i)) >= from + count,
+      30_000,
+    );
   }
 
   /**
@@ -212,6 +216,7 @@ export class Fleet {
     await waitFor(
       `agent ${i + 1}'s SPOE connections to close`,
       async () => sample(await scrape(this.agents[i].httpUrl), 'spoe_connections_open') === 0,
+      30_000,
     );
   }
 
