@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { SpoeServer } from 'nestjs-spoe';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentSettings } from '../config/agent.config';
 
@@ -23,6 +24,7 @@ export class Lifecycle implements BeforeApplicationShutdown {
 
   constructor(
     private readonly healthIndicatorService: HealthIndicatorService,
+    private readonly spoe: SpoeServer,
     config: ConfigService<AgentSettings, true>,
   ) {
     this.graceMs = config.get('agent', { infer: true }).shutdownGraceMs;
@@ -32,6 +34,8 @@ export class Lifecycle implements BeforeApplicationShutdown {
   beginShutdown(signal: string): Promise<void> {
     return (this.grace ??= (async () => {
       this.since = new Date();
+      // HAProxy's health checks (spop-check) fail from now on too: it stops sending new work here.
+      this.spoe.refuseHealthChecks();
       this.log.log(`${signal}: readiness is now down; SPOE keeps serving during the grace period`);
       await sleep(this.graceMs, undefined, { signal: this.hurried.signal }).catch(() => undefined);
       this.log.log('grace period over: draining SPOE connections and closing');

@@ -1,5 +1,6 @@
 // The built agent (`node dist/main.js`, what `npm run start:agent` runs) as a child process: configuration errors,
-// and the SIGTERM sequence — readiness 503 at once, SPOE serving through the grace period, then drain and exit 0.
+// and the SIGTERM sequence — readiness 503 and HAProxy's health checks failed at once, SPOE serving through the grace
+// period, then drain and exit 0.
 import { SpoeIp, TypedData } from 'nestjs-spoe';
 import { AddressInfo, createServer } from 'node:net';
 import { SpoeClient } from 'nestjs-spoe/testing';
@@ -87,9 +88,13 @@ describe('example agent process (dist/main.js)', () => {
       expect((await client.notify('check-client-ip', { ip: SpoeIp.parse('10.1.2.3') }))[0].value).toBe(100);
     });
 
+    it("fails HAProxy's health checks (AGENT-DISCONNECT status 0 to a health-check HELLO), so it is marked down", async () => {
+      await expect(SpoeClient.healthCheck({ port: agent.spoePort, timeoutMs: 1000 })).rejects.toMatchObject({
+        disconnect: { status: 0, message: 'agent is draining: send it no new work' },
+      });
+    });
+
     it('keeps accepting new SPOE connections during the grace period', async () => {
-      const hello = await SpoeClient.healthCheck({ port: agent.spoePort, timeoutMs: 1000 });
-      expect(hello.version).toBe('2.0');
       const late = await SpoeClient.connect({ port: agent.spoePort });
       expect((await late.notify('check-client-ip', { ip: SpoeIp.parse('192.0.2.1') }))[0].value).toBe(0);
       await late.close();

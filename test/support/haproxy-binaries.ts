@@ -112,11 +112,16 @@ function provision(version: string): HaproxyVersion {
 }
 
 /**
- * `describe` once per HAProxy binary — `HAPROXY_BIN` alone, or each of 2.6, 3.0, 3.2 and 3.4 — titled
+ * `describe` once per HAProxy binary — `HAPROXY_BIN` alone, or each of 2.6, 3.0, 3.2 and 3.4 (or of `versions`) — titled
  * `<title> — HAProxy <full version>`. Without any HAProxy, a missing prerequisite (skipped, failing under `CI=true`);
  * a version that could not be provisioned becomes a failing test carrying the provisioning error.
  */
-export function describeEachHaproxy(title: string, body: (binary: HaproxyBinary) => void): void {
+export function describeEachHaproxy(
+  title: string,
+  body: (binary: HaproxyBinary) => void,
+  /** The versions to run on when HAPROXY_BIN is not set (default: all four). */
+  versions: readonly string[] = HAPROXY_VERSIONS,
+): void {
   let env: HaproxyBinary | undefined;
   try {
     env = haproxyFromEnv();
@@ -133,7 +138,7 @@ export function describeEachHaproxy(title: string, body: (binary: HaproxyBinary)
     describeIf({ name: 'HAProxy', missing: none })(title, () => undefined);
     return;
   }
-  for (const version of env ? [env.version] : HAPROXY_VERSIONS) {
+  for (const version of env ? [env.version] : versions) {
     const { binary, prerequisite } = haproxyVersion(version);
     describeIf(prerequisite)(`${title} — HAProxy ${binary?.fullVersion ?? version}`, () => body(binary!));
   }

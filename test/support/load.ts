@@ -21,10 +21,16 @@ export interface LoadOptions {
   readonly before?: (i: number) => Promise<void> | undefined;
   /** Keep-alive connections (default true); false: a new connection per request. */
   readonly keepAlive?: boolean;
+  /**
+   * Stops the load once aborted: no request is sent after it, those in flight complete. `total` is then only an upper
+   * bound, and the result counts the requests sent. For a load that runs while something else happens.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Result of {@link runLoad}. */
 export interface LoadResult {
+  /** Requests sent: `total`, or fewer when the load was stopped by its `signal`. */
   readonly total: number;
   readonly ok: number;
   /** Requests that failed (transport error or a `check` failure), with the reason. */
@@ -53,7 +59,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   let next = 0;
   let done = 0;
   const worker = async (): Promise<void> => {
-    while (next < options.total) {
+    while (next < options.total && !options.signal?.aborted) {
       const i = next++;
       try {
         await options.before?.(i);
@@ -74,5 +80,5 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   } finally {
     agent.destroy();
   }
-  return { total: options.total, ok: options.total - failures.length, failures, statuses, responses };
+  return { total: next, ok: next - failures.length, failures, statuses, responses };
 }

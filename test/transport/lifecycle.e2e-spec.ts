@@ -99,6 +99,43 @@ describe('graceful close', () => {
     expect(await peer.expectDisconnect()).toMatchObject({ status: SpopStatus.Normal });
   });
 
+  it('while draining, answers the NOTIFY HAProxy sent meanwhile, and disconnects at the first lull', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] }, { drainTimeoutMs: 60_000 });
+    const { peer } = await RawPeer.hello({ port: agent.port });
+    peer.send(encodeNotify(16380, 1, 1, [{ name: 'block', args: [['key', 'in-flight']] }]));
+    await waitFor('the handler to start', () => started === 1);
+    const closing = agent.close();
+    // Sent before HAProxy could read an AGENT-DISCONNECT: HAProxy 2.x would fail it once the connection closes.
+    peer.send(encodeNotify(16380, 2, 1, [{ name: 'quick', args: [] }]));
+    const quick = await peer.nextFrame();
+    expect({ type: quick.type, streamId: quick.streamId }).toEqual({ type: FrameType.Ack, streamId: 2 });
+    expect(peer.pendingFrames).toEqual([]);
+    release('in-flight');
+    expect((await peer.nextFrame()).streamId).toBe(1);
+    expect(await peer.expectDisconnect()).toMatchObject({ status: SpopStatus.Normal });
+    await closing;
+  });
+
+  it('refuseHealthChecks(): health-check HELLOs get AGENT-DISCONNECT status 0, open connections are served', async () => {
+    const agent = await startAgent({ controllers: [BlockingController] });
+    const client = await SpoeClient.connect({ port: agent.port });
+    try {
+      expect((await SpoeClient.healthCheck({ port: agent.port })).version).toBe('2.0');
+      agent.server.refuseHealthChecks();
+      await expect(SpoeClient.healthCheck({ port: agent.port })).rejects.toMatchObject({
+        disconnect: { status: SpopStatus.Normal },
+      });
+      expect(await client.notify('quick')).toMatchObject([{ name: 'quick', value: true }]);
+      // A connection that is not a health check is still accepted.
+      const late = await SpoeClient.connect({ port: agent.port });
+      expect(await late.notify('quick')).toMatchObject([{ name: 'quick', value: true }]);
+      await late.close();
+    } finally {
+      await client.close();
+      await agent.close();
+    }
+  });
+
   it('refuses new connections while draining', async () => {
     const agent = await startAgent({ controllers: [BlockingController] });
     await agent.close();

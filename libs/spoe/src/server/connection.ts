@@ -25,6 +25,8 @@ export interface SpoeConnectionHost {
   readonly budget: InFlightBudget;
   /** What the server's connections carried, counted as it goes: read by `SpoeServer.stats`, and so by the metrics. */
   readonly traffic: SpoeTraffic;
+  /** Health-check HELLOs are answered with AGENT-DISCONNECT (see SpoeServer.refuseHealthChecks). */
+  readonly refusingHealthChecks: boolean;
   connected(connection: SpoeConnection): void;
   closed(connection: SpoeConnection, event: SpoeDisconnectEvent): void;
 }
@@ -75,6 +77,8 @@ const logger = new Logger('SpoeConnection');
  *   —          a socket accepted while maxConnections are     —          disconnect(13) in one write: no connection
  *              open (status 13: resource allocation error)               is made, see {@link refuseConnection}
  *   hello      HAPROXY-HELLO, healthcheck (3.2.4)             closing    AGENT-HELLO and end(), no DISCONNECT (3.2.5)
+ *   hello      HAPROXY-HELLO, healthcheck, while the server   closing    disconnect(0): HAProxy counts the check as
+ *              refuses health checks                                     failed, and marks the server down
  *   hello      HAPROXY-HELLO (3.2.4)                          ready      AGENT-HELLO, max-frame-size negotiated (3.2.5)
  *   hello      a HELLO refused, another frame, a protocol     closing    disconnect(its status) (3.2.3: error during
  *              error, no HELLO within helloTimeoutMs                     the HELLO handshake)
@@ -83,14 +87,19 @@ const logger = new Logger('SpoeConnection');
  *   ready      a frame of unknown type (3.2.2)                ready      nothing: it is skipped
  *   ready      a protocol error, or idleTimeoutMs with        closing    disconnect(its status)
  *              nothing in flight
- *   ready      drain()                                        draining   nothing: reading stops, owed ACKs still go
- *   draining   the last owed ACK is written (at once if none) closing    disconnect(0)
+ *   ready      drain()                                        draining   nothing at once (disconnect(0) if idle)
+ *   draining   NOTIFY                                         draining   its ACK: frames HAProxy sent before it read
+ *                                                                        the AGENT-DISCONNECT are answered
+ *   draining   a lull: nothing in flight, no frame unread     closing    disconnect(0), between two NOTIFY
+ *   draining   endDrain() (the server's drainTimeoutMs; the   closing    disconnect(0); frames unread are dropped
+ *              handlers still running were answered failed)
  *   hello,     HAPROXY-DISCONNECT (3.2.8)                     closing    disconnect(0)
- *    ready
+ *    ready,
+ *    draining
  *   closing    HAProxy closes, or disconnectLingerMs passes   closed     nothing more
  *   any        the socket closes                              closed     nothing: an ACK still owed is dropped
  *
- * Flow control, while `hello` or `ready` ({@link ReadGate}): before each frame the four causes below are checked;
+ * Flow control, while `hello`, `ready` or `draining` ({@link ReadGate}): before each frame the four causes below are checked;
  * the first that holds closes the gate (pauses the socket) until the event that can clear it, when all are checked
  * again.
  *
@@ -100,7 +109,7 @@ const logger = new Logger('SpoeConnection');
  *                    maxPendingWriteBytes
  *   unsent           socket bytes unsent >= maxPendingWriteBytes,   the socket's 'drain'
  *                    and the socket asked for a 'drain'
- *   in-flight-bytes  (ready only) payload bytes of the NOTIFY in    the budget's turn: an ACK on any connection
+ *   in-flight-bytes  (not hello) payload bytes of the NOTIFY in    the budget's turn: an ACK on any connection
  *                    flight on all the server's connections >=      brings the bytes below the bound, and those
  *                    maxInFlightBytes                               that waited before it had theirs (InFlightBudget)
  */
@@ -152,17 +161,32 @@ export class SpoeConnection implements InFlightBudgetWaiter {
   }
 
   /**
-   * Graceful end: stop reading, let in-flight NOTIFY be answered, then AGENT-DISCONNECT (status 0) and close. Resolves
-   * once the socket is closed. The server bounds the wait by expiring what is still in flight.
+   * Graceful end: AGENT-DISCONNECT (status 0) at the first lull — nothing in flight, no frame received and unread —
+   * and close. Until then NOTIFY are read and answered as usual: HAProxy may have sent some before it could read the
+   * AGENT-DISCONNECT, and 2.x fails every NOTIFY a connection owes it once that connection is disconnected (its
+   * SPOE applets keep using connections to a server marked down). Resolves once the socket is closed. The server
+   * bounds the wait with {@link endDrain}.
    */
   drain(): Promise<void> {
     if (this.lifecycle === 'hello') this.destroy();
     else if (this.lifecycle === 'ready') {
       this.lifecycle = 'draining';
-      this.socket.pause();
-      if (this.inFlight === 0) this.disconnect(SpopStatus.Normal, 'agent is shutting down');
+      this.disconnectAtLull();
     }
     return this.closedPromise;
+  }
+
+  /**
+   * The drain's time is up (the server answered what was still in flight as failed): AGENT-DISCONNECT now, whatever
+   * HAProxy sent meanwhile.
+   */
+  endDrain(): void {
+    if (this.lifecycle === 'draining') this.disconnect(SpopStatus.Normal, 'agent is shutting down');
+  }
+
+  private disconnectAtLull(): void {
+    if (this.inFlight === 0 && this.reader.bufferedBytes === 0)
+      this.disconnect(SpopStatus.Normal, 'agent is shutting down');
   }
 
   destroy(): void {
@@ -170,7 +194,7 @@ export class SpoeConnection implements InFlightBudgetWaiter {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.lifecycle !== 'ready' && this.lifecycle !== 'hello') return;
+    if (this.lifecycle === 'closing' || this.lifecycle === 'closed') return;
     this.reader.push(chunk);
     this.pump();
   }
@@ -189,7 +213,7 @@ export class SpoeConnection implements InFlightBudgetWaiter {
       const budget = this.budget;
       // Read once per burst: the socket is not written during one (ACKs are flushed at the end of the turn).
       const unsent = this.socket.writableNeedDrain && this.socket.writableLength >= maxPendingWriteBytes;
-      while (this.lifecycle === 'ready' || this.lifecycle === 'hello') {
+      while (this.lifecycle === 'ready' || this.lifecycle === 'hello' || this.lifecycle === 'draining') {
         // ACKs not yet flushed count too: a burst of NOTIFY is answered within one turn, before any write. The first
         // cause that holds, each checked once ('open' when none does, nearly always).
         const gate: ReadGate = unsent
@@ -198,7 +222,7 @@ export class SpoeConnection implements InFlightBudgetWaiter {
             ? 'in-flight'
             : this.writer.pendingBytes >= maxPendingWriteBytes
               ? 'unflushed'
-              : budget.exhausted && this.lifecycle === 'ready'
+              : budget.exhausted && this.lifecycle !== 'hello'
                 ? 'in-flight-bytes'
                 : 'open';
         if (gate !== 'open') {
@@ -214,7 +238,9 @@ export class SpoeConnection implements InFlightBudgetWaiter {
         if (!frame) break;
         this.handleFrame(frame);
       }
-      if (paused && (this.lifecycle === 'ready' || this.lifecycle === 'hello')) this.socket.resume();
+      if (this.lifecycle === 'draining') this.disconnectAtLull();
+      if (paused && (this.lifecycle === 'ready' || this.lifecycle === 'hello' || this.lifecycle === 'draining'))
+        this.socket.resume();
     } catch (error) {
       this.protocolError(error);
     }
@@ -255,6 +281,11 @@ export class SpoeConnection implements InFlightBudgetWaiter {
       throw new SpopInvalidFrameError('HAPROXY-HELLO with a non-zero stream-id or frame-id');
     const options = this.host.options;
     const hello = decodeHaproxyHello(frame);
+    if (hello.healthcheck && this.host.refusingHealthChecks) {
+      // Every HAProxy version fails a check answered with AGENT-DISCONNECT instead of AGENT-HELLO.
+      this.host.dispatcher.observer?.hello?.('healthcheck');
+      return this.disconnect(SpopStatus.Normal, 'agent is draining: send it no new work');
+    }
     const settings = negotiateHello(hello, { maxFrameSize: options.maxFrameSize, capabilities: options.capabilities });
     clearTimeout(this.helloTimer);
     this.helloTimer = undefined;
@@ -328,11 +359,8 @@ export class SpoeConnection implements InFlightBudgetWaiter {
     if (lifecycle !== 'ready' && lifecycle !== 'draining') return;
     try {
       this.writeAck(streamId, frameId, actions);
-      if (lifecycle === 'ready') {
-        if (this.gate === 'in-flight') this.pump();
-      } else if (this.inFlight === 0) {
-        this.disconnect(SpopStatus.Normal, 'agent is shutting down');
-      }
+      if (this.gate === 'in-flight') this.pump();
+      else if (lifecycle === 'draining') this.disconnectAtLull();
     } catch (error) {
       this.protocolError(error);
     }

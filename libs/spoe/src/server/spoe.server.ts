@@ -72,7 +72,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   protected override readonly logger = new Logger(SpoeServer.name);
   readonly options: NormalizedSpoeOptions;
   private readonly dispatcher: Dispatcher;
-  private readonly host: SpoeConnectionHost;
+  private readonly host: SpoeConnectionHost & { refusingHealthChecks: boolean };
   /**
    * What the dispatcher looks up once per message, derived from Nest's registry (getHandlers()) when first needed and
    * again whenever a handler is registered: Nest's registry holds `(pattern → handler chain)`, this holds what each
@@ -112,6 +112,7 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
       dispatcher: this.dispatcher,
       budget: new InFlightBudget(this.options.maxInFlightBytes),
       traffic: new SpoeTraffic(),
+      refusingHealthChecks: false,
       connected: (connection) => this.events.emit('connection', { remoteAddress: connection.remoteAddress }),
       closed: (connection, event) => {
         this.connections.delete(connection);
@@ -269,6 +270,18 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
   }
 
   /**
+   * The first step of a graceful rollout, before {@link close}: from now on, health-check HELLOs (`option spop-check`)
+   * are answered with AGENT-DISCONNECT (status 0) instead of AGENT-HELLO, which every HAProxy version counts as a failed
+   * check. Once `fall` checks failed, HAProxy marks the agent down and sends it no new work, while the connections it
+   * has keep being served as before. Call `close()` once HAProxy had the time to notice (`inter` × `fall`).
+   */
+  refuseHealthChecks(): void {
+    if (this.host.refusingHealthChecks) return;
+    this.host.refusingHealthChecks = true;
+    this.logger.log('health checks are refused from now on: HAProxy will mark this agent down');
+  }
+
+  /**
    * Stops accepting connections, lets in-flight NOTIFY finish for up to `drainTimeoutMs` (then answers the rest as
    * failed), sends AGENT-DISCONNECT (status 0) on every connection and resolves once all are closed.
    */
@@ -356,7 +369,10 @@ export class SpoeServer extends Server<SpoeEvents, SpoeStatus> implements Custom
     this._status$.next(SpoeStatus.Draining);
     const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
     const drained = Promise.all([...this.connections].map((c) => c.drain()));
-    const deadline = setTimeout(() => this.dispatcher.expireAll(), this.options.drainTimeoutMs);
+    const deadline = setTimeout(() => {
+      this.dispatcher.expireAll();
+      for (const connection of this.connections) connection.endDrain();
+    }, this.options.drainTimeoutMs);
     await drained;
     clearTimeout(deadline);
     await serverClosed;
