@@ -21,10 +21,13 @@ export interface LoadOptions {
   readonly before?: (i: number) => Promise<void> | undefined;
   /** Keep-alive connections (default true); false: a new connection per request. */
   readonly keepAlive?: boolean;
+  /** Once aborted, no new request is sent: load that lasts as long as a scenario does, `total` bounding it. */
+  readonly stop?: AbortSignal;
 }
 
 /** Result of {@link runLoad}. */
 export interface LoadResult {
+  /** Requests sent: `total`, or fewer when stopped. */
   readonly total: number;
   readonly ok: number;
   /** Requests that failed (transport error or a `check` failure), with the reason. */
@@ -53,7 +56,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   let next = 0;
   let done = 0;
   const worker = async (): Promise<void> => {
-    while (next < options.total) {
+    while (next < options.total && !options.stop?.aborted) {
       const i = next++;
       try {
         await options.before?.(i);
@@ -74,5 +77,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   } finally {
     agent.destroy();
   }
-  return { total: options.total, ok: options.total - failures.length, failures, statuses, responses };
+  const total = options.stop ? done : options.total;
+  return { total, ok: total - failures.length, failures, statuses, responses };
 }
