@@ -88,7 +88,7 @@ export const AGENT_ENV = {
   },
   REDIS_MIN_REPLICAS: {
     default: undefined,
-    doc: 'Replicas that must hold a blocklist write before the admin API acknowledges it (Redis WAIT); unset: 1 with REDIS_SENTINELS, 0 with REDIS_URL.',
+    doc: 'Replicas that must hold a blocklist write before the admin API acknowledges it (Redis WAIT; with REDIS_SENTINELS, also every replica they see up); unset: 1 with REDIS_SENTINELS, 0 with REDIS_URL.',
   },
   LOG_LEVEL: { default: 'log', doc: 'fatal, error, warn, log, debug or verbose.' },
   LOG_FORMAT: {
@@ -129,6 +129,8 @@ export const AGENT_LIMITS = {
    * WAIT being a command itself. A healthy replica acknowledges within a few milliseconds.
    */
   redisReplicaAckTimeoutMs: 1000,
+  /** Bound on connecting to a Sentinel and on its answer, when a write asks how many replicas are up. */
+  sentinelQueryTimeoutMs: 500,
   /** REDIS_MIN_REPLICAS when unset: with Sentinel there is a replica to fail over to, and a write should be on it. */
   redisMinReplicas: { sentinel: 1, url: 0 },
   /** The largest REDIS_MIN_REPLICAS: more replicas than any deployment has. */

@@ -14,7 +14,7 @@ import {
 } from './blocklist.store';
 import { Cidr } from './cidr';
 
-const { redisCommandTimeoutMs, redisReplicaAckTimeoutMs, propagationTimeoutMs } = AGENT_LIMITS;
+const { redisCommandTimeoutMs, redisReplicaAckTimeoutMs, sentinelQueryTimeoutMs, propagationTimeoutMs } = AGENT_LIMITS;
 /** Reconnection back-off: 100 ms, 200 ms, … capped at 2 s. */
 const retryStrategy = (attempt: number): number => Math.min(attempt * 100, 2000);
 
@@ -105,11 +105,11 @@ interface Waiter {
  * hash lookups whatever Redis' latency, and keeps being answered (from the last version) while Redis is away. Every
  * write runs as one Lua script that changes the data, bumps a version counter and publishes it; each instance reloads
  * its matcher on that message (and whenever its connections are back, when messages may have been missed) and
- * acknowledges the version it now holds. A write resolves once `minReplicas` replicas hold it (Redis WAIT) and every
- * subscribed instance acknowledged it, so the next NOTIFY, on any instance, sees the change.
+ * acknowledges the version it now holds. A write resolves once enough replicas hold it (Redis WAIT: see `replicated`)
+ * and every subscribed instance acknowledged it, so the next NOTIFY, on any instance, sees the change.
  *
  * Redis is one server (REDIS_URL) or the primary that Sentinels name (REDIS_SENTINELS): ioredis asks them where the
- * primary is at every connection, and reconnects when they announce a failover.
+ * primary is at every connection, and a failover closes the connections to the old one.
  */
 export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit, OnApplicationShutdown {
   /** Identifies this instance in acknowledgements. */
@@ -168,10 +168,12 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
       ...options,
       sentinels: this.config.sentinels.map(({ host, port }) => ({ host, port })),
       name: this.config.masterName,
-      // Reconnect as soon as a Sentinel announces a new primary (+switch-master), not when the old one fails a
-      // command: a demoted primary that still answers would refuse every write until then.
-      failoverDetector: true,
-      // A primary demoted before the announcement reached us answers writes with READONLY: find the primary again.
+      // A primary that dies closes the connections, and ioredis reconnects to the primary the Sentinels name then. One
+      // demoted alive (SENTINEL FAILOVER) keeps them until Sentinel reconfigures it as a replica and closes them
+      // (CLIENT KILL), up to ~20 s later; meanwhile writes are refused, no replica following it any more. ioredis'
+      // failoverDetector would not shorten that: every Sentinel announces the failover, seconds apart, and each
+      // announcement drops the connections, which may then be told of the old primary by a Sentinel that has not
+      // switched yet. A write that reaches a demoted primary is answered READONLY: reconnect then.
       reconnectOnError: (error) => error.message.startsWith('READONLY'),
     });
   }
@@ -191,8 +193,7 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
       await this.seed();
       await this.reload();
     } catch (error) {
-      this.redis.disconnect();
-      this.subscriber.disconnect();
+      for (const connection of this.connections()) connection.disconnect();
       throw new Error(`cannot use ${this.where}: ${(error as Error).message}`, { cause: error });
     }
     this.started = true;
@@ -202,7 +203,11 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   async onApplicationShutdown(): Promise<void> {
     this.started = false;
     for (const waiter of this.waiters) waiter.done();
-    await Promise.all([this.redis, this.subscriber].map((c) => c.quit().catch(() => c.disconnect())));
+    await Promise.all(this.connections().map((c) => c.quit().catch(() => c.disconnect())));
+  }
+
+  private connections(): Redis[] {
+    return [this.redis, this.subscriber];
   }
 
   find(ip: SpoeIp): BlocklistEntry | undefined {
@@ -333,26 +338,65 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   }
 
   /**
-   * Waits (Redis WAIT, on the connection that wrote) until `minReplicas` replicas hold this connection's writes. Fewer
-   * within the timeout: the change is on the primary only, and a failover now would lose it.
+   * Waits (Redis WAIT, on the connection that wrote) until this connection's writes are on enough replicas: at least
+   * `minReplicas`, and with Sentinel every replica the Sentinels see up. A failover promotes one of those, and a
+   * manual one (SENTINEL FAILOVER) detaches it from the primary while the others still replicate: a write on only one
+   * replica, the wrong one, would be lost. Fewer within the timeout: the change is on the primary, not safe from a
+   * failover.
    */
   private async replicated(): Promise<void> {
     const { minReplicas } = this.config;
     if (minReplicas === 0) return;
+    const wanted = Math.max(minReplicas, (await this.replicasUp()) ?? 0);
     let replicas: number;
     try {
-      replicas = await this.redis.wait(minReplicas, redisReplicaAckTimeoutMs);
+      replicas = await this.redis.wait(wanted, redisReplicaAckTimeoutMs);
     } catch (error) {
       throw new BlocklistUnavailableError(
-        `${this.where}: ${(error as Error).message} while waiting for ${minReplicas} replica(s) to acknowledge the change: it may or may not have been made; retry it`,
+        `${this.where}: ${(error as Error).message} while waiting for ${wanted} replica(s) to acknowledge the change: it may or may not have been made; retry it`,
         { cause: error },
       );
     }
-    if (replicas < minReplicas) {
+    if (replicas < wanted) {
       throw new BlocklistUnavailableError(
-        `${this.where}: the change was made on the primary, but ${replicas} of ${minReplicas} replica(s) acknowledged it within ${redisReplicaAckTimeoutMs} ms: a failover now would lose it; retry it`,
+        `${this.where}: the change was made on the primary, but ${replicas} of ${wanted} replica(s) acknowledged it within ${redisReplicaAckTimeoutMs} ms: a failover now would lose it; retry it`,
       );
     }
+  }
+
+  /**
+   * With Sentinel, the replicas of the primary that the first Sentinel to answer sees up (not down, not disconnected);
+   * undefined with REDIS_URL, or when no Sentinel answers. A connection per question: admin writes are rare.
+   */
+  private async replicasUp(): Promise<number | undefined> {
+    if (!('sentinels' in this.config)) return undefined;
+    for (const { host, port } of this.config.sentinels) {
+      const sentinel = new Redis({
+        host,
+        port,
+        lazyConnect: true,
+        connectTimeout: sentinelQueryTimeoutMs,
+        commandTimeout: sentinelQueryTimeoutMs,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      sentinel.on('error', () => undefined); // the next Sentinel is asked
+      try {
+        await sentinel.connect();
+        const replicas = await sentinel.call('SENTINEL', 'REPLICAS', this.config.masterName);
+        if (!Array.isArray(replicas)) continue;
+        return replicas.filter((fields: unknown) => {
+          const flags = Array.isArray(fields) ? fields[fields.indexOf('flags') + 1] : undefined;
+          return typeof flags === 'string' && !/s_down|o_down|disconnected/.test(flags);
+        }).length;
+      } catch {
+        continue;
+      } finally {
+        sentinel.disconnect();
+      }
+    }
+    return undefined;
   }
 
   private async seed(): Promise<void> {

@@ -8,12 +8,12 @@ import { SpoeClient } from 'nestjs-spoe/testing';
 import { cleanupAll } from '../support/cleanup';
 import { haproxyVersion } from '../support/haproxy-binaries';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
-import { LoadResult, runLoad } from '../support/load';
 import { describeIf } from '../support/prerequisites';
 import { waitFor } from '../support/wait';
 import {
   AgentProcess,
   api,
+  DecisionLoad,
   HaproxyInFront,
   RedisServer,
   redisServer,
@@ -30,9 +30,6 @@ interface Readiness {
   status: 'ok' | 'degraded' | 'error';
   details: Record<string, { status: string; message?: string }>;
 }
-
-/** A source for each request: a clean one, one blocked before the outage, one blocked during it (by another agent). */
-const SOURCES = ['', '192.0.2.7', '198.51.100.7'] as const;
 
 describeIf(redisServer(), haproxy34.prerequisite)('fault: Redis goes away under load (HAProxy 3.4, two agents)', () => {
   let redis: RedisServer;
@@ -74,39 +71,19 @@ describeIf(redisServer(), haproxy34.prerequisite)('fault: Redis goes away under 
   it('decides every request while Redis is away, refuses writes with 503, stays ready (degraded), and resyncs when it is back', async () => {
     expect((await api(agents[0].httpUrl, 'POST', '/blocklist', { cidr: '192.0.2.0/24' })).status).toBe(201);
 
-    // Load for the whole scenario: each request's phase is the one in force when it was sent.
-    let phase: 'before' | 'outage' | 'after' = 'before';
-    const phaseOf: string[] = [];
-    const decided = { before: 0, outage: 0, after: 0 };
-    const stop = new AbortController();
-    const load: Promise<LoadResult> = runLoad({
-      total: 1_000_000,
-      concurrency: 4,
-      stop: stop.signal,
-      request: (i) => {
-        phaseOf[i] = phase;
-        const source = SOURCES[i % SOURCES.length];
-        const headers: Record<string, string> = source ? { 'x-forwarded-for': source } : {};
-        return { host: '127.0.0.1', port: front.port, headers };
-      },
-      // A decision is a 403, or a 200 that carries the agent's score: an SPOE error leaves X-IP-Score empty.
-      check: (response, i) => {
-        const source = SOURCES[i % SOURCES.length];
-        const expected = source === '' ? [200] : source === '192.0.2.7' ? [403] : [200, 403];
-        if (!expected.includes(response.status)) return `${source || 'clean'}: status ${response.status}`;
-        if (response.status === 200 && response.headers['x-ip-score'] !== '0')
-          return `${source || 'clean'}: X-IP-Score ${JSON.stringify(response.headers['x-ip-score'])}`;
-        decided[phaseOf[i] as keyof typeof decided]++;
-        return undefined;
-      },
-    });
+    // Requests for the whole scenario: clean, blocked before the outage, and blocked during it by another agent.
+    const load = new DecisionLoad<'before' | 'outage' | 'after'>(
+      front.port,
+      [{ statuses: [200] }, { source: '192.0.2.7', statuses: [403] }, { source: '198.51.100.7', statuses: [200, 403] }],
+      'before',
+    );
     try {
-      await waitFor('decisions before the outage', () => decided.before >= 100, 30_000);
+      await load.decisions(100);
 
       // Redis dies.
       const killedAt = Date.now();
       await redis.kill();
-      phase = 'outage';
+      load.phase = 'outage';
       const reports = await waitFor('both agents to report the store degraded', async () => {
         const answers = await Promise.all(agents.map(readiness));
         return answers.every((r) => r.status === 'degraded') && answers;
@@ -134,7 +111,7 @@ describeIf(redisServer(), haproxy34.prerequisite)('fault: Redis goes away under 
         /^the blocklist store is unavailable: Redis at redis:\/\/127\.0\.0\.1:\d+\/? is not connected \(\w+\): nothing was changed; retry once it is back$/,
       );
       expect((await api(agents[1].httpUrl, 'DELETE', '/blocklist?cidr=192.0.2.0/24')).status).toBe(503);
-      await waitFor('decisions during the outage', () => decided.outage >= 300, 30_000);
+      await load.decisions(300);
 
       // Meanwhile, on the far side of a partition: another agent reaches a Redis with the same data (here, started on
       // its directory while the agents' one is down) and blocks 198.51.100.0/24. Its change is not announced to the
@@ -152,7 +129,7 @@ describeIf(redisServer(), haproxy34.prerequisite)('fault: Redis goes away under 
       // Redis is back, with the far side's change: the agents reconnect and catch up, without a restart.
       await redis.restart();
       const backAt = Date.now();
-      phase = 'after';
+      load.phase = 'after';
       await waitFor('both agents to block what the other agent blocked', async () =>
         (await Promise.all(agents.map((agent) => score(agent, '198.51.100.7')))).every((s) => s === 100),
       );
@@ -163,19 +140,18 @@ describeIf(redisServer(), haproxy34.prerequisite)('fault: Redis goes away under 
       // Writes work again, and reach the other agent before they return.
       expect((await api(agents[1].httpUrl, 'POST', '/blocklist', { cidr: '203.0.113.0/24' })).status).toBe(201);
       expect(await score(agents[0], '203.0.113.9')).toBe(100);
-      await waitFor('decisions after the outage', () => decided.after >= 100, 30_000);
+      await load.decisions(100);
 
-      stop.abort();
-      const result = await load;
+      const result = await load.stop();
       const spoeEvents = front.haproxy.spoeEvents();
       console.log(
-        `[fault 3: Redis goes away] ${result.total} requests, ${JSON.stringify(decided)} decided (before/during/after ` +
+        `[fault 3: Redis goes away] ${result.total} requests, ${JSON.stringify(Object.fromEntries(load.decided))} decided (before/during/after ` +
           `the outage), ${result.failures.length} undecided; ${spoeEvents.filter((e) => e.st !== 0).length} SPOE ` +
           `errors in ${spoeEvents.length} SPOE events; degraded reported ${detectedMs} ms after the kill; a write ` +
           `refused in ${refusedInMs} ms; the other agent's change seen ${resyncedMs} ms after Redis was back`,
       );
       expect(result.failures.slice(0, 5)).toEqual([]);
-      expect(decided.outage).toBeGreaterThanOrEqual(300);
+      expect(load.count('outage')).toBeGreaterThanOrEqual(300);
       expect(spoeEvents.filter((e) => e.st !== 0).map((e) => e.raw)).toEqual([]);
       expect(front.haproxy.unexpectedProblems()).toEqual([]);
       // Quiet: one warning when Redis went away and one line when it was back, per agent, whatever the traffic.
@@ -189,8 +165,7 @@ describeIf(redisServer(), haproxy34.prerequisite)('fault: Redis goes away under 
         ]);
       }
     } finally {
-      stop.abort();
-      await load;
+      await load.stop();
     }
   });
 });

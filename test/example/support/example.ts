@@ -15,6 +15,7 @@ import { AGENT_ENV } from '../../../src/config/agent.config';
 import { makeTempDir, trackForCleanup } from '../../support/cleanup';
 import { HaproxyBinary } from '../../support/haproxy-binaries';
 import { HaproxyProcess } from '../../support/haproxy-process';
+import { LoadResult, runLoad } from '../../support/load';
 import { freePort } from '../../support/ports';
 import { commandPrerequisite, Prerequisite } from '../../support/prerequisites';
 import { waitFor } from '../../support/wait';
@@ -503,6 +504,13 @@ export class SentinelTopology {
     };
   }
 
+  /** The server listening on `port`: the primary or a replica. */
+  server(port: number): RedisServer {
+    const server = [this.primary, ...this.replicas].find((s) => s.port === port);
+    if (!server) throw new Error(`no Redis server of this topology listens on ${port}`);
+    return server;
+  }
+
   /** The port of the primary as the first Sentinel that answers names it. */
   async primaryPort(): Promise<number> {
     for (const sentinel of this.sentinels) {
@@ -603,4 +611,64 @@ export async function startHaproxyInFront(
     waitForTcp: [{ host: '127.0.0.1', port }],
   });
   return { haproxy, port, statsSocket };
+}
+
+/** One kind of request of a {@link DecisionLoad}: from `source` (X-Forwarded-For; none: the client's own address). */
+export interface DecisionSource {
+  readonly source?: string;
+  /** The statuses that are a decision for it: 200 (with the agent's X-IP-Score: 0) and/or 403. */
+  readonly statuses: readonly (200 | 403)[];
+}
+
+/**
+ * Requests through HAProxy (deploy/haproxy's haproxy.cfg) for as long as a scenario lasts, the sources in turn, each
+ * response checked for a decision of the agents: a 403, or a 200 carrying X-IP-Score: 0 (an SPOE error leaves the
+ * header empty). Decisions are counted by the phase in force when the request was sent.
+ */
+export class DecisionLoad<Phase extends string> {
+  /** The phase of the requests sent from now on. */
+  phase: Phase;
+  readonly decided = new Map<Phase, number>();
+  private readonly stopper = new AbortController();
+  private readonly result: Promise<LoadResult>;
+
+  constructor(port: number, sources: readonly DecisionSource[], firstPhase: Phase, concurrency = 4) {
+    this.phase = firstPhase;
+    const phaseOf: Phase[] = [];
+    const headers = sources.map(({ source }): Record<string, string> => (source ? { 'x-forwarded-for': source } : {}));
+    this.result = runLoad({
+      total: Number.MAX_SAFE_INTEGER,
+      concurrency,
+      stop: this.stopper.signal,
+      request: (i) => {
+        phaseOf[i] = this.phase;
+        return { host: '127.0.0.1', port, headers: headers[i % sources.length] };
+      },
+      check: (response, i) => {
+        const { source = 'a clean source', statuses } = sources[i % sources.length];
+        if (!(statuses as readonly number[]).includes(response.status)) return `${source}: status ${response.status}`;
+        if (response.status === 200 && response.headers['x-ip-score'] !== '0')
+          return `${source}: X-IP-Score ${JSON.stringify(response.headers['x-ip-score'])}`;
+        this.decided.set(phaseOf[i], this.count(phaseOf[i]) + 1);
+        return undefined;
+      },
+    });
+  }
+
+  /** Decisions of requests sent during `phase`. */
+  count(phase: Phase): number {
+    return this.decided.get(phase) ?? 0;
+  }
+
+  /** Waits for `n` decisions of requests sent during the current phase. */
+  async decisions(n: number): Promise<void> {
+    const phase = this.phase;
+    await waitFor(`${n} decisions (${phase})`, () => this.count(phase) >= n, 30_000);
+  }
+
+  /** Sends no more requests; resolves once those in flight are answered. */
+  stop(): Promise<LoadResult> {
+    this.stopper.abort();
+    return this.result;
+  }
 }
