@@ -170,10 +170,11 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
       name: this.config.masterName,
       // A primary that dies closes the connections, and ioredis reconnects to the primary the Sentinels name then. One
       // demoted alive (SENTINEL FAILOVER) keeps them until Sentinel reconfigures it as a replica and closes them
-      // (CLIENT KILL), up to ~20 s later; meanwhile writes are refused, no replica following it any more. ioredis'
-      // failoverDetector would not shorten that: every Sentinel announces the failover, seconds apart, and each
-      // announcement drops the connections, which may then be told of the old primary by a Sentinel that has not
-      // switched yet. A write that reaches a demoted primary is answered READONLY: reconnect then.
+      // (CLIENT KILL), ~16 s later in the tests; meanwhile writes are refused, no replica following it any more.
+      // ioredis' failoverDetector is not used: every Sentinel announces a failover, seconds apart, and each announcement
+      // dropped connections already on the new primary; reconnecting on an announcement did not shorten the wait either
+      // (a Sentinel that has not switched yet probably names the old primary). A write that reaches a demoted primary is
+      // answered READONLY: reconnect then.
       reconnectOnError: (error) => error.message.startsWith('READONLY'),
     });
   }
