@@ -17,16 +17,17 @@ else
   echo "no apt-get and no HAPROXY_BIN: the HAProxy tests will be skipped"
 fi
 
-step "redis-server, docker-compose, openssl and curl (the example agent's and the TLS e2e tests)"
-if command -v redis-server >/dev/null 2>&1; then
+step "redis-server, redis-sentinel, docker-compose, openssl and curl (the example agent's and the TLS e2e tests)"
+# redis-sentinel (Debian's package of that name) runs the Sentinels of the failover tests (redis-sentinel.e2e-spec).
+if command -v redis-server >/dev/null 2>&1 && command -v redis-sentinel >/dev/null 2>&1; then
   redis-server --version
 elif command -v apt-get >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-sentinel
 elif [ "${CI:-}" = "true" ]; then
-  echo "CI=true but redis-server is missing and apt-get is not available" >&2
+  echo "CI=true but redis-server or redis-sentinel is missing and apt-get is not available" >&2
   exit 1
 else
-  echo "no redis-server and no apt-get: the Redis tests will be skipped"
+  echo "no redis-server or redis-sentinel and no apt-get: the Redis tests will be skipped"
 fi
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose

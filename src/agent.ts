@@ -60,7 +60,7 @@ export async function startAgent(options: AppOptions = {}): Promise<Agent> {
     const httpUrl = urlOf(app.getHttpServer().address() as AddressInfo);
     const tls = spoe.tls ? `, SPOE over ${spoe.tls.requestCert ? 'mutual TLS' : 'TLS'}` : '';
     log.log(
-      `ready: SPOE on ${formatAddress(spoe.address)}, HTTP on ${httpUrl}, blocklist ${config.redisUrl ? 'in Redis' : 'in memory'}${tls}`,
+      `ready: SPOE on ${formatAddress(spoe.address)}, HTTP on ${httpUrl}, blocklist ${config.redis ? 'in Redis' : 'in memory'}${tls}`,
     );
     // Under a supervisor, it says so once for all its workers.
     if (!options.supervisor) warnOfOpenAdminApi(config, log);

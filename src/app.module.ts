@@ -38,7 +38,7 @@ export interface AppOptions {
 
 /**
  * The example agent: SPOE handlers (`check-client-ip`, `echo`) and an HTTP side (health, metrics, blocklist admin API) in one
- * hybrid app, configured from its environment (see AGENT_ENV). The store is Redis when `REDIS_URL` is set, in memory
+ * hybrid app, configured from its environment (see AGENT_ENV). The store is Redis when `REDIS_URL` or `REDIS_SENTINELS` is set, in memory
  * otherwise — under the supervisor, a replica of the supervisor's blocklist — all behind {@link BlocklistStore}.
  */
 @Module({})
@@ -85,7 +85,7 @@ function createStore(
   config: ConfigService<AgentSettings, true>,
   supervisor: SupervisorLink | undefined,
 ): BlocklistStore {
-  const { redisUrl, defaultBlocklist } = config.get('agent', { infer: true });
-  if (redisUrl !== undefined) return new RedisBlocklistStore(redisUrl, defaultBlocklist);
+  const { redis, defaultBlocklist } = config.get('agent', { infer: true });
+  if (redis !== undefined) return new RedisBlocklistStore(redis, defaultBlocklist);
   return supervisor ? new ClusterBlocklistStore(supervisor) : new MemoryBlocklistStore(defaultBlocklist);
 }

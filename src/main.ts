@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   return superviseWorkers({
     workers: config.workers,
     startWorker: (supervisor) => startAgent({ supervisor }),
-    ...(config.redisUrl === undefined && { blocklist: config.defaultBlocklist }),
+    ...(config.redis === undefined && { blocklist: config.defaultBlocklist }),
   });
 }
 

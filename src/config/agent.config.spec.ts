@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppModule } from '../app.module';
-import { AGENT_ENV, AgentConfigError, AgentSettings, loadAgentConfig, redactUrl } from './agent.config';
+import { AGENT_ENV, AgentConfigError, AgentSettings, describeRedis, loadAgentConfig, redactUrl } from './agent.config';
 
 const problemsOf = (env: NodeJS.ProcessEnv): readonly string[] => {
   try {
@@ -30,7 +30,7 @@ describe('loadAgentConfig', () => {
     expect(config.spoe.path).toBeUndefined();
     expect(config.http).toEqual({ host: '0.0.0.0', port: 3000 });
     expect(config.adminToken).toBeUndefined();
-    expect(config.redisUrl).toBeUndefined();
+    expect(config.redis).toBeUndefined();
     expect(config.defaultBlocklist.map(String)).toEqual(['10.0.0.0/8']);
     expect(config.shutdownGraceMs).toBe(5000);
     expect(config.healthTimeoutMs).toBe(1000);
@@ -85,7 +85,7 @@ describe('loadAgentConfig', () => {
     });
     expect(config.http).toEqual({ host: '::', port: 8081 });
     expect(config.adminToken).toBe('0123456789abcdef-._~+/AZaz==');
-    expect(config.redisUrl).toBe('redis://:secret@redis:6379/2');
+    expect(config.redis).toEqual({ url: 'redis://:secret@redis:6379/2', minReplicas: 0 });
     expect(config.logLevels).toEqual(['fatal', 'error', 'warn', 'log', 'debug']);
     expect(config.logFormat).toBe('json');
     expect(config.shutdownGraceMs).toBe(0);
@@ -103,17 +103,54 @@ describe('loadAgentConfig', () => {
     expect(loadAgentConfig({ BLOCKLIST: '' }).defaultBlocklist).toEqual([]);
   });
 
-  it('treats empty SPOE_SOCKET, REDIS_URL, ADMIN_TOKEN and SPOE_TLS_* as unset', () => {
+  it('reads REDIS_SENTINELS (IPv6 in brackets) and REDIS_MASTER_NAME, a replica acknowledging each write by default', () => {
+    expect(
+      loadAgentConfig({
+        REDIS_SENTINELS: ' sentinel-1:26379, 192.0.2.7:26380 ,[::1]:26381',
+        REDIS_MASTER_NAME: ' blocklist ',
+      }).redis,
+    ).toEqual({
+      sentinels: [
+        { host: 'sentinel-1', port: 26379 },
+        { host: '192.0.2.7', port: 26380 },
+        { host: '::1', port: 26381 },
+      ],
+      masterName: 'blocklist',
+      minReplicas: 1,
+    });
+  });
+
+  it('takes REDIS_MIN_REPLICAS over the default of either mode', () => {
+    const sentinels = { REDIS_SENTINELS: 'localhost:26379', REDIS_MASTER_NAME: 'blocklist' };
+    expect(loadAgentConfig({ ...sentinels, REDIS_MIN_REPLICAS: '0' }).redis?.minReplicas).toBe(0);
+    expect(loadAgentConfig({ ...sentinels, REDIS_MIN_REPLICAS: '' }).redis?.minReplicas).toBe(1);
+    expect(loadAgentConfig({ REDIS_URL: 'redis://redis', REDIS_MIN_REPLICAS: '2' }).redis?.minReplicas).toBe(2);
+  });
+
+  it('describes where Redis is for logs and messages, without the password', () => {
+    const sentinels = { REDIS_SENTINELS: 'localhost:26379,[::1]:26380', REDIS_MASTER_NAME: 'blocklist' };
+    expect(describeRedis(loadAgentConfig(sentinels).redis!)).toBe(
+      'Redis primary "blocklist" (Sentinels localhost:26379,[::1]:26380)',
+    );
+    expect(describeRedis(loadAgentConfig({ REDIS_URL: 'redis://:hunter2@redis:6379' }).redis!)).toBe(
+      'Redis at redis://:***@redis:6379',
+    );
+  });
+
+  it('treats empty SPOE_SOCKET, REDIS_URL, REDIS_SENTINELS, ADMIN_TOKEN and SPOE_TLS_* as unset', () => {
     const config = loadAgentConfig({
       SPOE_SOCKET: '',
       REDIS_URL: ' ',
+      REDIS_SENTINELS: ' ',
+      REDIS_MASTER_NAME: '',
+      REDIS_MIN_REPLICAS: ' ',
       ADMIN_TOKEN: '',
       SPOE_TLS_CERT: '',
       SPOE_TLS_KEY: ' ',
       SPOE_TLS_CA: '',
     });
     expect(config.spoe.path).toBeUndefined();
-    expect(config.redisUrl).toBeUndefined();
+    expect(config.redis).toBeUndefined();
     expect(config.adminToken).toBeUndefined();
     expect(config.tlsFiles).toBeUndefined();
   });
@@ -132,6 +169,30 @@ describe('loadAgentConfig', () => {
     [{ SPOE_HOST: ' ' }, 'SPOE_HOST must not be empty'],
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL must be a redis:// or rediss:// URL, got "localhost:6379"'],
     [{ REDIS_URL: 'http://redis' }, 'REDIS_URL must be a redis:// or rediss:// URL'],
+    [
+      { REDIS_SENTINELS: 'localhost', REDIS_MASTER_NAME: 'm' },
+      'REDIS_SENTINELS: "localhost" is not host:port ([::1]:26379 for IPv6)',
+    ],
+    [
+      { REDIS_SENTINELS: '::1:26379,a:1,,b:70000', REDIS_MASTER_NAME: 'm' },
+      'REDIS_SENTINELS: "::1:26379" is not host:port ([::1]:26379 for IPv6); "" is not host:port ([::1]:26379 for IPv6); the port of "b:70000" must be in [1, 65535]',
+    ],
+    [{ REDIS_SENTINELS: '[nope]:26379', REDIS_MASTER_NAME: 'm' }, 'REDIS_SENTINELS: "[nope]:26379" is not host:port'],
+    [
+      { REDIS_SENTINELS: 'localhost:26379' },
+      'REDIS_SENTINELS needs REDIS_MASTER_NAME: the name the Sentinels monitor the primary under',
+    ],
+    [{ REDIS_MASTER_NAME: 'blocklist' }, 'REDIS_MASTER_NAME needs REDIS_SENTINELS'],
+    [
+      { REDIS_URL: 'redis://redis', REDIS_SENTINELS: 'localhost:26379', REDIS_MASTER_NAME: 'm' },
+      'REDIS_URL and REDIS_SENTINELS are two ways to reach Redis: set one of them',
+    ],
+    [{ REDIS_SENTINELS: 'localhost:26379', REDIS_MASTER_NAME: 'my master' }, 'REDIS_MASTER_NAME must be one word'],
+    [{ REDIS_MIN_REPLICAS: '1' }, 'REDIS_MIN_REPLICAS needs REDIS_URL or REDIS_SENTINELS: the blocklist is in memory'],
+    [
+      { REDIS_URL: 'redis://redis', REDIS_MIN_REPLICAS: '-1' },
+      'REDIS_MIN_REPLICAS must be an integer in [0, 100], got "-1"',
+    ],
     [
       { ADMIN_TOKEN: '0123456789abcde' },
       'ADMIN_TOKEN must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / (e.g. from `openssl rand -hex 32`), got 15 characters',

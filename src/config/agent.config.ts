@@ -10,10 +10,19 @@ import {
   SpoeTlsOptions,
   VarScope,
 } from 'nestjs-spoe';
+import { isIPv6 } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { Cidr, parseCidrList } from '../reputation/cidr';
 import { readTlsFiles, TlsFiles, TlsFilesError, tlsFilesMismatch } from '../tls/tls-files';
-import { integerFromText, IntegerText, IsIntegerIn, quote, Trimmed, TrimmedOrUnset } from './env.decorators';
+import {
+  integerFromText,
+  IntegerText,
+  IsIntegerIn,
+  quote,
+  Trimmed,
+  TrimmedOrUnset,
+  unsetIfBlank,
+} from './env.decorators';
 
 /**
  * The agent's environment variables, their defaults and what they do: the single source of the defaults, and the
@@ -69,6 +78,18 @@ export const AGENT_ENV = {
     default: undefined,
     doc: 'redis:// or rediss:// URL: the blocklist is kept in Redis and shared by every agent. Unset: in memory.',
   },
+  REDIS_SENTINELS: {
+    default: undefined,
+    doc: 'Instead of REDIS_URL: comma-separated host:port of Redis Sentinels ([::1]:26379 for IPv6); the agent follows the primary they name through failovers. Needs REDIS_MASTER_NAME.',
+  },
+  REDIS_MASTER_NAME: {
+    default: undefined,
+    doc: 'With REDIS_SENTINELS: the name the Sentinels monitor the primary under (`sentinel monitor <name> …`).',
+  },
+  REDIS_MIN_REPLICAS: {
+    default: undefined,
+    doc: 'Replicas that must hold a blocklist write before the admin API acknowledges it (Redis WAIT; with REDIS_SENTINELS, also every replica they see up); unset: 1 with REDIS_SENTINELS, 0 with REDIS_URL.',
+  },
   LOG_LEVEL: { default: 'log', doc: 'fatal, error, warn, log, debug or verbose.' },
   LOG_FORMAT: {
     default: 'text',
@@ -103,6 +124,17 @@ export const AGENT_LIMITS = {
   propagationTimeoutMs: 2000,
   /** Bound on each Redis command (writes, reloads, PING). */
   redisCommandTimeoutMs: 2000,
+  /**
+   * How long a write waits for REDIS_MIN_REPLICAS replicas to hold it (Redis WAIT): well under the command timeout, the
+   * WAIT being a command itself. A healthy replica acknowledges within a few milliseconds.
+   */
+  redisReplicaAckTimeoutMs: 1000,
+  /** Bound on connecting to a Sentinel and on its answer, when a write asks how many replicas are up. */
+  sentinelQueryTimeoutMs: 500,
+  /** REDIS_MIN_REPLICAS when unset: with Sentinel there is a replica to fail over to, and a write should be on it. */
+  redisMinReplicas: { sentinel: 1, url: 0 },
+  /** The largest REDIS_MIN_REPLICAS: more replicas than any deployment has. */
+  maxRedisReplicas: 100,
   /** Bound on a worker's requests to its supervisor: the initial blocklist, and writes (which wait for propagation). */
   supervisorRequestTimeoutMs: 5000,
   /** ADMIN_TOKEN's shortest length: 16 hex digits are 64 bits to guess. */
@@ -219,6 +251,34 @@ class AgentEnvironment implements Record<AgentEnvName, unknown> {
   })
   REDIS_URL!: string | undefined;
 
+  // A list that does not parse stays text: the message lists what is wrong with each entry.
+  @Transform(({ value }: { value: unknown }) => redisNodesOrText(unsetIfBlank(value)))
+  @IsOptional()
+  @ValidateBy({
+    name: 'isRedisNodeList',
+    validator: {
+      validate: (value: unknown) => Array.isArray(value),
+      defaultMessage: (args) => `REDIS_SENTINELS: ${parseRedisNodes(String(args!.value)).problems.join('; ')}`,
+    },
+  })
+  REDIS_SENTINELS!: readonly RedisNode[] | undefined;
+
+  @TrimmedOrUnset()
+  @IsOptional()
+  @ValidateBy({
+    name: 'isMasterName',
+    validator: {
+      validate: (value: unknown) => typeof value === 'string' && !/\s/.test(value),
+      defaultMessage: (args) => `REDIS_MASTER_NAME must be one word, got ${quote(args!.value)}`,
+    },
+  })
+  REDIS_MASTER_NAME!: string | undefined;
+
+  @Transform(({ value }: { value: unknown }) => integerFromText(unsetIfBlank(value)))
+  @IsOptional()
+  @IsIntegerIn(0, AGENT_LIMITS.maxRedisReplicas)
+  REDIS_MIN_REPLICAS!: number | undefined;
+
   @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
   @IsIn(LOG_LEVELS, {
     message: ({ value }) => `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${quote(value)}`,
@@ -273,8 +333,8 @@ export interface AgentConfig {
    * loopback only.
    */
   readonly adminToken: string | undefined;
-  /** Redis connection URL; undefined selects the in-memory blocklist. */
-  readonly redisUrl: string | undefined;
+  /** Where the shared blocklist lives in Redis (REDIS_URL, or REDIS_SENTINELS); undefined: in memory. */
+  readonly redis: RedisConfig | undefined;
   /** Nest logger levels enabled by LOG_LEVEL (that level and the more severe ones). */
   readonly logLevels: LogLevel[];
   /** text: Nest's console logger; json: pino through nestjs-pino (src/logging), the SPOE message context on. */
@@ -288,6 +348,21 @@ export interface AgentConfig {
   /** Agent processes on this host: 1 is a single process; more are workers of a supervisor (src/cluster). */
   readonly workers: number;
 }
+
+/** A host and port: one of REDIS_SENTINELS. */
+export interface RedisNode {
+  /** A name or an address; an IPv6 address without its brackets. */
+  readonly host: string;
+  readonly port: number;
+}
+
+/** How the agent reaches Redis: one server (REDIS_URL), or the primary that Sentinels name (REDIS_SENTINELS). */
+export type RedisConfig = (
+  { readonly url: string } | { readonly sentinels: readonly RedisNode[]; readonly masterName: string }
+) & {
+  /** Replicas that must hold a write (Redis WAIT) before it is acknowledged: REDIS_MIN_REPLICAS. */
+  readonly minReplicas: number;
+};
 
 /**
  * What {@link validateAgentEnv} gives ConfigModule: `ConfigService<AgentSettings, true>` and
@@ -346,6 +421,8 @@ export function validateAgentEnv(env: Readonly<Record<string, unknown>>): AgentS
       `HTTP_PORT and SPOE_PORT are both ${http.port}: the HTTP side and the SPOE transport need their own ports`,
     );
   }
+
+  problems.push(...redisProblems(environment, invalid));
 
   if (problems.length > 0) throw new AgentConfigError(problems);
   return { agent: config };
@@ -423,7 +500,7 @@ function toAgentConfig(
     tlsFiles,
     http: { host: env.HTTP_HOST, port: env.HTTP_PORT },
     adminToken: env.ADMIN_TOKEN,
-    redisUrl: env.REDIS_URL,
+    redis: redisConfig(env),
     logLevels: LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(env.LOG_LEVEL) + 1),
     logFormat: env.LOG_FORMAT,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
@@ -431,6 +508,62 @@ function toAgentConfig(
     healthTimeoutMs: env.HEALTH_TIMEOUT_MS,
     workers: env.SPOE_WORKERS,
   };
+}
+
+/** The Redis variables that go together, and those that exclude each other. */
+function redisProblems(env: AgentEnvironment, invalid: ReadonlySet<string>): string[] {
+  const set = (name: 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_MASTER_NAME' | 'REDIS_MIN_REPLICAS'): boolean =>
+    env[name] !== undefined || invalid.has(name);
+  const problems: string[] = [];
+  if (set('REDIS_URL') && set('REDIS_SENTINELS'))
+    problems.push('REDIS_URL and REDIS_SENTINELS are two ways to reach Redis: set one of them');
+  if (set('REDIS_SENTINELS') && !set('REDIS_MASTER_NAME'))
+    problems.push(
+      'REDIS_SENTINELS needs REDIS_MASTER_NAME: the name the Sentinels monitor the primary under (`sentinel monitor <name> …`)',
+    );
+  if (set('REDIS_MASTER_NAME') && !set('REDIS_SENTINELS'))
+    problems.push('REDIS_MASTER_NAME needs REDIS_SENTINELS: the Sentinels that know the primary by that name');
+  if (set('REDIS_MIN_REPLICAS') && !set('REDIS_URL') && !set('REDIS_SENTINELS'))
+    problems.push('REDIS_MIN_REPLICAS needs REDIS_URL or REDIS_SENTINELS: the blocklist is in memory');
+  return problems;
+}
+
+/** The Redis config, when the variables make one (redisProblems reports the rest). */
+function redisConfig(env: AgentEnvironment): RedisConfig | undefined {
+  const { REDIS_URL: url, REDIS_SENTINELS: sentinels, REDIS_MASTER_NAME: masterName } = env;
+  const { sentinel, url: single } = AGENT_LIMITS.redisMinReplicas;
+  if (Array.isArray(sentinels) && masterName !== undefined)
+    return { sentinels, masterName, minReplicas: env.REDIS_MIN_REPLICAS ?? sentinel };
+  if (url !== undefined) return { url, minReplicas: env.REDIS_MIN_REPLICAS ?? single };
+  return undefined;
+}
+
+/**
+ * `host:port` entries, comma-separated: a name or an IPv4 address, or an IPv6 address in brackets (`[::1]:26379`),
+ * and a port in [1, 65535] (no default: a Sentinel's is 26379, Redis' 6379, and the wrong one would be a puzzle).
+ */
+export function parseRedisNodes(text: string): { nodes: RedisNode[]; problems: string[] } {
+  const nodes: RedisNode[] = [];
+  const problems: string[] = [];
+  const entries = text.split(',').map((entry) => entry.trim());
+  for (const entry of entries) {
+    const m = /^(?:\[([^\]]*)\]|([^:\s[\]]+)):(\d+)$/.exec(entry);
+    const host = m?.[1] ?? m?.[2];
+    if (!m || host === undefined || (m[1] !== undefined && !isIPv6(m[1]))) {
+      problems.push(`${quote(entry)} is not host:port ([::1]:26379 for IPv6)`);
+      continue;
+    }
+    const port = Number(m[3]);
+    if (port < 1 || port > 65535) problems.push(`the port of ${quote(entry)} must be in [1, 65535]`);
+    else nodes.push({ host, port });
+  }
+  return { nodes, problems };
+}
+
+function redisNodesOrText(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const { nodes, problems } = parseRedisNodes(value);
+  return problems.length === 0 ? nodes : value;
 }
 
 function cidrsOrText(value: unknown): unknown {
@@ -445,6 +578,13 @@ function urlProtocol(text: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Where the agent finds Redis, for messages and logs: the URL without its password, or the Sentinels. */
+export function describeRedis(redis: RedisConfig): string {
+  if ('url' in redis) return `Redis at ${redactUrl(redis.url)}`;
+  const sentinels = redis.sentinels.map(({ host, port }) => (isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`));
+  return `Redis primary "${redis.masterName}" (Sentinels ${sentinels.join(',')})`;
 }
 
 /** The URL without its password, for messages and logs. */

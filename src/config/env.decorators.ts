@@ -14,7 +14,12 @@ export function Trimmed(): PropertyDecorator {
 
 /** The text without surrounding blanks, or undefined when nothing is left: set to "" is unset. */
 export function TrimmedOrUnset(): PropertyDecorator {
-  return Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() || undefined : value));
+  return Transform(({ value }: { value: unknown }) => unsetIfBlank(value));
+}
+
+/** {@link TrimmedOrUnset}'s conversion, for a variable that is converted further. */
+export function unsetIfBlank(value: unknown): unknown {
+  return typeof value === 'string' ? value.trim() || undefined : value;
 }
 
 /** Decimal digits become a number; anything else ("1.5", "-1", "1e3", "") stays text. */

@@ -4,8 +4,9 @@ import { BlocklistStore } from '../reputation/blocklist.store';
 
 /**
  * Terminus indicator of the blocklist store, whichever it is: what the store says of its own health
- * ({@link BlocklistStore.health}), under the key it names ("redis"). Down, with the store's details, when the store
- * knows it is (a connection down) or its probe fails or takes longer than the timeout; nothing at all for a store that
+ * ({@link BlocklistStore.health}), under the key it names ("redis"). Degraded, with the store's details, when the store
+ * knows it is (a connection down) or its probe fails or takes longer than the timeout: readiness stays 200, its status
+ * "degraded", since the agent still decides every NOTIFY from the blocklist it holds. Nothing at all for a store that
  * depends on nothing that can fail (in memory).
  */
 @Injectable()
@@ -19,7 +20,7 @@ export class BlocklistHealthIndicator {
     const health = this.store.health();
     if (!health) return {};
     const indicator = this.healthIndicatorService.check(health.key);
-    if (health.down !== undefined) return indicator.down({ ...health.details, message: health.down });
+    if (health.degraded !== undefined) return indicator.degraded({ ...health.details, message: health.degraded });
     if (!health.probe) return indicator.up(health.details);
     const probe = health.probe;
     const attempt = await indicator.attempt(() => probe()).withTimeout(timeoutMs);
@@ -28,6 +29,6 @@ export class BlocklistHealthIndicator {
     const { status, ...outcome } = attempt[health.key];
     return status === 'up'
       ? indicator.up({ ...health.details, ...outcome })
-      : indicator.down({ ...health.details, ...outcome });
+      : indicator.degraded({ ...health.details, ...outcome });
   }
 }

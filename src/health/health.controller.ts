@@ -9,9 +9,11 @@ import { WorkersHealthIndicator } from './workers.health';
 
 /**
  * Liveness: the process answers (restart it when not). Readiness: it should get traffic — not shutting down, SPOE
- * listening and answering a real health-check HELLO, the blocklist store healthy (with Redis: connected, PING
- * answered), and under the supervisor (SPOE_WORKERS > 1) every worker of the host ready. 503 otherwise, with every
- * indicator's details. Indicators with nothing to check (an in-memory store, a single process) add nothing.
+ * listening and answering a real health-check HELLO, and under the supervisor (SPOE_WORKERS > 1) every worker of the
+ * host ready. 503 otherwise, with every indicator's details. The blocklist store (with Redis: connected, PING answered)
+ * is reported but never makes it 503: while Redis is away the agent still decides from the blocklist it holds, so its
+ * indicator is "degraded" and so is the overall status, with HTTP 200. Indicators with nothing to check (an in-memory
+ * store, a single process) add nothing.
  */
 @Controller('health')
 export class HealthController {

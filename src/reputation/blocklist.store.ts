@@ -21,15 +21,19 @@ export interface NewBlocklistEntry {
 
 /**
  * A store's own part of readiness, for a store that depends on something that can fail (Redis). Terminus stays out of
- * the stores: BlocklistHealthIndicator turns this into an indicator.
+ * the stores: BlocklistHealthIndicator turns this into an indicator. A store's trouble never makes the agent unready:
+ * `find` answers from memory whatever happens to what holds the blocklist, so the most it can be is degraded.
  */
 export interface BlocklistStoreHealth {
   /** The indicator's key in /health/ready, e.g. "redis". */
   readonly key: string;
-  /** The store's state (connections, version, entries), reported up or down. */
+  /** The store's state (connections, version, entries), reported up or degraded. */
   readonly details: Readonly<Record<string, unknown>>;
-  /** Why the store is down, when that is known without a round trip (a connection not ready). */
-  readonly down?: string;
+  /**
+   * Why the store is degraded, when that is known without a round trip (a connection not ready): lookups go on from
+   * the last version loaded, writes fail.
+   */
+  readonly degraded?: string;
   /** A round trip to what the store depends on (a PING): resolves with more details, rejects saying why it failed. */
   readonly probe?: () => Promise<Readonly<Record<string, unknown>>>;
 }

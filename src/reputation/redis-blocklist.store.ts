@@ -1,8 +1,8 @@
 import { Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { Redis, RedisKey, Result } from 'ioredis';
+import { Redis, RedisKey, RedisOptions, Result } from 'ioredis';
 import { SpoeIp } from 'nestjs-spoe';
 import { randomUUID } from 'node:crypto';
-import { AGENT_LIMITS, redactUrl } from '../config/agent.config';
+import { AGENT_LIMITS, describeRedis, RedisConfig } from '../config/agent.config';
 import {
   BlocklistEntry,
   BlocklistStore,
@@ -14,7 +14,7 @@ import {
 } from './blocklist.store';
 import { Cidr } from './cidr';
 
-const { redisCommandTimeoutMs, propagationTimeoutMs } = AGENT_LIMITS;
+const { redisCommandTimeoutMs, redisReplicaAckTimeoutMs, sentinelQueryTimeoutMs, propagationTimeoutMs } = AGENT_LIMITS;
 /** Reconnection back-off: 100 ms, 200 ms, … capped at 2 s. */
 const retryStrategy = (attempt: number): number => Math.min(attempt * 100, 2000);
 
@@ -104,9 +104,12 @@ interface Waiter {
  * Lookups never touch Redis: each instance answers `find` from a compiled matcher in memory, so a NOTIFY costs a few
  * hash lookups whatever Redis' latency, and keeps being answered (from the last version) while Redis is away. Every
  * write runs as one Lua script that changes the data, bumps a version counter and publishes it; each instance reloads
- * its matcher on that message (and on every reconnection, when messages may have been missed) and acknowledges the
- * version it now holds. A write resolves once every subscribed instance acknowledged it, so the next NOTIFY, on any
- * instance, sees the change.
+ * its matcher on that message (and whenever its connections are back, when messages may have been missed) and
+ * acknowledges the version it now holds. A write resolves once enough replicas hold it (Redis WAIT: see `replicated`)
+ * and every subscribed instance acknowledged it, so the next NOTIFY, on any instance, sees the change.
+ *
+ * Redis is one server (REDIS_URL) or the primary that Sentinels name (REDIS_SENTINELS): ioredis asks them where the
+ * primary is at every connection, and a failover closes the connections to the old one.
  */
 export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit, OnApplicationShutdown {
   /** Identifies this instance in acknowledgements. */
@@ -122,13 +125,19 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   private readonly acknowledged = new Map<string, number>();
   private readonly waiters = new Set<Waiter>();
   private started = false;
-  private warnedDown = false;
+  /** The subscriber's SUBSCRIBE answered on its current connection: until then, changes may be missed. */
+  private subscribed = false;
+  /** A connection was lost since the last time both were up: warned once, logged once when both are back. */
+  private down = false;
+  /** "Redis at redis://…" or "Redis primary "name" (Sentinels …)", for logs and messages: never a password. */
+  private readonly where: string;
 
   constructor(
-    private readonly url: string,
+    private readonly config: RedisConfig,
     private readonly defaults: readonly Cidr[] = [],
   ) {
     super();
+    this.where = describeRedis(config);
     this.keys = {
       entries: `${KEY_PREFIX}:entries`,
       expiry: `${KEY_PREFIX}:expiry`,
@@ -136,9 +145,11 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
       changed: `${KEY_PREFIX}:changed`,
       applied: `${KEY_PREFIX}:applied`,
     };
-    const common = { lazyConnect: true, retryStrategy, connectionName: 'nestjs-spoe-agent' };
+    // The subscriber subscribes again itself once it is back (onSubscriberReady): ioredis' own resubscription is not
+    // awaitable, and a reload must not read the blocklist before the subscription that reports later changes is on.
+    const common: RedisOptions = { lazyConnect: true, retryStrategy, connectionName: 'nestjs-spoe-agent' };
     // Without an offline queue a command fails at once while Redis is away, instead of hanging an admin request.
-    this.redis = new Redis(url, {
+    this.redis = this.connection({
       ...common,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -147,35 +158,57 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     this.redis.defineCommand('blocklistAdd', { numberOfKeys: 3, lua: ADD });
     this.redis.defineCommand('blocklistRemove', { numberOfKeys: 3, lua: REMOVE });
     this.redis.defineCommand('blocklistSeed', { numberOfKeys: 2, lua: SEED });
-    this.subscriber = new Redis(url, common);
+    this.subscriber = this.connection({ ...common, autoResubscribe: false });
+  }
+
+  /** A connection to the server of REDIS_URL, or to the primary the Sentinels name, following its failovers. */
+  private connection(options: RedisOptions): Redis {
+    if ('url' in this.config) return new Redis(this.config.url, options);
+    return new Redis({
+      ...options,
+      sentinels: this.config.sentinels.map(({ host, port }) => ({ host, port })),
+      name: this.config.masterName,
+      // A primary that dies closes the connections, and ioredis reconnects to the primary the Sentinels name then. One
+      // demoted alive (SENTINEL FAILOVER) keeps them until Sentinel reconfigures it as a replica and closes them
+      // (CLIENT KILL), ~16 s later in the tests; meanwhile writes are refused, no replica following it any more.
+      // ioredis' failoverDetector is not used: every Sentinel announces a failover, seconds apart, and each announcement
+      // dropped connections already on the new primary; reconnecting on an announcement did not shorten the wait either
+      // (a Sentinel that has not switched yet probably names the old primary). A write that reaches a demoted primary is
+      // answered READONLY: reconnect then.
+      reconnectOnError: (error) => error.message.startsWith('READONLY'),
+    });
   }
 
   async onModuleInit(): Promise<void> {
     for (const connection of [this.redis, this.subscriber]) {
-      connection.on('error', (error: Error) => this.onConnectionError(error));
-      connection.on('ready', () => this.onReady());
+      connection.on('error', (error: Error) => this.onConnectionLost(error.message));
+      connection.on('close', () => this.onConnectionLost('connection closed'));
     }
+    this.redis.on('ready', () => this.onConnectionsBack());
+    this.subscriber.on('close', () => (this.subscribed = false));
+    this.subscriber.on('ready', () => this.onSubscriberReady());
     this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
     try {
       await Promise.all([this.redis.connect(), this.subscriber.connect()]);
-      await this.subscriber.subscribe(this.keys.changed, this.keys.applied);
+      await this.subscribe();
       await this.seed();
       await this.reload();
     } catch (error) {
-      this.redis.disconnect();
-      this.subscriber.disconnect();
-      throw new Error(`cannot use Redis at ${redactUrl(this.url)}: ${(error as Error).message}`, { cause: error });
+      for (const connection of this.connections()) connection.disconnect();
+      throw new Error(`cannot use ${this.where}: ${(error as Error).message}`, { cause: error });
     }
     this.started = true;
-    this.log.log(
-      `blocklist in Redis at ${redactUrl(this.url)}: version ${this.version}, ${this.blocklist.size} entries`,
-    );
+    this.log.log(`blocklist in ${this.where}: version ${this.version}, ${this.blocklist.size} entries`);
   }
 
   async onApplicationShutdown(): Promise<void> {
     this.started = false;
     for (const waiter of this.waiters) waiter.done();
-    await Promise.all([this.redis, this.subscriber].map((c) => c.quit().catch(() => c.disconnect())));
+    await Promise.all(this.connections().map((c) => c.quit().catch(() => c.disconnect())));
+  }
+
+  private connections(): Redis[] {
+    return [this.redis, this.subscriber];
   }
 
   find(ip: SpoeIp): BlocklistEntry | undefined {
@@ -187,7 +220,7 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   }
 
   add(input: NewBlocklistEntry): Promise<BlocklistEntry> {
-    return this.unavailableOnError(async () => {
+    return this.write(async () => {
       const entry = makeEntry(input);
       const stored: StoredEntry = {
         ...(entry.reason !== undefined && { reason: entry.reason }),
@@ -205,13 +238,12 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
         entry.expiresAt ?? '',
         changed,
       );
-      await this.propagated(version, subscribers);
-      return entry;
+      return { result: entry, version, subscribers };
     });
   }
 
   remove(cidr: Cidr): Promise<boolean> {
-    return this.unavailableOnError(async () => {
+    return this.write(async () => {
       const { entries, expiry, version: versionKey, changed } = this.keys;
       const [live, version, subscribers] = await this.redis.blocklistRemove(
         entries,
@@ -221,26 +253,43 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
         Date.now(),
         changed,
       );
-      if (version > 0) await this.propagated(version, subscribers);
-      return live === 1;
+      return { result: live === 1, version, subscribers };
     });
   }
 
-  /** Readiness: both connections ready, and a PING answered (within the health timeout). */
+  /**
+   * Readiness: both connections ready and a PING answered (within the health timeout). Anything less is degraded, not
+   * down: `find` answers from the last version loaded whatever Redis does, and every agent shares the Redis, so a
+   * Redis outage that took agents out of rotation would take them all out at once.
+   */
   override health(): BlocklistStoreHealth {
     const details = {
       command: this.redis.status,
       subscriber: this.subscriber.status,
+      ...('sentinels' in this.config && { primary: this.primaryAddress() }),
       version: this.version,
       entries: this.blocklist.size,
     };
-    const connected = this.redis.status === 'ready' && this.subscriber.status === 'ready';
     return {
       key: 'redis',
       details,
-      ...(!connected && { down: 'Redis is not connected: the blocklist may be stale' }),
+      ...(!this.connected() && {
+        degraded: `Redis is not connected: serving blocklist version ${this.version}, which may be stale; admin writes answer 503`,
+      }),
       probe: () => this.ping(),
     };
+  }
+
+  private connected(): boolean {
+    return this.redis.status === 'ready' && this.subscriber.status === 'ready' && this.subscribed;
+  }
+
+  /** The primary the command connection is connected to (Sentinel mode), or null. */
+  private primaryAddress(): string | null {
+    if (this.redis.status !== 'ready') return null;
+    const { remoteAddress, remotePort } = this.redis.stream;
+    if (remoteAddress === undefined) return null;
+    return remoteAddress.includes(':') ? `[${remoteAddress}]:${remotePort}` : `${remoteAddress}:${remotePort}`;
   }
 
   private async ping(): Promise<{ pingMs: number }> {
@@ -258,10 +307,97 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     try {
       return await operation();
     } catch (error) {
-      throw new BlocklistUnavailableError(`Redis at ${redactUrl(this.url)}: ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw new BlocklistUnavailableError(`${this.where}: ${(error as Error).message}`, { cause: error });
     }
+  }
+
+  /**
+   * Runs a write script, then waits for `minReplicas` replicas to hold it and for every agent to apply it. Each way to
+   * fail says whether the change was made: refused (not connected, or an error Redis answered), unknown (no answer:
+   * the connection dropped or the command timed out), or made but not yet on enough replicas.
+   */
+  private async write<T>(script: () => Promise<{ result: T; version: number; subscribers: number }>): Promise<T> {
+    if (this.redis.status !== 'ready') {
+      throw new BlocklistUnavailableError(
+        `${this.where} is not connected (${this.redis.status}): nothing was changed; retry once it is back`,
+      );
+    }
+    let outcome: { result: T; version: number; subscribers: number };
+    try {
+      outcome = await script();
+    } catch (error) {
+      const { message, name } = error as Error;
+      const applied =
+        name === 'ReplyError' ? 'nothing was changed' : 'the change may or may not have been made; retry it';
+      throw new BlocklistUnavailableError(`${this.where}: ${message}: ${applied}`, { cause: error });
+    }
+    // Nothing removed: nothing to replicate or propagate.
+    if (outcome.version === 0) return outcome.result;
+    await this.replicated();
+    await this.propagated(outcome.version, outcome.subscribers);
+    return outcome.result;
+  }
+
+  /**
+   * Waits (Redis WAIT, on the connection that wrote) until this connection's writes are on enough replicas: at least
+   * `minReplicas`, and with Sentinel every replica the Sentinels see up. A failover promotes one of those, and a
+   * manual one (SENTINEL FAILOVER) detaches it from the primary while the others still replicate: a write on only one
+   * replica, the wrong one, would be lost. Fewer within the timeout: the change is on the primary, not safe from a
+   * failover.
+   */
+  private async replicated(): Promise<void> {
+    const { minReplicas } = this.config;
+    if (minReplicas === 0) return;
+    const wanted = Math.max(minReplicas, (await this.replicasUp()) ?? 0);
+    let replicas: number;
+    try {
+      replicas = await this.redis.wait(wanted, redisReplicaAckTimeoutMs);
+    } catch (error) {
+      throw new BlocklistUnavailableError(
+        `${this.where}: ${(error as Error).message} while waiting for ${wanted} replica(s) to acknowledge the change: it may or may not have been made; retry it`,
+        { cause: error },
+      );
+    }
+    if (replicas < wanted) {
+      throw new BlocklistUnavailableError(
+        `${this.where}: the change was made on the primary, but ${replicas} of ${wanted} replica(s) acknowledged it within ${redisReplicaAckTimeoutMs} ms: a failover now would lose it; retry it`,
+      );
+    }
+  }
+
+  /**
+   * With Sentinel, the replicas of the primary that the first Sentinel to answer sees up (not down, not disconnected);
+   * undefined with REDIS_URL, or when no Sentinel answers. A connection per question: admin writes are rare.
+   */
+  private async replicasUp(): Promise<number | undefined> {
+    if (!('sentinels' in this.config)) return undefined;
+    for (const { host, port } of this.config.sentinels) {
+      const sentinel = new Redis({
+        host,
+        port,
+        lazyConnect: true,
+        connectTimeout: sentinelQueryTimeoutMs,
+        commandTimeout: sentinelQueryTimeoutMs,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      sentinel.on('error', () => undefined); // the next Sentinel is asked
+      try {
+        await sentinel.connect();
+        const replicas = await sentinel.call('SENTINEL', 'REPLICAS', this.config.masterName);
+        if (!Array.isArray(replicas)) continue;
+        return replicas.filter((fields: unknown) => {
+          const flags = Array.isArray(fields) ? fields[fields.indexOf('flags') + 1] : undefined;
+          return typeof flags === 'string' && !/s_down|o_down|disconnected/.test(flags);
+        }).length;
+      } catch {
+        continue;
+      } finally {
+        sentinel.disconnect();
+      }
+    }
+    return undefined;
   }
 
   private async seed(): Promise<void> {
@@ -360,7 +496,8 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
 
   private onMessage(channel: string, message: string): void {
     if (channel === this.keys.changed) {
-      if (Number(message) !== this.version)
+      // During a reload, `version` may be about to change: the message's version is compared with a stale one.
+      if (this.reloading || Number(message) !== this.version)
         this.requestReload().catch((error: Error) => this.log.warn(`blocklist reload failed: ${error.message}`));
       return;
     }
@@ -372,22 +509,35 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     for (const waiter of this.waiters) if (this.acknowledgedCount(waiter.version) >= waiter.subscribers) waiter.done();
   }
 
-  private onReady(): void {
+  private async subscribe(): Promise<void> {
+    await this.subscriber.subscribe(this.keys.changed, this.keys.applied);
+    this.subscribed = true;
+  }
+
+  private onSubscriberReady(): void {
     if (!this.started) return;
-    if (this.warnedDown) this.log.log(`reconnected to Redis at ${redactUrl(this.url)}`);
-    this.warnedDown = false;
-    // Changes published while a connection was down were missed: catch up. A Redis that came back empty is seeded
-    // again, as at startup.
+    this.subscribe()
+      .then(() => this.onConnectionsBack())
+      .catch((error: Error) => this.log.debug(`SUBSCRIBE after reconnection failed: ${error.message}`));
+  }
+
+  /** Both connections are up again (and subscribed): say so once, and catch up with what was missed. */
+  private onConnectionsBack(): void {
+    if (!this.started || !this.connected()) return;
+    if (this.down) this.log.log(`reconnected to ${this.where}: catching up with the blocklist`);
+    this.down = false;
+    // Changes published while a connection was down were missed, and after a failover the new primary may lack the
+    // last writes that reached the old one: reload. A Redis that came back empty is seeded again, as at startup.
     this.seed()
       .then(() => this.requestReload())
       .catch((error: Error) => this.log.debug(`blocklist reload after reconnection failed: ${error.message}`));
   }
 
-  private onConnectionError(error: Error): void {
-    if (!this.started || this.warnedDown) return;
-    this.warnedDown = true;
+  private onConnectionLost(reason: string): void {
+    if (!this.started || this.down) return;
+    this.down = true;
     this.log.warn(
-      `Redis at ${redactUrl(this.url)} unavailable (${error.message}): serving blocklist version ${this.version} until it is back`,
+      `${this.where} unavailable (${reason}): serving blocklist version ${this.version} until it is back; admin writes answer 503`,
     );
   }
 }

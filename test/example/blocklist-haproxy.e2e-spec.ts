@@ -3,19 +3,16 @@
 // very next request, whichever agent HAProxy asks.
 import { SpoeIp } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { join } from 'node:path';
-import { cleanupAll, makeTempDir } from '../support/cleanup';
+import { cleanupAll } from '../support/cleanup';
 import { showStat } from '../support/haproxy-admin';
 import { haproxyVersion } from '../support/haproxy-binaries';
-import { HaproxyProcess } from '../support/haproxy-process';
 import { httpRequest, HttpResponse } from '../support/http';
 import { HttpBackend, startHttpBackend } from '../support/http-backend';
 import { runLoad } from '../support/load';
-import { freePort } from '../support/ports';
 import { describeIf } from '../support/prerequisites';
 import { sample, scrape } from '../support/prometheus';
 import { waitFor } from '../support/wait';
-import { api, deployFile, ExampleAgent, RedisServer, redisServer, startExampleAgent } from './support/example';
+import { api, ExampleAgent, RedisServer, redisServer, startExampleAgent, startHaproxyInFront } from './support/example';
 
 jest.setTimeout(90_000);
 
@@ -34,33 +31,11 @@ describeIf(redisServer(), haproxy32.prerequisite)(
       redis = await RedisServer.start();
       for (let i = 0; i < 2; i++) agents.push(await startExampleAgent({ REDIS_URL: redis.url }));
       backend = await startHttpBackend();
-      port = await freePort(['127.0.0.1']);
-      const dir = makeTempDir();
-      statsSocket = join(dir, 'stats.sock');
-      const vars = {
-        HAPROXY_BIND: `127.0.0.1:${port}`,
-        AGENT_ADDR: `127.0.0.1:${agents[0].spoePort}`,
-        AGENT2_ADDR: `127.0.0.1:${agents[1].spoePort}`,
-        BACKEND_ADDR: `127.0.0.1:${backend.port}`,
-        SPOE_CONF: 'spoe.conf',
-        STATS_SOCKET: statsSocket,
-      };
-      // The deployed configuration, plus a second agent server and a stats socket to see which agents answered.
-      const template = deployFile('haproxy.cfg')
-        .replace(
-          /^(\s*)server agent1 (.*)$/m,
-          (line, indent: string) => `${line}\n${indent}server agent2 \${AGENT2_ADDR} check`,
-        )
-        .replace(/^global\n/m, 'global\n    stats socket ${STATS_SOCKET} level admin\n');
-      expect(template).toContain('server agent2');
-      await HaproxyProcess.start({
-        binary: haproxy32.binary!,
-        dir,
-        files: { 'haproxy.cfg': template, 'spoe.conf': deployFile('spoe.conf') },
-        vars,
-        statsSocket,
-        waitForTcp: [{ host: '127.0.0.1', port }],
-      });
+      ({ port, statsSocket } = await startHaproxyInFront(
+        haproxy32.binary!,
+        agents.map((agent) => agent.spoePort),
+        backend.port,
+      ));
     });
     afterAll(async () => {
       for (const agent of agents) await agent.close();

@@ -116,7 +116,7 @@ describe('docker-compose.yml', () => {
 
   it('configures the agent only with variables it knows, valid ones, sharing the blocklist through the redis service', () => {
     for (const name of Object.keys(agent.environment!)) expect(Object.keys(AGENT_ENV)).toContain(name);
-    expect(loadAgentConfig(agentEnvironment()).redisUrl).toBe('redis://redis:6379');
+    expect(loadAgentConfig(agentEnvironment()).redis).toEqual({ url: 'redis://redis:6379', minReplicas: 0 });
     expect(agent.environment!.REDIS_URL).toBe('redis://redis:6379');
     expect(agent.ports).toEqual([`127.0.0.1:${agent.environment!.HTTP_PORT}:${agent.environment!.HTTP_PORT}`]);
   });

@@ -1,10 +1,11 @@
 /**
  * Helpers of the example agent's e2e tests: the agent in process (src/agent.ts, as src/main.ts starts it) or as the
- * built child process (dist/main.js), its admin API, a real redis-server per test file, the build, and deploy/haproxy's
- * configuration files. HAProxy itself, ports and waiting come from test/support.
+ * built child process (dist/main.js), its admin API, a real redis-server per test file (or a Sentinel topology), the
+ * build, and deploy/haproxy's configuration files with HAProxy in front of agents. HAProxy itself, ports and waiting
+ * come from test/support.
  */
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,6 +13,9 @@ import { Agent, startAgent } from '../../../src/agent';
 import type { AppOptions } from '../../../src/app.module';
 import { AGENT_ENV } from '../../../src/config/agent.config';
 import { makeTempDir, trackForCleanup } from '../../support/cleanup';
+import { HaproxyBinary } from '../../support/haproxy-binaries';
+import { HaproxyProcess } from '../../support/haproxy-process';
+import { LoadResult, runLoad } from '../../support/load';
 import { freePort } from '../../support/ports';
 import { commandPrerequisite, Prerequisite } from '../../support/prerequisites';
 import { waitFor } from '../../support/wait';
@@ -307,7 +311,7 @@ function readProc(path: string): string | undefined {
 }
 
 // ------------------------------------------------------------------------------------------------------------------
-// redis-server
+// redis-server and redis-sentinel
 // ------------------------------------------------------------------------------------------------------------------
 
 /** redis-server, for the Redis suites (scripts/test.sh installs it). */
@@ -315,52 +319,82 @@ export function redisServer(): Prerequisite {
   return commandPrerequisite('redis-server', ['redis-server', '--version'], 'apt-get install redis-server');
 }
 
-/** A private redis-server on a free loopback port: no persistence, its own directory. */
+/** redis-sentinel (Debian's package of that name), for the Sentinel suites (scripts/test.sh installs it). */
+export function redisSentinel(): Prerequisite {
+  return commandPrerequisite('redis-sentinel', ['redis-sentinel', '--version'], 'apt-get install redis-sentinel');
+}
+
+/** Options of {@link RedisServer.start}. */
+export interface RedisServerOptions {
+  /**
+   * Keep the data in an append-only file fsync'ed at every write, as a production Redis would: a SIGKILL loses
+   * nothing, and the server restarts with its data. Default: no persistence at all.
+   */
+  readonly persistent?: boolean;
+  /** Its directory; default a new one. Servers started one after the other on one directory share its data. */
+  readonly dir?: string;
+  /** More redis-server arguments (`--replicaof 127.0.0.1 6379`). */
+  readonly args?: readonly string[];
+  /** A Sentinel's configuration: the process is `redis-sentinel` with it, and this is a Sentinel. */
+  readonly sentinel?: string;
+}
+
+/** A private redis-server (or redis-sentinel) on a free loopback port, in its own directory, killed by its PID. */
 export class RedisServer {
   private child: ChildProcess | undefined;
   private output = '';
 
   private constructor(
     readonly port: number,
-    private readonly dir: string,
+    readonly dir: string,
+    private readonly options: RedisServerOptions,
   ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(['127.0.0.1']), makeTempDir('nestjs-spoe-redis-'));
+  /** host:port, as REDIS_SENTINELS lists it. */
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
+    const dir = options.dir ?? makeTempDir('nestjs-spoe-redis-');
+    // Sentinel rewrites its configuration file (what it learns of the topology): written once, before the first start.
+    if (options.sentinel !== undefined) writeFileSync(join(dir, 'sentinel.conf'), options.sentinel);
+    const server = new RedisServer(await freePort(['127.0.0.1']), dir, options);
     await server.restart();
     return server;
   }
 
   /** (Re)starts the server on the same port. */
   async restart(): Promise<void> {
-    const args = [
-      '--port',
-      String(this.port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      this.dir,
-      '--protected-mode',
-      'no',
-    ];
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { persistent, sentinel, args = [] } = this.options;
+    const common = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--protected-mode', 'no'];
+    const [command, commandArgs] =
+      sentinel !== undefined
+        ? ['redis-sentinel', [join(this.dir, 'sentinel.conf'), ...common, ...args]]
+        : [
+            'redis-server',
+            [
+              ...common,
+              '--save',
+              '',
+              ...(persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+              ...args,
+            ],
+          ];
+    const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     killAtExit(child);
     this.child = child;
     this.output = '';
     child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
     child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
     await waitFor(
-      `redis-server on port ${this.port}`,
+      `${command} on port ${this.port}`,
       () => {
-        if (child.exitCode !== null) throw new Error(`redis-server exited:\n${this.output}`);
+        if (child.exitCode !== null) throw new Error(`${command} exited:\n${this.output}`);
         return ping(this.port);
       },
       10_000,
@@ -368,11 +402,20 @@ export class RedisServer {
   }
 
   /** Stops the server (SIGTERM) and waits for it to exit. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return this.signal('SIGTERM');
+  }
+
+  /** Kills the server (SIGKILL), as a crash or the OOM killer would, and waits for it to exit. */
+  kill(): Promise<void> {
+    return this.signal('SIGKILL');
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((done) => child.once('exit', done));
-    child.kill('SIGTERM');
+    child.kill(signal);
     await exited;
   }
 }
@@ -391,6 +434,123 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * A Redis primary, its replicas and three Sentinels on loopback, the Sentinels quick to act: a primary that does not
+ * answer for 1 s is down, and a replica is promoted within a few seconds. `start` resolves once every Sentinel knows
+ * every replica and the other Sentinels, so that a failover can be authorised at once.
+ */
+export class SentinelTopology {
+  static readonly MASTER_NAME = 'blocklist';
+
+  private constructor(
+    readonly primary: RedisServer,
+    readonly replicas: readonly RedisServer[],
+    readonly sentinels: readonly RedisServer[],
+  ) {}
+
+  static async start(replicaCount: number): Promise<SentinelTopology> {
+    const servers: RedisServer[] = [];
+    try {
+      const primary = await RedisServer.start();
+      servers.push(primary);
+      const replicas: RedisServer[] = [];
+      for (let i = 0; i < replicaCount; i++) {
+        replicas.push(await RedisServer.start({ args: ['--replicaof', '127.0.0.1', String(primary.port)] }));
+        servers.push(replicas[i]);
+      }
+      // Replicas in sync before the Sentinels look: their first INFO of the primary lists them.
+      await waitFor('the replicas to be in sync', async () =>
+        (await redisCommand(primary.port, 'INFO', 'replication')).includes(`connected_slaves:${replicaCount}`),
+      );
+      const { MASTER_NAME } = SentinelTopology;
+      const config = [
+        `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primary.port} 2`,
+        `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
+        // Also the delay before a failover that stalled is tried again (twice this): short, for a test.
+        `sentinel failover-timeout ${MASTER_NAME} 3000`,
+        `sentinel parallel-syncs ${MASTER_NAME} 1`,
+        '',
+      ].join('\n');
+      const sentinels: RedisServer[] = [];
+      for (let i = 0; i < 3; i++) {
+        sentinels.push(await RedisServer.start({ sentinel: config }));
+        servers.push(sentinels[i]);
+      }
+      const topology = new SentinelTopology(primary, replicas, sentinels);
+      await waitFor(
+        'every Sentinel to know the replicas and the other Sentinels',
+        async () => {
+          for (const sentinel of sentinels) {
+            const master = fields(await redisCommand(sentinel.port, 'SENTINEL', 'MASTER', MASTER_NAME));
+            if (master['num-slaves'] !== String(replicaCount) || master['num-other-sentinels'] !== '2') return false;
+          }
+          return true;
+        },
+        20_000,
+        200,
+      );
+      return topology;
+    } catch (error) {
+      for (const server of servers) await server.kill();
+      throw error;
+    }
+  }
+
+  /** The agent's variables to use this topology. */
+  get env(): Record<string, string> {
+    return {
+      REDIS_SENTINELS: this.sentinels.map((s) => s.address).join(','),
+      REDIS_MASTER_NAME: SentinelTopology.MASTER_NAME,
+    };
+  }
+
+  /** The server listening on `port`: the primary or a replica. */
+  server(port: number): RedisServer {
+    const server = [this.primary, ...this.replicas].find((s) => s.port === port);
+    if (!server) throw new Error(`no Redis server of this topology listens on ${port}`);
+    return server;
+  }
+
+  /** The port of the primary as the first Sentinel that answers names it. */
+  async primaryPort(): Promise<number> {
+    for (const sentinel of this.sentinels) {
+      try {
+        const reply = await redisCommand(
+          sentinel.port,
+          'SENTINEL',
+          'GET-MASTER-ADDR-BY-NAME',
+          SentinelTopology.MASTER_NAME,
+        );
+        return Number(reply.split('\n')[1]);
+      } catch {
+        // that Sentinel is gone: ask the next one
+      }
+    }
+    throw new Error('no Sentinel answers');
+  }
+
+  async stop(): Promise<void> {
+    for (const server of [...this.sentinels, ...this.replicas, this.primary]) await server.kill();
+  }
+}
+
+/** A SENTINEL MASTER reply (name, value, name, value…, one a line) as an object. */
+function fields(reply: string): Record<string, string> {
+  const lines = reply.split('\n');
+  return Object.fromEntries(
+    lines.flatMap((name, i) => (i % 2 === 0 && i + 1 < lines.length ? [[name, lines[i + 1]]] : [])),
+  );
+}
+
+/** One command through redis-cli (its raw output, one value a line): what an operator would type. */
+export function redisCommand(port: number, ...args: string[]): Promise<string> {
+  return new Promise((done, reject) => {
+    execFile('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5000 }, (error, stdout) =>
+      error ? reject(error) : done(stdout.trim()),
+    );
+  });
+}
+
 // ------------------------------------------------------------------------------------------------------------------
 // deploy/haproxy
 // ------------------------------------------------------------------------------------------------------------------
@@ -401,4 +561,114 @@ function ping(port: number): Promise<boolean> {
  */
 export function deployFile(name: string): string {
   return readFileSync(join(REPO_ROOT, 'deploy', 'haproxy', name), 'utf8');
+}
+
+/** HAProxy serving deploy/haproxy's haproxy.cfg in front of example agents: see {@link startHaproxyInFront}. */
+export interface HaproxyInFront {
+  readonly haproxy: HaproxyProcess;
+  /** The port of its `frontend web` on 127.0.0.1. */
+  readonly port: number;
+  /** Its stats socket (`level admin`), for `show stat`. */
+  readonly statsSocket: string;
+}
+
+/**
+ * Starts HAProxy 3.1+ with deploy/haproxy's haproxy.cfg and spoe.conf, one `server` line in the SPOE backend per agent
+ * (HAProxy balances the NOTIFY over them and checks each with a HELLO), `backendPort` as the application, and a stats
+ * socket.
+ */
+export async function startHaproxyInFront(
+  binary: HaproxyBinary,
+  agentSpoePorts: readonly number[],
+  backendPort: number,
+): Promise<HaproxyInFront> {
+  const port = await freePort(['127.0.0.1']);
+  const dir = makeTempDir();
+  const statsSocket = join(dir, 'stats.sock');
+  const vars: Record<string, string> = {
+    HAPROXY_BIND: `127.0.0.1:${port}`,
+    BACKEND_ADDR: `127.0.0.1:${backendPort}`,
+    SPOE_CONF: 'spoe.conf',
+    STATS_SOCKET: statsSocket,
+  };
+  const servers = agentSpoePorts.map((agentPort, i) => {
+    vars[i === 0 ? 'AGENT_ADDR' : `AGENT${i + 1}_ADDR`] = `127.0.0.1:${agentPort}`;
+    return `server agent${i + 1} \${AGENT${i === 0 ? '' : i + 1}_ADDR} check`;
+  });
+  // The deployed configuration, its one agent server replaced by one per agent, plus a stats socket.
+  const deployed = deployFile('haproxy.cfg');
+  const template = deployed
+    .replace(/^(\s*)server agent1 .*$/m, (_line, indent: string) => servers.map((s) => indent + s).join('\n'))
+    .replace(/^global\n/m, 'global\n    stats socket ${STATS_SOCKET} level admin\n');
+  if (!template.includes('stats socket') || !template.includes(servers[0]))
+    throw new Error('deploy/haproxy/haproxy.cfg no longer has the `global` and `server agent1` lines this expects');
+  const haproxy = await HaproxyProcess.start({
+    binary,
+    dir,
+    files: { 'haproxy.cfg': template, 'spoe.conf': deployFile('spoe.conf') },
+    vars,
+    statsSocket,
+    waitForTcp: [{ host: '127.0.0.1', port }],
+  });
+  return { haproxy, port, statsSocket };
+}
+
+/** One kind of request of a {@link DecisionLoad}: from `source` (X-Forwarded-For; none: the client's own address). */
+export interface DecisionSource {
+  readonly source?: string;
+  /** The statuses that are a decision for it: 200 (with the agent's X-IP-Score: 0) and/or 403. */
+  readonly statuses: readonly (200 | 403)[];
+}
+
+/**
+ * Requests through HAProxy (deploy/haproxy's haproxy.cfg) for as long as a scenario lasts, the sources in turn, each
+ * response checked for a decision of the agents: a 403, or a 200 carrying X-IP-Score: 0 (an SPOE error leaves the
+ * header empty). Decisions are counted by the phase in force when the request was sent.
+ */
+export class DecisionLoad<Phase extends string> {
+  /** The phase of the requests sent from now on. */
+  phase: Phase;
+  readonly decided = new Map<Phase, number>();
+  private readonly stopper = new AbortController();
+  private readonly result: Promise<LoadResult>;
+
+  constructor(port: number, sources: readonly DecisionSource[], firstPhase: Phase, concurrency = 4) {
+    this.phase = firstPhase;
+    const phaseOf: Phase[] = [];
+    const headers = sources.map(({ source }): Record<string, string> => (source ? { 'x-forwarded-for': source } : {}));
+    this.result = runLoad({
+      total: Number.MAX_SAFE_INTEGER,
+      concurrency,
+      signal: this.stopper.signal,
+      request: (i) => {
+        phaseOf[i] = this.phase;
+        return { host: '127.0.0.1', port, headers: headers[i % sources.length] };
+      },
+      check: (response, i) => {
+        const { source = 'a clean source', statuses } = sources[i % sources.length];
+        if (!(statuses as readonly number[]).includes(response.status)) return `${source}: status ${response.status}`;
+        if (response.status === 200 && response.headers['x-ip-score'] !== '0')
+          return `${source}: X-IP-Score ${JSON.stringify(response.headers['x-ip-score'])}`;
+        this.decided.set(phaseOf[i], this.count(phaseOf[i]) + 1);
+        return undefined;
+      },
+    });
+  }
+
+  /** Decisions of requests sent during `phase`. */
+  count(phase: Phase): number {
+    return this.decided.get(phase) ?? 0;
+  }
+
+  /** Waits for `n` decisions of requests sent during the current phase. */
+  async decisions(n: number): Promise<void> {
+    const phase = this.phase;
+    await waitFor(`${n} decisions (${phase})`, () => this.count(phase) >= n, 30_000);
+  }
+
+  /** Sends no more requests; resolves once those in flight are answered. */
+  stop(): Promise<LoadResult> {
+    this.stopper.abort();
+    return this.result;
+  }
 }
