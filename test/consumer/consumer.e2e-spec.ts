@@ -182,7 +182,7 @@ const COMPILED = [
  * Makes the app in a new directory: the scaffold adapted, the README's install commands run with `nestjs-spoe`
  * standing for the tarball, the README's snippets pasted, HealthModule imported next to SpoeModule as the README says.
  */
-function makeApp(app: ConsumerApp): { dir: string; installed: string } {
+function makeApp(app: ConsumerApp): string {
   const dir = join(makeTempDir('nestjs-spoe-consumer-'), app.scaffold);
   cpSync(join(SCAFFOLDS, app.scaffold), dir, { recursive: true });
   const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as PackageJson;
@@ -194,11 +194,10 @@ function makeApp(app: ConsumerApp): { dir: string; installed: string } {
   writeFileSync(join(dir, 'package.json'), JSON.stringify(pkg, null, 2));
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));
 
-  let installed = '';
   for (const [npm, verb, ...packages] of readmeInstallCommands()) {
     expect([npm, verb]).toEqual(['npm', 'install']);
     const args = packages.map((p) => (p === 'nestjs-spoe' ? tarball : p));
-    installed += run(dir, 'npm', ['install', ...args, '--no-audit', '--no-fund', '--prefer-offline']);
+    run(dir, 'npm', ['install', ...args, '--no-audit', '--no-fund', '--prefer-offline']);
   }
 
   for (const file of SERVED) cpSync(join(REPO_ROOT, file), join(dir, 'src', file.split('/').pop()!));
@@ -212,7 +211,7 @@ function makeApp(app: ConsumerApp): { dir: string; installed: string } {
     appFile,
     `import { HealthModule } from './health.js';\n${source.replace('imports: [SpoeModule.', 'imports: [HealthModule, SpoeModule.')}`,
   );
-  return { dir, installed };
+  return dir;
 }
 
 /** The app's own compiler, with the app's own build settings (what `nest build` runs). */
@@ -262,7 +261,7 @@ async function stopApp(child: ChildProcess): Promise<void> {
 describeIf(npmRegistry, haproxy34.prerequisite)('nestjs-spoe installed from its tarball into a fresh Nest app', () => {
   for (const app of APPS) {
     it(`${app.title}: installs, compiles the README's snippets, and serves HAProxy 3.4 a decision, /health and spoe-health`, async () => {
-      const { dir } = makeApp(app);
+      const dir = makeApp(app);
       expect(JSON.parse(readFileSync(join(dir, 'node_modules', 'nestjs-spoe', 'package.json'), 'utf8'))).toMatchObject({
         name: 'nestjs-spoe',
       });
