@@ -44,7 +44,7 @@ fi
 step "type check"
 npx tsc -p tsconfig.json --noEmit
 
-step "lint (ESLint, and Prettier's format check: npm run format fixes it)"
+step "lint (ESLint, Prettier's format check — npm run format fixes it —, and the packed library checked by publint and @arethetypeswrong/cli)"
 npm run --silent lint
 
 results=$(mktemp -d)

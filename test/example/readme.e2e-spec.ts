@@ -2,23 +2,24 @@
 // deploy/haproxy/*), marked in the README with `<!-- snippet: path -->`; this file runs those files and checks that the
 // README still shows them verbatim. The configuration table is checked against AGENT_ENV. The `<!-- script -->` block
 // (the TLS certificates) runs as a whole in a new directory, and what it makes serves the agent and HAProxy.
-import { INestApplication, Logger } from '@nestjs/common';
+import { INestApplication, Logger, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { SpoeIp, SpoeServer } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { tryCommands } from '../../scripts/demo';
 import { AGENT_ENV, loadAgentConfig } from '../../src/config/agent.config';
-import { bootstrap } from './readme/existing-app';
-import { HealthAppModule } from './readme/health';
+import { AppModule, bootstrap } from './readme/existing-app';
+import { HealthModule } from './readme/health';
 import { cleanupAll, makeTempDir } from '../support/cleanup';
 import { OPENSSL } from '../support/certificates';
 import { HaproxyBinary, haproxyVersion } from '../support/haproxy-binaries';
+import { templatePlaceholders } from '../support/haproxy-config';
 import { HaproxyProcess } from '../support/haproxy-process';
 import { httpRequest } from '../support/http';
-import { HttpBackend, startHttpBackend } from '../support/http-backend';
+import { EchoedRequest, HttpBackend, startHttpBackend } from '../support/http-backend';
 import { runLoad } from '../support/load';
 import { freePort } from '../support/ports';
 import { describeIf, itIf, Prerequisite } from '../support/prerequisites';
@@ -88,7 +89,11 @@ describe('README: adding SPOE to an existing Nest app (test/example/readme/exist
 });
 
 describe('README: health (test/example/readme/health.ts)', () => {
-  /** The README's health app, SPOE on a free port, HTTP on another; each test has its own. */
+  /** The README's app (existing-app.ts) with HealthModule imported next to it, as the README says. */
+  @Module({ imports: [AppModule, HealthModule] })
+  class HealthAppModule {}
+
+  /** That app, SPOE on a free port, HTTP on another; each test has its own. */
   async function startHealthApp(): Promise<{ app: INestApplication; url: string }> {
     process.env.SPOE_PORT = String(await freePort(['127.0.0.1']));
     try {
@@ -148,24 +153,36 @@ async function backendAddr(): Promise<string> {
 
 /**
  * Runs HAProxy `binary` with deploy/haproxy's `cfg` and `spoe` (AGENT_ADDR… in `vars`) in front of the agent: a clean
- * request is scored 0, one from 10.1.2.3 denied (403), and HAProxy reports no problem.
+ * request is scored 0, one from 10.1.2.3 denied (403), and HAProxy reports no problem. The score is read where `cfg`
+ * puts it: the response's X-IP-Score (the demo's configurations), or the request's, as the backend received it (the
+ * standalone ones, which show clients nothing of the decision).
  */
 async function expectScoresAndDenies(
   binary: HaproxyBinary,
   cfg: string,
   spoe: string,
   vars: Record<string, string>,
+  scoreIn: 'response' | 'request' = 'response',
 ): Promise<void> {
   const port = await freePort(['127.0.0.1']);
+  const template = deployFile(cfg);
+  // The standalone configurations name their SPOE file as it is, beside them (`default-path config`).
+  const spoeConf: Record<string, string> = templatePlaceholders(template).some((p) => p.name === 'SPOE_CONF')
+    ? { SPOE_CONF: spoe }
+    : {};
   const haproxy = await HaproxyProcess.start({
     binary,
-    files: { 'haproxy.cfg': deployFile(cfg), [spoe]: deployFile(spoe) },
-    vars: { HAPROXY_BIND: `127.0.0.1:${port}`, BACKEND_ADDR: await backendAddr(), SPOE_CONF: spoe, ...vars },
+    files: { 'haproxy.cfg': template, [spoe]: deployFile(spoe) },
+    vars: { HAPROXY_BIND: `127.0.0.1:${port}`, BACKEND_ADDR: await backendAddr(), ...spoeConf, ...vars },
     waitForTcp: [{ host: '127.0.0.1', port }],
   });
   try {
     const clean = await httpRequest({ host: '127.0.0.1', port });
-    expect([clean.status, clean.headers['x-ip-score']]).toEqual([200, '0']);
+    const score =
+      scoreIn === 'response'
+        ? clean.headers['x-ip-score']
+        : (JSON.parse(clean.body) as EchoedRequest).headers['x-ip-score'];
+    expect([clean.status, score]).toEqual([200, '0']);
     expect((await httpRequest({ host: '127.0.0.1', port, headers: { 'x-forwarded-for': '10.1.2.3' } })).status).toBe(
       403,
     );
@@ -175,12 +192,49 @@ async function expectScoresAndDenies(
   }
 }
 
+/**
+ * `haproxy -c` on deploy/haproxy's `cfg` copied as a user copies it: the file and `spoe` in a new directory, nothing
+ * rendered, HAProxy started elsewhere and without any of the configuration's variables in its environment. Its exit
+ * status, and the warnings and alerts it printed.
+ */
+function checkAsCopied(
+  binary: HaproxyBinary,
+  cfg: string,
+  spoe: string,
+): { status: number | null; problems: string[] } {
+  const dir = makeTempDir();
+  copyFileSync(join(REPO_ROOT, 'deploy', 'haproxy', cfg), join(dir, 'haproxy.cfg'));
+  copyFileSync(join(REPO_ROOT, 'deploy', 'haproxy', spoe), join(dir, spoe));
+  const env = { ...process.env };
+  for (const { name } of templatePlaceholders(deployFile(cfg))) delete env[name];
+  const result = spawnSync(binary.path, ['-c', '-f', join(dir, 'haproxy.cfg')], {
+    cwd: makeTempDir(),
+    env,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  const problems = `${result.stdout}${result.stderr}`.split('\n').filter((line) => /\[(ALERT|WARNING)\]/.test(line));
+  return { status: result.status, problems };
+}
+
 /** deploy/haproxy's configuration for each HAProxy version: plain, and over mutual TLS (README: "TLS"). */
 const haproxyCases = [
   // 2.x: SPOP over a `mode tcp` backend (still the way on 3.0).
-  { versions: ['2.6', '3.0'], cfg: 'haproxy-2.x.cfg', tlsCfg: 'haproxy-2.x-tls.cfg', spoe: 'spoe-2.x.conf' },
+  {
+    versions: ['2.6', '3.0'],
+    cfg: 'haproxy-2.x.cfg',
+    tlsCfg: 'haproxy-2.x-tls.cfg',
+    standaloneCfg: 'haproxy-2.x-standalone.cfg',
+    spoe: 'spoe-2.x.conf',
+  },
   // 3.1+: `mode spop` backend.
-  { versions: ['3.2', '3.4'], cfg: 'haproxy.cfg', tlsCfg: 'haproxy-tls.cfg', spoe: 'spoe.conf' },
+  {
+    versions: ['3.2', '3.4'],
+    cfg: 'haproxy.cfg',
+    tlsCfg: 'haproxy-tls.cfg',
+    standaloneCfg: 'haproxy-standalone.cfg',
+    spoe: 'spoe.conf',
+  },
 ].flatMap(({ versions, ...files }) =>
   versions.map((version) => ({ haproxy: haproxyVersion(version), version, ...files })),
 );
@@ -200,6 +254,28 @@ describe('README: HAProxy configuration snippets (deploy/haproxy), with the exam
   } of haproxyCases) {
     itIf(prerequisite)(`${cfg} on HAProxy ${binary?.fullVersion ?? version}: scores and denies`, () =>
       expectScoresAndDenies(binary!, cfg, spoe, { AGENT_ADDR: `127.0.0.1:${agent.spoePort}` }),
+    );
+  }
+
+  // The README's complete configurations, which users copy as they are.
+  for (const {
+    haproxy: { binary, prerequisite },
+    version,
+    standaloneCfg,
+    spoe,
+  } of haproxyCases) {
+    itIf(prerequisite)(
+      `${standaloneCfg} on HAProxy ${binary?.fullVersion ?? version}: passes haproxy -c as it is, scores and denies`,
+      async () => {
+        expect(checkAsCopied(binary!, standaloneCfg, spoe)).toEqual({ status: 0, problems: [] });
+        await expectScoresAndDenies(
+          binary!,
+          standaloneCfg,
+          spoe,
+          { AGENT_ADDR: `127.0.0.1:${agent.spoePort}` },
+          'request',
+        );
+      },
     );
   }
 
@@ -298,21 +374,34 @@ describeIf(OPENSSL)('README: TLS, with the certificates its script makes (<!-- s
   }
 });
 
-describe('README: the example sections show the tested files verbatim', () => {
-  const marked = [...readme.matchAll(/<!-- snippet: (\S+) -->\s*```\w*\n([\s\S]*?)```/g)].map((m) => ({
+/** The `<!-- snippet: path -->` blocks of a README: the file they quote (from the repository root) and the block. */
+function snippetBlocks(text: string): Array<{ path: string; block: string }> {
+  return [...text.matchAll(/<!-- snippet: (\S+) -->\s*```\w*\n([\s\S]*?)```/g)].map((m) => ({
     path: m[1],
     block: m[2],
   }));
-  itIf(readmeHas('<!-- snippet: path --> markers', marked.length > 0)).each(marked)('$path', ({ path, block }) => {
-    const file = readFileSync(join(REPO_ROOT, path), 'utf8');
-    const lines = (text: string): string =>
-      text
-        .split('\n')
-        .map((l) => l.trimEnd())
-        .join('\n')
-        .trim();
-    expect(lines(file)).toContain(lines(block));
-  });
+}
+
+/** Whether the file at `path` shows `block` (trailing spaces and surrounding blank lines aside). */
+function expectQuoted(path: string, block: string): void {
+  const file = readFileSync(join(REPO_ROOT, path), 'utf8');
+  const lines = (text: string): string =>
+    text
+      .split('\n')
+      .map((l) => l.trimEnd())
+      .join('\n')
+      .trim();
+  expect(lines(file)).toContain(lines(block));
+}
+
+/** The lines of a README's `<!-- install -->` block. */
+const installLines = (text: string): string | undefined => /<!-- install -->\s*```sh\n([\s\S]*?)```/.exec(text)?.[1];
+
+describe('README: the example sections show the tested files verbatim', () => {
+  const marked = snippetBlocks(readme);
+  itIf(readmeHas('<!-- snippet: path --> markers', marked.length > 0)).each(marked)('$path', ({ path, block }) =>
+    expectQuoted(path, block),
+  );
 
   // Shell blocks (`<!-- commands -->`): each line is one the tests run, or the script they run.
   const commands = [...readme.matchAll(/<!-- commands -->\s*```sh\n([\s\S]*?)```/g)]
@@ -380,4 +469,32 @@ describe('README: the example sections show the tested files verbatim', () => {
       }
     },
   );
+});
+
+// The package's README (what npm shows): its snippets are the same tested files, its install line is the repository
+// README's (which test/consumer runs), and its links into the repository README land on sections that exist.
+describe('the package README (libs/spoe/README.md)', () => {
+  const packageReadme = readFileSync(join(REPO_ROOT, 'libs', 'spoe', 'README.md'), 'utf8');
+
+  it.each(snippetBlocks(packageReadme))('shows $path verbatim', ({ path, block }) => expectQuoted(path, block));
+
+  it("has the repository README's install line", () => {
+    expect(installLines(packageReadme)).toBeDefined();
+    expect(installLines(packageReadme)).toBe(installLines(readFileSync(join(REPO_ROOT, 'README.md'), 'utf8')));
+  });
+
+  it('links to sections of the repository README that exist', () => {
+    const headings = new Set(
+      [...readFileSync(join(REPO_ROOT, 'README.md'), 'utf8').matchAll(/^#+ (.+)$/gm)].map((m) =>
+        // GitHub's anchors: lower case, punctuation but hyphens and underscores dropped, spaces as hyphens.
+        m[1]
+          .toLowerCase()
+          .replace(/[^\w\- ]/g, '')
+          .replace(/ /g, '-'),
+      ),
+    );
+    const anchors = [...packageReadme.matchAll(/\]\(\.\.\/\.\.\/README\.md#([^)]+)\)/g)].map((m) => m[1]);
+    expect(anchors.length).toBeGreaterThan(0);
+    expect(anchors.filter((anchor) => !headings.has(anchor))).toEqual([]);
+  });
 });

@@ -245,24 +245,33 @@ describeIf(OPENSSL)('README: TLS (test/readme/tls.ts)', () => {
 
 describe('README.md', () => {
   const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+  // The package's README (libs/spoe/README.md, what npm shows) is held to the same rule.
+  const packageReadme = readFileSync(join(__dirname, '..', '..', 'libs', 'spoe', 'README.md'), 'utf8');
 
-  it('has no code block that no test checks: each one is marked as a snippet, commands, a script, output or layout', () => {
-    const lines = readme.split('\n');
-    const unmarked: string[] = [];
-    let opened = 0;
-    let inside = false;
-    lines.forEach((line, i) => {
-      if (!line.startsWith('```')) return;
-      if (!inside) {
-        opened++;
-        if (!/^<!-- (snippet: \S+|commands|script|output|layout) -->$/.test(lines[i - 1] ?? ''))
-          unmarked.push(`line ${i + 1}: ${lines[i - 1]}`);
-      }
-      inside = !inside;
-    });
-    expect(opened).toBeGreaterThan(5);
-    expect(unmarked).toEqual([]);
-  });
+  // `install`: the install line, which test/consumer runs.
+  it.each([
+    ['README.md', readme],
+    ['libs/spoe/README.md', packageReadme],
+  ])(
+    '%s has no code block that no test checks: each one is marked as a snippet, commands, a script, output, layout or install',
+    (_name, text) => {
+      const lines = text.split('\n');
+      const unmarked: string[] = [];
+      let opened = 0;
+      let inside = false;
+      lines.forEach((line, i) => {
+        if (!line.startsWith('```')) return;
+        if (!inside) {
+          opened++;
+          if (!/^<!-- (snippet: \S+|commands|script|output|layout|install) -->$/.test(lines[i - 1] ?? ''))
+            unmarked.push(`line ${i + 1}: ${lines[i - 1]}`);
+        }
+        inside = !inside;
+      });
+      expect(opened).toBeGreaterThan(5);
+      expect(unmarked).toEqual([]);
+    },
+  );
 
   it('quotes every SPOE_DEFAULTS value it documents in the options table', () => {
     const row = (name: string): string | undefined =>

@@ -20,6 +20,7 @@ export class IpCheckController {
 })
 export class AppModule {}
 
+// Exported, so that tests start the app too: src/main.ts calls it.
 export async function bootstrap() {
   const app = await NestFactory.create(AppModule);
   // One app, two transports: HTTP and SPOE. inheritAppConfig applies global pipes, guards and filters to both.
@@ -28,5 +29,3 @@ export async function bootstrap() {
   await app.listen(Number(process.env.PORT ?? 3000));
   return app;
 }
-
-if (require.main === module) void bootstrap();

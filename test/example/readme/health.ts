@@ -1,6 +1,5 @@
 import { Controller, Get, Module } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
-import { SpoeModule } from 'nestjs-spoe';
 import { SpoeHealthIndicator } from 'nestjs-spoe/health';
 
 @Controller('health')
@@ -24,12 +23,7 @@ export class HealthController {
   }
 }
 
-@Module({
-  imports: [
-    SpoeModule.forRootAsync({ useFactory: () => ({ port: Number(process.env.SPOE_PORT ?? 12345) }) }),
-    TerminusModule,
-  ],
-  controllers: [HealthController],
-  providers: [SpoeHealthIndicator],
-})
-export class HealthAppModule {}
+// SpoeModule.forRoot / forRootAsync provides SpoeHealthIndicator (app-wide) when @nestjs/terminus is installed: import
+// HealthModule next to it.
+@Module({ imports: [TerminusModule], controllers: [HealthController] })
+export class HealthModule {}

@@ -23,7 +23,7 @@ import { waitFor } from '../../support/wait';
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
 
 /** Kills the child at process exit if it still runs then (a crashed test file), synchronously. */
-function killAtExit(child: ChildProcess): void {
+export function killAtExit(child: ChildProcess): void {
   const untrack = trackForCleanup({ kill: () => child.kill('SIGKILL') });
   child.once('exit', untrack);
 }
@@ -124,11 +124,10 @@ export function offLoopback(baseUrl: string): string {
 // ------------------------------------------------------------------------------------------------------------------
 
 /**
- * Builds the library and the agent (`tsc -b`, incremental) once per test process. Test files in other workers may
- * build at the same time: a lock directory serialises them.
+ * Runs `fn` holding the repository's build lock: test files in other workers may build the library (`tsc -b`) or pack
+ * it (its prepack builds) at the same time, and a lock directory serialises them.
  */
-export function ensureBuilt(): void {
-  if (built) return;
+export function withBuildLock<T>(fn: () => T): T {
   const lock = join(REPO_ROOT, 'dist', '.build-lock');
   mkdirSync(join(REPO_ROOT, 'dist'), { recursive: true });
   const deadline = Date.now() + 5 * 60_000;
@@ -145,26 +144,36 @@ export function ensureBuilt(): void {
     }
   }
   try {
-    execFileSync(
-      process.execPath,
-      [
-        join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-        '-b',
-        'libs/spoe/tsconfig.lib.json',
-        'tsconfig.app.json',
-      ],
-      {
-        cwd: REPO_ROOT,
-        stdio: 'pipe',
-        timeout: 5 * 60_000,
-      },
-    );
-  } catch (error) {
-    const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
-    throw new Error(`npm run build failed:\n${String(stdout ?? '')}${String(stderr ?? '')}`, { cause: error });
+    return fn();
   } finally {
     rmSync(lock, { recursive: true, force: true });
   }
+}
+
+/** Builds the library and the agent (`tsc -b`, incremental) once per test process, under {@link withBuildLock}. */
+export function ensureBuilt(): void {
+  if (built) return;
+  withBuildLock(() => {
+    try {
+      execFileSync(
+        process.execPath,
+        [
+          join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+          '-b',
+          'libs/spoe/tsconfig.lib.json',
+          'tsconfig.app.json',
+        ],
+        {
+          cwd: REPO_ROOT,
+          stdio: 'pipe',
+          timeout: 5 * 60_000,
+        },
+      );
+    } catch (error) {
+      const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
+      throw new Error(`npm run build failed:\n${String(stdout ?? '')}${String(stderr ?? '')}`, { cause: error });
+    }
+  });
   built = true;
 }
 let built = false;

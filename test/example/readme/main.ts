@@ -1,0 +1,3 @@
+import { bootstrap } from './existing-app.js';
+
+void bootstrap();
