@@ -4,6 +4,7 @@ import { SetVar, SpoeContext, SpoeDataType, SpoeIp, TypedData, UnsetVar, VarScop
 import { ActionType } from 'nestjs-spoe/protocol'; // the wire code of a decoded action
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { from, Observable, of } from 'rxjs';
+import { SPOE_UNKNOWN_MESSAGES_WARNED } from '../../libs/spoe/src/spoe.constants';
 import { startAgent, TestAgent } from '../support/agent';
 import { waitFor } from '../support/wait';
 
@@ -131,6 +132,23 @@ describe('NOTIFY → handlers → ACK', () => {
       expect(await client.notify('no-such-message')).toEqual([]);
       expect(await client.notify('no-such-message')).toEqual([]);
       expect(warn.mock.calls.filter(([m]) => String(m).includes('no-such-message'))).toHaveLength(1);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it('warns about so many unknown names, then once that it stops: a peer inventing names grows neither memory nor logs', async () => {
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    try {
+      for (let i = 0; i < SPOE_UNKNOWN_MESSAGES_WARNED + 50; i++)
+        expect(await client.notify(`invented-${i}`)).toEqual([]);
+      const warnings = warn.mock.calls.map(([m]) => String(m));
+      const named = warnings.filter((m) => m.includes('"invented-'));
+      // Names warned about before this test (no-such-message) count against the same bound.
+      expect(named.length).toBeLessThanOrEqual(SPOE_UNKNOWN_MESSAGES_WARNED);
+      expect(named.length).toBeGreaterThan(SPOE_UNKNOWN_MESSAGES_WARNED - 10);
+      expect(warnings.filter((m) => m.includes('without a warning'))).toHaveLength(1);
+      expect(warnings).toHaveLength(named.length + 1);
     } finally {
       warn.mockRestore();
     }

@@ -63,6 +63,12 @@ export const SPOE_DEFAULTS = {
 /** At most one warning per this many ms about connections refused at `maxConnections` (the rest are counted). */
 export const SPOE_REFUSAL_WARNING_INTERVAL_MS = 10_000;
 
+/**
+ * Names of messages without a handler that are each warned about once: the names a process remembers for that, so that
+ * a peer sending ever new names cannot grow its memory (nor its logs). A configuration has a handful.
+ */
+export const SPOE_UNKNOWN_MESSAGES_WARNED = 100;
+
 /** The `extras` key of `@MessagePattern(name, { deadline })` that overrides the handler deadline (milliseconds). */
 export const SPOE_DEADLINE_EXTRA = 'deadline';
 

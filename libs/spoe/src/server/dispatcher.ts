@@ -11,6 +11,7 @@ import { causeOf, wasFiltered } from './handler-errors';
 import { SpoeConnectionInfo, SpoeContext } from './spoe.context';
 import { SpoeMessageOutcome, SpoeMessageScope, SpoeObserver } from './spoe.observer';
 import { SpoeErrorVariable } from './spoe.options';
+import { SPOE_UNKNOWN_MESSAGES_WARNED } from '../spoe.constants';
 
 /** A handler as Nest registers it: `(payload, context)` → a value, a Promise or an Observable. */
 export type SpoeHandler = (payload: SpoePayload, context: SpoeContext) => unknown;
@@ -439,9 +440,15 @@ export class Dispatcher {
   }
 
   private warnUnknown(name: string): void {
-    if (this.unknownMessages.has(name)) return;
-    this.unknownMessages.add(name);
+    const warned = this.unknownMessages;
+    if (warned.size >= SPOE_UNKNOWN_MESSAGES_WARNED || warned.has(name)) return;
+    warned.add(name);
     this.logger.warn(`no @MessagePattern handler for SPOE message "${name}": it is acknowledged without actions`);
+    if (warned.size === SPOE_UNKNOWN_MESSAGES_WARNED) {
+      this.logger.warn(
+        `${SPOE_UNKNOWN_MESSAGES_WARNED} SPOE message names without a handler were warned about: others are acknowledged without actions, and without a warning`,
+      );
+    }
   }
 }
 
