@@ -348,10 +348,13 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   private async replicated(): Promise<void> {
     const { minReplicas } = this.config;
     if (minReplicas === 0) return;
-    const wanted = Math.max(minReplicas, (await this.replicasUp()) ?? 0);
+    const view = await this.sentinelView();
+    const wanted = Math.max(minReplicas, view?.replicasUp ?? 0);
     let replicas: number;
+    let written: string | undefined;
     try {
       replicas = await this.redis.wait(wanted, redisReplicaAckTimeoutMs);
+      if (view) written = runIdOf(await this.redis.info('server'));
     } catch (error) {
       throw new BlocklistUnavailableError(
         `${this.where}: ${(error as Error).message} while waiting for ${wanted} replica(s) to acknowledge the change: it may or may not have been made; retry it`,
@@ -363,13 +366,24 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
         `${this.where}: the change was made on the primary, but ${replicas} of ${wanted} replica(s) acknowledged it within ${redisReplicaAckTimeoutMs} ms: a failover now would lose it; retry it`,
       );
     }
+    if (!view) return;
+    // A failover under way when the replicas were counted: the Sentinels may already count the new primary's replicas,
+    // while the change went to the old one, which a replica still follows (and acknowledged it) until Sentinel moves it
+    // over, dropping what the new primary never had. Acknowledged only if the primary written to is still theirs.
+    const primary = (await this.sentinelView())?.primaryRunId;
+    if (written === undefined || primary !== written) {
+      throw new BlocklistUnavailableError(
+        `${this.where}: a failover is under way (the change went to a primary the Sentinels no longer name): it may or may not have been made; retry it`,
+      );
+    }
   }
 
   /**
-   * With Sentinel, the replicas of the primary that the first Sentinel to answer sees up (not down, not disconnected);
-   * undefined with REDIS_URL, or when no Sentinel answers. A connection per question: admin writes are rare.
+   * With Sentinel, what the first Sentinel to answer knows of the primary: its run id, and how many of its replicas it
+   * sees up (not down, not disconnected); undefined with REDIS_URL, or when no Sentinel answers. A connection per
+   * question: admin writes are rare.
    */
-  private async replicasUp(): Promise<number | undefined> {
+  private async sentinelView(): Promise<{ primaryRunId: string | undefined; replicasUp: number } | undefined> {
     if (!('sentinels' in this.config)) return undefined;
     for (const { host, port } of this.config.sentinels) {
       const sentinel = new Redis({
@@ -385,12 +399,16 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
       sentinel.on('error', () => undefined); // the next Sentinel is asked
       try {
         await sentinel.connect();
+        const primary = await sentinel.call('SENTINEL', 'MASTER', this.config.masterName);
         const replicas = await sentinel.call('SENTINEL', 'REPLICAS', this.config.masterName);
-        if (!Array.isArray(replicas)) continue;
-        return replicas.filter((fields: unknown) => {
-          const flags = Array.isArray(fields) ? fields[fields.indexOf('flags') + 1] : undefined;
-          return typeof flags === 'string' && !/s_down|o_down|disconnected/.test(flags);
-        }).length;
+        if (!Array.isArray(primary) || !Array.isArray(replicas)) continue;
+        return {
+          primaryRunId: String(field(primary, 'runid') ?? '') || undefined,
+          replicasUp: replicas.filter((fields: unknown) => {
+            const flags = Array.isArray(fields) ? field(fields, 'flags') : undefined;
+            return typeof flags === 'string' && !/s_down|o_down|disconnected/.test(flags);
+          }).length,
+        };
       } catch {
         continue;
       } finally {
@@ -540,4 +558,15 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
       `${this.where} unavailable (${reason}): serving blocklist version ${this.version} until it is back; admin writes answer 503`,
     );
   }
+}
+
+/** The value after `name` in a flat field list, as Sentinel answers. */
+function field(fields: readonly unknown[], name: string): unknown {
+  const at = fields.indexOf(name);
+  return at < 0 ? undefined : fields[at + 1];
+}
+
+/** The `run_id` of an INFO server answer. */
+function runIdOf(info: string): string | undefined {
+  return /^run_id:(\w+)/m.exec(info)?.[1];
 }
