@@ -7,18 +7,18 @@ import { SpoeIp } from 'nestjs-spoe';
 import { SpoeClient } from 'nestjs-spoe/testing';
 import { cleanupAll } from '../support/cleanup';
 import { haproxyVersion } from '../support/haproxy-binaries';
-import { HttpBackend, startHttpBackend } from '../support/http-backend';
 import { describeIf } from '../support/prerequisites';
 import { waitFor } from '../support/wait';
 import {
   AgentProcess,
+  AgentsInFront,
   api,
   DecisionLoad,
   HaproxyInFront,
   RedisServer,
   redisServer,
   startExampleAgent,
-  startHaproxyInFront,
+  startAgentsInFront,
 } from './support/example';
 
 jest.setTimeout(120_000);
@@ -33,24 +33,18 @@ interface Readiness {
 
 describeIf(redisServer(), haproxy34.prerequisite)('fault: Redis goes away under load (HAProxy 3.4, two agents)', () => {
   let redis: RedisServer;
-  const agents: AgentProcess[] = [];
-  let backend: HttpBackend;
+  let agents: readonly AgentProcess[] = [];
   let front: HaproxyInFront;
+  let stack: AgentsInFront | undefined;
 
   beforeAll(async () => {
     // Persistent, as a production Redis is: what was written before the kill is there after the restart.
     redis = await RedisServer.start({ persistent: true });
-    for (let i = 0; i < 2; i++) agents.push(await AgentProcess.start({ REDIS_URL: redis.url, SHUTDOWN_GRACE_MS: '0' }));
-    backend = await startHttpBackend();
-    front = await startHaproxyInFront(
-      haproxy34.binary!,
-      agents.map((agent) => agent.spoePort),
-      backend.port,
-    );
+    stack = await startAgentsInFront(haproxy34.binary!, { REDIS_URL: redis.url });
+    ({ agents, front } = stack);
   });
   afterAll(async () => {
-    for (const agent of agents) await agent.stop();
-    await backend?.close();
+    await stack?.stop();
     await redis?.kill();
     await cleanupAll();
   });

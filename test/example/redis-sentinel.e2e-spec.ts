@@ -9,11 +9,11 @@ import { SpoeClient } from 'nestjs-spoe/testing';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanupAll } from '../support/cleanup';
 import { haproxyVersion } from '../support/haproxy-binaries';
-import { HttpBackend, startHttpBackend } from '../support/http-backend';
 import { describeIf } from '../support/prerequisites';
 import { waitFor } from '../support/wait';
 import {
   AgentProcess,
+  AgentsInFront,
   api,
   DecisionLoad,
   HaproxyInFront,
@@ -21,7 +21,7 @@ import {
   redisSentinel,
   redisServer,
   SentinelTopology,
-  startHaproxyInFront,
+  startAgentsInFront,
 } from './support/example';
 
 jest.setTimeout(120_000);
@@ -82,24 +82,18 @@ describeIf(
   haproxy34.prerequisite,
 )('fault: the Redis primary fails over through Sentinel under load (HAProxy 3.4, two agents)', () => {
   let topology: SentinelTopology;
-  const agents: AgentProcess[] = [];
-  let backend: HttpBackend;
+  let agents: readonly AgentProcess[] = [];
   let front: HaproxyInFront;
+  let stack: AgentsInFront | undefined;
 
   beforeAll(async () => {
     // Two replicas: after the failover the new primary still has one, to acknowledge writes (REDIS_MIN_REPLICAS=1).
     topology = await SentinelTopology.start(2);
-    for (let i = 0; i < 2; i++) agents.push(await AgentProcess.start({ ...topology.env, SHUTDOWN_GRACE_MS: '0' }));
-    backend = await startHttpBackend();
-    front = await startHaproxyInFront(
-      haproxy34.binary!,
-      agents.map((agent) => agent.spoePort),
-      backend.port,
-    );
+    stack = await startAgentsInFront(haproxy34.binary!, { ...topology.env });
+    ({ agents, front } = stack);
   });
   afterAll(async () => {
-    for (const agent of agents) await agent.stop();
-    await backend?.close();
+    await stack?.stop();
     await topology?.stop();
     await cleanupAll();
   });

@@ -15,6 +15,7 @@ import { AGENT_ENV } from '../../../src/config/agent.config';
 import { makeTempDir, trackForCleanup } from '../../support/cleanup';
 import { HaproxyBinary } from '../../support/haproxy-binaries';
 import { HaproxyProcess } from '../../support/haproxy-process';
+import { HttpBackend, startHttpBackend } from '../../support/http-backend';
 import { LoadResult, runLoad } from '../../support/load';
 import { freePort } from '../../support/ports';
 import { commandPrerequisite, Prerequisite } from '../../support/prerequisites';
@@ -579,6 +580,41 @@ export interface HaproxyInFront {
   readonly port: number;
   /** Its stats socket (`level admin`), for `show stat`. */
   readonly statsSocket: string;
+}
+
+/** Built agents sharing one store, an HTTP backend, and HAProxy in front of them: the Redis fault tests' topology. */
+export interface AgentsInFront {
+  readonly agents: readonly AgentProcess[];
+  readonly front: HaproxyInFront;
+  /** Stops the agents and the backend (HAProxy is stopped by cleanupAll). */
+  stop(): Promise<void>;
+}
+
+/** Starts `count` built agents with `env` (no grace period), an HTTP backend, and HAProxy `binary` in front. */
+export async function startAgentsInFront(
+  binary: HaproxyBinary,
+  env: Record<string, string>,
+  count = 2,
+): Promise<AgentsInFront> {
+  const agents: AgentProcess[] = [];
+  let backend: HttpBackend | undefined;
+  const stop = async (): Promise<void> => {
+    for (const agent of agents) await agent.stop();
+    await backend?.close();
+  };
+  try {
+    for (let i = 0; i < count; i++) agents.push(await AgentProcess.start({ ...env, SHUTDOWN_GRACE_MS: '0' }));
+    backend = await startHttpBackend();
+    const front = await startHaproxyInFront(
+      binary,
+      agents.map((agent) => agent.spoePort),
+      backend.port,
+    );
+    return { agents, front, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
 
 /**
