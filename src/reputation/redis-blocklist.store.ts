@@ -286,10 +286,10 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
 
   /** The primary the command connection is connected to (Sentinel mode), or null. */
   private primaryAddress(): string | null {
-    if (this.redis.status !== 'ready') return null;
-    const { remoteAddress, remotePort } = this.redis.stream;
-    if (remoteAddress === undefined) return null;
-    return remoteAddress.includes(':') ? `[${remoteAddress}]:${remotePort}` : `${remoteAddress}:${remotePort}`;
+    const connected = this.redis.status === 'ready' ? this.connectedPrimary() : undefined;
+    if (connected === undefined) return null;
+    const { host, port } = connected;
+    return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   }
 
   private async ping(): Promise<{ pingMs: number }> {
@@ -341,20 +341,29 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
   /**
    * Waits (Redis WAIT, on the connection that wrote) until this connection's writes are on enough replicas: at least
    * `minReplicas`, and with Sentinel every replica the Sentinels see up. A failover promotes one of those, and a
-   * manual one (SENTINEL FAILOVER) detaches it from the primary while the others still replicate: a write on only one
+   * planned one (SENTINEL FAILOVER) detaches it from the primary while the others still replicate: a write on only one
    * replica, the wrong one, would be lost. Fewer within the timeout: the change is on the primary, not safe from a
-   * failover.
+   * failover. With Sentinel, the write is acknowledged only if a majority of the Sentinels then name the primary written
+   * to and none of them is failing it over (see `confirmPrimary`).
    */
   private async replicated(): Promise<void> {
-    const { minReplicas } = this.config;
+    const { config } = this;
+    const { minReplicas } = config;
     if (minReplicas === 0) return;
-    const view = await this.sentinelView();
-    const wanted = Math.max(minReplicas, view?.replicasUp ?? 0);
+    const sentinels = 'sentinels' in config ? config.sentinels.length : 0;
+    let wanted = minReplicas;
+    if (sentinels > 0) {
+      const views = await this.sentinelViews();
+      const connected = this.connectedPrimary();
+      const ours = views.filter((view) => connected === undefined || sameAddress(view, connected));
+      this.refuseDuringFailover(ours);
+      wanted = Math.max(minReplicas, ...ours.map((view) => view.replicasUp));
+    }
     let replicas: number;
-    let written: string | undefined;
+    let written: PrimaryIdentity | undefined;
     try {
       replicas = await this.redis.wait(wanted, redisReplicaAckTimeoutMs);
-      if (view) written = runIdOf(await this.redis.info('server'));
+      if (sentinels > 0) written = await this.writtenPrimary();
     } catch (error) {
       throw new BlocklistUnavailableError(
         `${this.where}: ${(error as Error).message} while waiting for ${wanted} replica(s) to acknowledge the change: it may or may not have been made; retry it`,
@@ -366,56 +375,57 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
         `${this.where}: the change was made on the primary, but ${replicas} of ${wanted} replica(s) acknowledged it within ${redisReplicaAckTimeoutMs} ms: a failover now would lose it; retry it`,
       );
     }
-    if (!view) return;
-    // A failover under way when the replicas were counted: the Sentinels may already count the new primary's replicas,
-    // while the change went to the old one, which a replica still follows (and acknowledged it) until Sentinel moves it
-    // over, dropping what the new primary never had. Acknowledged only if the primary written to is still theirs.
-    const primary = (await this.sentinelView())?.primaryRunId;
-    if (written === undefined || primary !== written) {
+    if (written) await this.confirmPrimary(written, sentinels);
+  }
+
+  /**
+   * After WAIT, whether the primary written to is still the primary: a failover under way while the replicas were
+   * counted may have promoted one that had stopped replicating (for a few milliseconds the Sentinels see it
+   * disconnected, so it was not counted), while the others still followed the old primary, acknowledged the change,
+   * then resynchronised from the new one and dropped it. Only the Sentinel leading a failover reports it until the
+   * promotion is done, and the others may still name the old primary: a majority of the Sentinels (every one asked)
+   * must name the primary written to, and none of those report it failing over.
+   */
+  private async confirmPrimary(written: PrimaryIdentity, sentinels: number): Promise<void> {
+    const naming = (await this.sentinelViews()).filter((view) => names(view, written));
+    this.refuseDuringFailover(naming);
+    const majority = Math.floor(sentinels / 2) + 1;
+    if (naming.length < majority) {
       throw new BlocklistUnavailableError(
-        `${this.where}: a failover is under way (the change went to a primary the Sentinels no longer name): it may or may not have been made; retry it`,
+        `${this.where}: ${naming.length} of ${sentinels} Sentinels name the primary the change was made on (${majority} needed: a failover may be under way): it may or may not have been made; retry it`,
       );
     }
   }
 
-  /**
-   * With Sentinel, what the first Sentinel to answer knows of the primary: its run id, and how many of its replicas it
-   * sees up (not down, not disconnected); undefined with REDIS_URL, or when no Sentinel answers. A connection per
-   * question: admin writes are rare.
-   */
-  private async sentinelView(): Promise<{ primaryRunId: string | undefined; replicasUp: number } | undefined> {
-    if (!('sentinels' in this.config)) return undefined;
-    for (const { host, port } of this.config.sentinels) {
-      const sentinel = new Redis({
-        host,
-        port,
-        lazyConnect: true,
-        connectTimeout: sentinelQueryTimeoutMs,
-        commandTimeout: sentinelQueryTimeoutMs,
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-      });
-      sentinel.on('error', () => undefined); // the next Sentinel is asked
-      try {
-        await sentinel.connect();
-        const primary = await sentinel.call('SENTINEL', 'MASTER', this.config.masterName);
-        const replicas = await sentinel.call('SENTINEL', 'REPLICAS', this.config.masterName);
-        if (!Array.isArray(primary) || !Array.isArray(replicas)) continue;
-        return {
-          primaryRunId: String(field(primary, 'runid') ?? '') || undefined,
-          replicasUp: replicas.filter((fields: unknown) => {
-            const flags = Array.isArray(fields) ? field(fields, 'flags') : undefined;
-            return typeof flags === 'string' && !/s_down|o_down|disconnected/.test(flags);
-          }).length,
-        };
-      } catch {
-        continue;
-      } finally {
-        sentinel.disconnect();
-      }
+  private refuseDuringFailover(views: readonly SentinelView[]): void {
+    if (views.some((view) => view.failingOver)) {
+      throw new BlocklistUnavailableError(
+        `${this.where}: a failover is under way: the change may or may not have been made; retry it`,
+      );
     }
-    return undefined;
+  }
+
+  /** The address the command connection is connected to, as its socket reports it. */
+  private connectedPrimary(): { host: string; port: number } | undefined {
+    const { remoteAddress, remotePort } = this.redis.stream;
+    return remoteAddress === undefined || remotePort === undefined
+      ? undefined
+      : { host: remoteAddress, port: remotePort };
+  }
+
+  /** The primary the command connection wrote to: its run id (INFO) and address. */
+  private async writtenPrimary(): Promise<PrimaryIdentity> {
+    const connected = this.connectedPrimary();
+    const runId = runIdOf(await this.redis.info('server'));
+    return { runId, host: connected?.host, port: connected?.port };
+  }
+
+  /** With Sentinel, what each Sentinel that answers knows of the primary, asked all at once; none with REDIS_URL. */
+  private async sentinelViews(): Promise<SentinelView[]> {
+    if (!('sentinels' in this.config)) return [];
+    const { sentinels, masterName } = this.config;
+    const views = await Promise.all(sentinels.map(({ host, port }) => askSentinel(host, port, masterName)));
+    return views.filter((view) => view !== undefined);
   }
 
   private async seed(): Promise<void> {
@@ -557,6 +567,75 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     this.log.warn(
       `${this.where} unavailable (${reason}): serving blocklist version ${this.version} until it is back; admin writes answer 503`,
     );
+  }
+}
+
+type Address = Pick<PrimaryIdentity, 'host' | 'port'>;
+
+/** A primary: its run id (from INFO) and address, either unknown. */
+interface PrimaryIdentity {
+  readonly runId: string | undefined;
+  readonly host: string | undefined;
+  readonly port: number | undefined;
+}
+
+/** What one Sentinel knows of the primary it monitors. */
+interface SentinelView extends PrimaryIdentity {
+  /** Its replicas the Sentinel sees up: not down, not disconnected. */
+  readonly replicasUp: number;
+  /** The Sentinel leads a failover of it, or one of its replicas is being promoted or reconfigured. */
+  readonly failingOver: boolean;
+}
+
+function sameAddress(a: Address, b: Address): boolean {
+  return a.host !== undefined && a.host === b.host && a.port === b.port;
+}
+
+/**
+ * Whether a Sentinel names `primary`: by run id, or by address while it does not know the run id yet (for a few
+ * seconds after a failover, until it has asked the new primary for INFO).
+ */
+function names(view: SentinelView, primary: PrimaryIdentity): boolean {
+  return view.runId !== undefined ? view.runId === primary.runId : sameAddress(view, primary);
+}
+
+/**
+ * SENTINEL MASTER and REPLICAS of `masterName`, asked of the Sentinel at host:port (a connection per question: admin
+ * writes are rare); undefined if it does not answer.
+ */
+async function askSentinel(host: string, port: number, masterName: string): Promise<SentinelView | undefined> {
+  const sentinel = new Redis({
+    host,
+    port,
+    lazyConnect: true,
+    connectTimeout: sentinelQueryTimeoutMs,
+    commandTimeout: sentinelQueryTimeoutMs,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  sentinel.on('error', () => undefined); // the others are asked too
+  try {
+    await sentinel.connect();
+    const primary = await sentinel.call('SENTINEL', 'MASTER', masterName);
+    const replicas = await sentinel.call('SENTINEL', 'REPLICAS', masterName);
+    if (!Array.isArray(primary) || !Array.isArray(replicas)) return undefined;
+    const replicaFlags = replicas.map((fields: unknown) =>
+      String((Array.isArray(fields) && field(fields, 'flags')) || ''),
+    );
+    return {
+      runId: String(field(primary, 'runid') ?? '') || undefined,
+      host: String(field(primary, 'ip') ?? '') || undefined,
+      port: Number(field(primary, 'port')) || undefined,
+      replicasUp: replicaFlags.filter((flags) => !/s_down|o_down|disconnected/.test(flags)).length,
+      failingOver:
+        /failover_in_progress/.test(String(field(primary, 'flags') ?? '')) ||
+        replicaFlags.some((flags) => /promoted|reconf_/.test(flags)),
+    };
+  } catch {
+    return undefined;
+  } finally {
+    sentinel.disconnect();
   }
 }
 
