@@ -119,13 +119,11 @@ export class SpoeMessage {
   }
 
   /**
-   * @internal Whether an argument is called one of `names`, as {@link indexOf} compares: a message whose argument names
-   * are all shorter (their longest was noted as they were decoded) answers at once (tracing's check for its
-   * propagator's fields, on every message).
+   * @internal Whether an argument is called one of `names`, as {@link indexOf} compares; `shortest`: the length of the
+   * shortest of them (the caller's, computed once). A message whose argument names are all shorter (their longest was
+   * noted as they were decoded) answers at once: tracing's check for its propagator's fields, on every message.
    */
-  hasAnyOf(names: readonly string[]): boolean {
-    let shortest = Infinity;
-    for (let j = 0; j < names.length; j++) if (names[j].length < shortest) shortest = names[j].length;
+  hasAnyOf(names: readonly string[], shortest: number): boolean {
     if (this.longestName < shortest) return false;
     for (let j = 0; j < names.length; j++) if (this.indexOf(names[j]) >= 0) return true;
     return false;

@@ -208,6 +208,7 @@ export class SpoeConnection implements InFlightBudgetWaiter {
   private pump(): void {
     const paused = this.gate !== 'open';
     this.gate = 'open';
+    this.host.dispatcher.burst();
     try {
       const { maxInFlightPerConnection, maxPendingWriteBytes } = this.host.options;
       const budget = this.budget;

@@ -66,6 +66,8 @@ export class SpoeTracing implements SpoeObserver {
   private readonly propagate: boolean;
   private readonly startTraces: boolean;
   private fields: readonly string[] | undefined;
+  /** The length of the shortest of `fields`. */
+  private shortestField = Infinity;
   private readonly detach = new Map<SpoeServer, () => void>();
   private readonly connections = new WeakMap<SpoeConnectionInfo, Attributes>();
 
@@ -116,7 +118,12 @@ export class SpoeTracing implements SpoeObserver {
   /** Whether `message` has an argument named like one of the global propagator's fields (read at the first message). */
   private carriesTrace(message: SpoeMessage): boolean {
     if (!this.propagate) return false;
-    return message.hasAnyOf((this.fields ??= PROPAGATION.fields()));
+    let fields = this.fields;
+    if (fields === undefined) {
+      fields = this.fields = PROPAGATION.fields();
+      this.shortestField = Math.min(...fields.map((name) => name.length));
+    }
+    return message.hasAnyOf(fields, this.shortestField);
   }
 
   /** The attributes of a connection's spans (peer, engine-id), built once per connection. */
