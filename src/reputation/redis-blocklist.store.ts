@@ -326,10 +326,11 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
     try {
       outcome = await script();
     } catch (error) {
-      const { message, name } = error as Error;
       const applied =
-        name === 'ReplyError' ? 'nothing was changed' : 'the change may or may not have been made; retry it';
-      throw new BlocklistUnavailableError(`${this.where}: ${message}: ${applied}`, { cause: error });
+        (error as Error).name === 'ReplyError'
+          ? 'nothing was changed'
+          : 'the change may or may not have been made; retry it';
+      throw new BlocklistUnavailableError(`${this.where}: ${describeRedisError(error)}: ${applied}`, { cause: error });
     }
     // Nothing removed: nothing to replicate or propagate.
     if (outcome.version === 0) return outcome.result;
@@ -366,7 +367,7 @@ export class RedisBlocklistStore extends BlocklistStore implements OnModuleInit,
       if (sentinels > 0) written = await this.writtenPrimary();
     } catch (error) {
       throw new BlocklistUnavailableError(
-        `${this.where}: ${(error as Error).message} while waiting for ${wanted} replica(s) to acknowledge the change: it may or may not have been made; retry it`,
+        `${this.where}: ${describeRedisError(error)} while waiting for ${wanted} replica(s) to acknowledge the change: it may or may not have been made; retry it`,
         { cause: error },
       );
     }
@@ -637,6 +638,16 @@ async function askSentinel(host: string, port: number, masterName: string): Prom
   } finally {
     sentinel.disconnect();
   }
+}
+
+/**
+ * What went wrong with a command, for an admin's 503: Redis' answer, or what happened to the connection. A command
+ * still unanswered when its connection drops fails with ioredis' MaxRetriesPerRequestError ("Reached the max retries
+ * per request limit…"), which says nothing of that.
+ */
+function describeRedisError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return error.name === 'MaxRetriesPerRequestError' ? 'the connection was lost before Redis answered' : error.message;
 }
 
 /** The value after `name` in a flat field list, as Sentinel answers. */
