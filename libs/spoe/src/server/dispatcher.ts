@@ -79,6 +79,8 @@ export enum SpoeFailure {
 }
 
 const NO_ACTIONS: readonly SpoeAction[] = Object.freeze([]);
+const NO_MESSAGES: readonly SpoeMessage[] = Object.freeze([]);
+const RELEASED_DONE: SpoeAckCallback = () => undefined;
 const hrtime = process.hrtime;
 
 /**
@@ -89,8 +91,6 @@ function clock(): number {
   const time = hrtime();
   return time[0] * 1e3 + time[1] / 1e6;
 }
-const NO_MESSAGES: readonly SpoeMessage[] = Object.freeze([]);
-const RELEASED_DONE: SpoeAckCallback = () => undefined;
 
 /**
  * Receives the actions of a NOTIFY's ACK, and the `size` it was dispatched with; one function per connection, so
@@ -344,8 +344,8 @@ export class Dispatcher {
   }
 
   /**
-   * A connection begins reading a burst of frames (see {@link now}): the clock read before is stale. The dispatches of
-   * a burst run in one synchronous run, and every dispatch is part of one.
+   * @internal A connection begins reading a burst of frames (see {@link now}): the clock read before is stale. The
+   * dispatches of a burst run in one synchronous run, and every dispatch is part of one.
    */
   burst(): void {
     this.clockStale = true;
@@ -354,8 +354,8 @@ export class Dispatcher {
   /**
    * The time a handler starts, for its duration: the clock is read once when a burst of messages begins, then each
    * message starts when the previous one ended. A clock read costs about 50 ns, 3% of what a frame costs the agent
-   * under load; what this adds to a duration (decoding the next frame, well under a microsecond)
-   * is below the smallest bucket.
+   * under load; what this adds to a duration (decoding the next frame, well under a microsecond) is below the smallest
+   * bucket.
    */
   private now(): number {
     if (this.clockStale) {
