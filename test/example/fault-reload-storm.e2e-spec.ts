@@ -10,8 +10,7 @@ import { describeEachHaproxy, HaproxyBinary } from '../support/haproxy-binaries'
 import { runLoad } from '../support/load';
 import { sample, scrape } from '../support/prometheus';
 import { waitFor } from '../support/wait';
-import { ensureBuilt } from './support/example';
-import { Fleet, LOAD_CLIENTS, outcomes } from './support/fleet';
+import { Fleet, LOAD_CLIENTS, outcomes, useFleet } from './support/fleet';
 
 jest.setTimeout(120_000);
 afterAll(() => cleanupAll());
@@ -35,11 +34,7 @@ describeEachHaproxy(
   'fault: HAProxy reload storm',
   (binary: HaproxyBinary) => {
     let fleet: Fleet;
-    beforeAll(async () => {
-      ensureBuilt();
-      fleet = await Fleet.start({ binary });
-    });
-    afterAll(() => fleet?.close());
+    useFleet({ binary }, (started) => (fleet = started));
 
     /** Requests on new connections, each of which must be decided by an agent. */
     const burst = () =>

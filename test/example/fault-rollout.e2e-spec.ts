@@ -4,8 +4,8 @@
 // disconnects at a lull and exits 0. No request fails; on 3.1+ none even loses its decision.
 import { cleanupAll } from '../support/cleanup';
 import { describeEachHaproxy, HaproxyBinary, isSpopMux } from '../support/haproxy-binaries';
-import { api, ensureBuilt } from './support/example';
-import { Fleet, LOAD_CLIENTS, outcomes, serverName } from './support/fleet';
+import { api } from './support/example';
+import { Fleet, LOAD_CLIENTS, outcomes, serverName, useFleet } from './support/fleet';
 
 jest.setTimeout(120_000);
 afterAll(() => cleanupAll());
@@ -17,11 +17,7 @@ describeEachHaproxy(
   'fault: graceful rollout',
   (binary: HaproxyBinary) => {
     let fleet: Fleet;
-    beforeAll(async () => {
-      ensureBuilt();
-      fleet = await Fleet.start({ binary, env: { SHUTDOWN_GRACE_MS: String(GRACE_MS) } });
-    });
-    afterAll(() => fleet?.close());
+    useFleet({ binary, env: { SHUTDOWN_GRACE_MS: String(GRACE_MS) } }, (started) => (fleet = started));
 
     it('SIGTERM under load: marked down during the grace period, drained, exit 0, no request failed', async () => {
       const stop = new AbortController();

@@ -14,7 +14,7 @@ import { LoadResult, runLoad } from '../../support/load';
 import { freePort } from '../../support/ports';
 import { sample, scrape } from '../../support/prometheus';
 import { waitFor } from '../../support/wait';
-import { AgentProcess, deployFile } from './example';
+import { AgentProcess, deployFile, ensureBuilt } from './example';
 
 /** The deploy/haproxy files of the topology, by HAProxy generation: `mode spop` on 3.1+, `mode tcp` before. */
 export function fleetFiles(version: string): { readonly cfg: string; readonly spoe: string } {
@@ -51,6 +51,19 @@ export interface FleetOptions {
   readonly env?: Record<string, string>;
   /** `inter` of the health checks (production: 2s; tests check more often to take less time). Default 200ms. */
   readonly checkInter?: string;
+}
+
+/**
+ * A Fleet for the tests of the enclosing describe block: started before them (the agents built first), handed to
+ * `started`, and closed after them.
+ */
+export function useFleet(options: FleetOptions, started: (fleet: Fleet) => void): void {
+  let fleet: Fleet | undefined;
+  beforeAll(async () => {
+    ensureBuilt();
+    started((fleet = await Fleet.start(options)));
+  });
+  afterAll(() => fleet?.close());
 }
 
 /** HAProxy's name of agent `i` (its `server` line). */
@@ -183,13 +196,13 @@ export class Fleet {
     });
   }
 
-  /** Waits until agent `i` answered `count` more NOTIFY from now on: it takes part in the load. */
-  async answers(i: number, count: number): Promise<void> {
+  /** Waits (at most `timeoutMs`) until agent `i` answered `count` more NOTIFY from now on: it takes part in the load. */
+  async answers(i: number, count: number, timeoutMs = 30_000): Promise<void> {
     const from = await this.answered(i);
     await waitFor(
       `agent ${i + 1} to answer ${count} NOTIFY`,
       async () => (await this.answered(i)) >= from + count,
-      30_000,
+      timeoutMs,
     );
   }
 
