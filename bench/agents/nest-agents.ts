@@ -30,9 +30,10 @@ import type { SpoeServerOptions } from '../../libs/spoe/src';
  *   (`startTraces: false`), set up as for production: the SDK's tracer provider with a batch processor, the
  *   AsyncLocalStorage context manager, W3C propagation. The load carries no traceparent: what tracing costs the
  *   messages of requests nobody traces.
- * - `observed-sampled`: `observed` starting a trace per message (the default), 1% of them sampled
- *   (ParentBased(TraceIdRatioBased(0.01))).
- * - `observed-all`: `observed-sampled` with every span sampled and recorded (the SDK's default sampler).
+ * - `observed-sampled`: `observed` starting a trace for 1% of the messages (`startTraces: 0.01`), every one of which
+ *   the SDK records (its default sampler, ParentBased(AlwaysOn)).
+ * - `observed-all`: `observed` starting a trace for every message (`startTraces: true`, the default), every span
+ *   recorded.
  * The exporter drops the batches: sending them (OTLP) is the collector's side of the cost.
  *
  * Any kind serves SPOP over TLS when BENCH_TLS_CERT and BENCH_TLS_KEY name its certificate and key (PEM files), and
@@ -104,19 +105,13 @@ function observedModule(kind: string): Type {
       export: (_spans, done) => done({ code: core.ExportResultCode.SUCCESS }),
       shutdown: () => Promise.resolve(),
     };
-    const sampler =
-      kind === 'observed-all'
-        ? undefined
-        : new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(0.01) });
     trace.setGlobalTracerProvider(
-      new sdk.BasicTracerProvider({
-        spanProcessors: [new sdk.BatchSpanProcessor(dropping)],
-        ...(sampler && { sampler }),
-      }),
+      new sdk.BasicTracerProvider({ spanProcessors: [new sdk.BatchSpanProcessor(dropping)] }),
     );
     context.setGlobalContextManager(new hooks.AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
-    imports.push(tracing.SpoeTracingModule.forRoot({ startTraces: kind !== 'observed' }));
+    const startTraces = { observed: false, 'observed-sampled': 0.01, 'observed-all': true }[kind];
+    imports.push(tracing.SpoeTracingModule.forRoot({ startTraces }));
   }
   @Module({ imports, controllers: [PlainController] })
   class ObservedModule {}

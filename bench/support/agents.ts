@@ -6,8 +6,8 @@
  *   pipeline   `server` plus one global interceptor and one pipe               (bench/agents/nest-agents.ts pipeline)
  *   metrics    `server` with SpoeMetricsModule                                  (bench/agents/nest-agents.ts metrics)
  *   observed   `metrics` with SpoeTracingModule continuing HAProxy's traces    (bench/agents/nest-agents.ts observed)
- *   observed-sampled  `observed` starting a trace per message, 1% sampled      (… observed-sampled)
- *   observed-all  `observed-sampled` with every span sampled                   (… observed-all)
+ *   observed-sampled  `observed` starting a trace for 1% of the messages          (… observed-sampled)
+ *   observed-all  `observed` starting a trace for every message, all recorded  (… observed-all)
  *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO once up)
  *   heavy      a ≈50 µs/message handler under src/'s worker supervisor         (bench/agents/heavy-agent.ts)
  *

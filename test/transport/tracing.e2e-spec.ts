@@ -10,7 +10,7 @@ import {
   ReadableSpan,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import { currentSpoeContext, SetVar } from 'nestjs-spoe';
+import { currentSpoeContext, SetVar, SpoeOptionsError } from 'nestjs-spoe';
 import { SpoeMetricsModule } from 'nestjs-spoe/metrics';
 import { SpoeTracing, SpoeTracingModule } from 'nestjs-spoe/tracing';
 import { Registry } from 'prom-client';
@@ -208,6 +208,40 @@ describe('SpoeTracingModule: a span per SPOE message', () => {
     await client.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
     expect(own.getFinishedSpans().map((s) => [s.name, s.spanContext().traceId])).toEqual([['spoe check', traceId]]);
     tracing.release(agent.server);
+  });
+
+  it('with startTraces: a number, starts a trace for that share of the messages and continues every trace', async () => {
+    const own = new InMemorySpanExporter();
+    const tracing = new SpoeTracing({
+      tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(own)] }),
+      startTraces: 0.25,
+    });
+    tracing.attach(agent.server);
+    const traceId = '5bf92f3577b34da6a3ce929d0e0e4736';
+    for (let i = 0; i < 400; i++) {
+      expect(await client.notify('check')).toEqual([expect.objectContaining({ name: 'ok', value: 1 })]);
+      if (i % 20 === 0) await client.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+    }
+    tracing.release(agent.server);
+    const finished = own.getFinishedSpans();
+    // All 20 messages that carry a trace continue it, whatever the share.
+    expect(finished.filter((s) => s.spanContext().traceId === traceId)).toHaveLength(20);
+    // About a quarter of the 400 others start one, each its own (100 expected; the bounds are 6 standard deviations).
+    const started = finished.filter((s) => s.spanContext().traceId !== traceId);
+    expect(started.length).toBeGreaterThan(48);
+    expect(started.length).toBeLessThan(152);
+    expect(started.every((s) => s.parentSpanContext === undefined && s.name === 'spoe check')).toBe(true);
+    expect(new Set(started.map((s) => s.spanContext().traceId)).size).toBe(started.length);
+  });
+
+  it('refuses a startTraces that is not a boolean or a share', () => {
+    for (const startTraces of [1.5, -0.1, Number.NaN, '0.5']) {
+      expect(() => new SpoeTracing({ startTraces: startTraces as number })).toThrow(
+        new SpoeOptionsError(`startTraces must be a boolean or a number in [0, 1], got ${String(startTraces)}`),
+      );
+    }
+    expect(() => new SpoeTracing({ startTraces: 0 })).not.toThrow();
+    expect(() => new SpoeTracing({ startTraces: 1 })).not.toThrow();
   });
 
   it('works beside SpoeMetricsModule: both attach to the server of the app', async () => {

@@ -5,6 +5,7 @@ import type { SpoeMessage } from '../protocol/notify';
 import type { SpoeConnectionInfo } from '../server/spoe.context';
 import type { SpoeMessageOutcome, SpoeMessageScope, SpoeObserver } from '../server/spoe.observer';
 import type { SpoeServer } from '../server/spoe.server';
+import { SpoeOptionsError } from '../server/spoe.options';
 
 /** Options of {@link SpoeTracing} (and of `SpoeTracingModule.forRoot`). */
 export interface SpoeTracingOptions {
@@ -16,11 +17,17 @@ export interface SpoeTracingOptions {
    */
   propagate?: boolean;
   /**
-   * Start a trace for a message that carries none (the SDK's sampler then decides whether it records). Default true.
-   * With false, only the messages whose arguments continue a trace get a span: behind an edge that traces the requests
-   * it wants traced (and hands HAProxy their `traceparent`), the others cost one argument lookup, and no span.
+   * Which messages that carry no trace start one. `true` (the default): every one, and the SDK's sampler decides which
+   * of those record. A number from 0 to 1: that share of them, chosen at random by the agent before any OpenTelemetry
+   * call, and the SDK's sampler then decides on those (keep its default, ParentBased(AlwaysOn), to record them all).
+   * `false` (or 0): none; behind an edge that traces the requests it wants traced and hands HAProxy their
+   * `traceparent`, only the messages that continue a trace get a span.
+   *
+   * A message that starts no trace costs no OpenTelemetry call, where the SDK spends about 2 µs deciding not to sample
+   * one; its handlers run outside any trace, as without tracing, so the spans their clients may start are roots (set
+   * `requireParentSpan` in those instrumentations that have it to leave them out).
    */
-  startTraces?: boolean;
+  startTraces?: boolean | number;
 }
 
 /** The instrumentation scope of the spans: this package. */
@@ -40,6 +47,8 @@ const CONTEXTS = context;
 const PROPAGATION = propagation;
 const TRACE = trace;
 const SERVER_SPAN = SpanKind.SERVER;
+/** The longest count {@link SpoeTracing} keeps between two started traces: V8's small integers go to 2^30 - 1. */
+const MAX_GAP_PART = 2 ** 30 - 1;
 
 /** Reads a message's STRING arguments as a propagation carrier (the first argument of a name wins). */
 const ARGUMENTS: TextMapGetter<SpoeMessage> = {
@@ -64,7 +73,14 @@ const ARGUMENTS: TextMapGetter<SpoeMessage> = {
 export class SpoeTracing implements SpoeObserver {
   readonly tracer: Tracer;
   private readonly propagate: boolean;
-  private readonly startTraces: boolean;
+  /** The share of the messages carrying no trace that start one (see {@link SpoeTracingOptions.startTraces}). */
+  private readonly startRatio: number;
+  /**
+   * Counts down the messages carrying no trace, to the next that starts one when {@link gapEnds} (see {@link nextGap}):
+   * a small integer, which V8 keeps unboxed.
+   */
+  private untilStart = 0;
+  private gapEnds = false;
   private fields: readonly string[] | undefined;
   /** The length of the shortest of `fields`. */
   private shortestField = Infinity;
@@ -75,7 +91,8 @@ export class SpoeTracing implements SpoeObserver {
     const provider = options.tracerProvider ?? TRACE.getTracerProvider();
     this.tracer = provider.getTracer(SPOE_TRACER_NAME);
     this.propagate = options.propagate ?? true;
-    this.startTraces = options.startTraces ?? true;
+    this.startRatio = startRatio(options.startTraces);
+    this.nextGap();
   }
 
   /** Traces the messages `server` handles from now on. */
@@ -96,11 +113,26 @@ export class SpoeTracing implements SpoeObserver {
     frameId: SpopId,
     connection: SpoeConnectionInfo,
   ): SpoeMessageScope | undefined {
-    // Continuing only: a message with none of the propagator's fields continues nothing (and costs no API call).
-    if (!this.startTraces && !this.carriesTrace(message)) return undefined;
-    const active = CONTEXTS.active();
-    const parent = this.propagate ? PROPAGATION.extract(active, message, ARGUMENTS) : active;
-    if (!this.startTraces && TRACE.getSpanContext(parent) === undefined) return undefined;
+    let parent: Context | undefined;
+    if (this.carriesTrace(message)) {
+      parent = PROPAGATION.extract(CONTEXTS.active(), message, ARGUMENTS);
+      if (TRACE.getSpanContext(parent) !== undefined) return this.open(message, streamId, frameId, connection, parent);
+    }
+    if (--this.untilStart > 0) return undefined;
+    const starts = this.gapEnds;
+    this.nextGap();
+    if (!starts) return undefined;
+    return this.open(message, streamId, frameId, connection, parent ?? CONTEXTS.active());
+  }
+
+  /** The span of `message`, child of the span of `parent` if it has one. */
+  private open(
+    message: SpoeMessage,
+    streamId: SpopId,
+    frameId: SpopId,
+    connection: SpoeConnectionInfo,
+    parent: Context,
+  ): SpoeMessageScope {
     // The sampler sees the message name; the rest is set only on a span that records (most are not, once sampled).
     const span = this.tracer.startSpan(
       `spoe ${message.name}`,
@@ -113,6 +145,20 @@ export class SpoeTracing implements SpoeObserver {
       span.setAttribute(SPOE_SPAN_ATTRIBUTES.frameId, spanId(frameId));
     }
     return new SpanScope(span, TRACE.setSpan(parent, span));
+  }
+
+  /**
+   * Draws how many messages carrying no trace come until the next that starts one, the last included: the number of
+   * independent draws of probability `startRatio` until one succeeds (geometric), drawn once per started trace rather
+   * than a random number per message. A gap beyond a small integer is counted in parts, drawing afresh after each (the
+   * same distribution: having waited does not change what remains to wait); with 0, no part ever ends the gap.
+   */
+  private nextGap(): void {
+    const ratio = this.startRatio;
+    const gap =
+      ratio === 1 ? 1 : ratio === 0 ? Infinity : 1 + Math.floor(Math.log(1 - Math.random()) / Math.log1p(-ratio));
+    this.gapEnds = gap <= MAX_GAP_PART;
+    this.untilStart = this.gapEnds ? gap : MAX_GAP_PART;
   }
 
   /** Whether `message` has an argument named like one of the global propagator's fields (read at the first message). */
@@ -159,6 +205,15 @@ class SpanScope implements SpoeMessageScope {
     }
     span.end();
   }
+}
+
+function startRatio(startTraces: boolean | number | undefined): number {
+  if (startTraces === undefined || startTraces === true) return 1;
+  if (startTraces === false) return 0;
+  if (typeof startTraces !== 'number' || !(startTraces >= 0 && startTraces <= 1)) {
+    throw new SpoeOptionsError(`startTraces must be a boolean or a number in [0, 1], got ${String(startTraces)}`);
+  }
+  return startTraces;
 }
 
 function describeFailure(error: unknown): string {
