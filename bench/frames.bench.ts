@@ -7,7 +7,7 @@
  *   example   the example agent as shipped: node dist/main.js                            (src/)
  *   pipeline  `server` plus one global interceptor and one pipe                        (bench/agents/nest-agents.ts)
  *   metrics   `server` with the Prometheus series of nestjs-spoe/metrics               (bench/agents/nest-agents.ts)
- *   observed  `metrics` with OpenTelemetry tracing continuing HAProxy's traces       (bench/agents/nest-agents.ts)
+ *   observed  `metrics` with OpenTelemetry tracing continuing HAProxy's traces (1%)  (bench/agents/nest-agents.ts)
  *   observed-sampled  `observed` starting a trace for 1% of the messages                  (bench/agents/nest-agents.ts)
  *   observed-all  `observed` starting a trace for every message, all recorded          (bench/agents/nest-agents.ts)
  *   server-proxied  `server` behind HAProxy 3.4 in `mode tcp`, plain TCP                  (bench/haproxy/tcp-proxy.ts)
@@ -73,6 +73,8 @@ interface Target {
 interface AgentSpec {
   readonly name: string;
   readonly start: () => Promise<Target>;
+  /** Every Nth NOTIFY carries a traceparent (see GeneratorRun); none by default. */
+  readonly tracedEvery?: number;
 }
 
 export interface Measurement extends Configuration, LoadMeasure {
@@ -138,7 +140,8 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
     direct('server', () => startNestAgent('server', { cpu: CPU.agent })),
     ...(baseline?.server ? [direct(baseline.server.name, baseline.server.start)] : []),
     direct('metrics', () => startNestAgent('metrics', { cpu: CPU.agent })),
-    direct('observed', () => startNestAgent('observed', { cpu: CPU.agent })),
+    // An edge that traces 1% of the requests: HAProxy hands their traceparent over, and the agent continues it.
+    { ...direct('observed', () => startNestAgent('observed', { cpu: CPU.agent })), tracedEvery: 100 },
     direct('observed-sampled', () => startNestAgent('observed-sampled', { cpu: CPU.agent })),
     direct('observed-all', () => startNestAgent('observed-all', { cpu: CPU.agent })),
     direct('pipeline', () => startNestAgent('pipeline', { cpu: CPU.agent })),
@@ -158,7 +161,7 @@ async function measure(agent: AgentSpec, config: Configuration, round: number): 
   try {
     const load = await measureLoad(
       running.pid,
-      { port: running.port, ...config, threads: GENERATOR_THREADS, cpu: CPU.generator },
+      { port: running.port, ...config, threads: GENERATOR_THREADS, cpu: CPU.generator, tracedEvery: agent.tracedEvery },
       WARMUP_MS,
       DURATION_MS,
     );

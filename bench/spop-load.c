@@ -3,10 +3,12 @@
  * never the bottleneck of the benchmark it drives (a Node generator saturates near 500k frames/s).
  *
  *   spop-load --host 127.0.0.1 --port N [--connections C] [--inflight W] [--duration-ms D] [--warmup-ms M]
- *             [--threads T] [--expect-var NAME]
+ *             [--threads T] [--expect-var NAME] [--traced-every N]
  *
  * Opens C connections (split over T threads, one epoll loop each), does the HELLO handshake on each, then keeps W
  * NOTIFY in flight per connection (closed loop), one stream-id per in-flight slot, frame-ids incrementing per send.
+ * With --traced-every N, every Nth NOTIFY of a connection carries a 5th argument, `traceparent` (a W3C trace
+ * context, sampled), as HAProxy sends `args … traceparent=req.hdr(traceparent)` for a request an edge traced.
  * Every ACK is checked (type, FIN, ids, action list, and with --expect-var the first action is set-var NAME); any
  * violation, unexpected frame or close prints an error on stderr and exits 2. After the warm-up, frames and latency
  * (send -> ACK read, log-linear histogram, < 0.4% error) are counted for D ms; then no more NOTIFY are sent, the
@@ -262,12 +264,13 @@ static struct {
     int connections, inflight, threads;
     long duration_ms, warmup_ms;
     const char *expect_var;
+    long traced_every;
 } opt = {.host = "127.0.0.1", .connections = 1, .inflight = 1, .threads = 1, .duration_ms = 5000, .warmup_ms = 1000};
 
 /* Set before the threads start, read-only afterwards. */
 static uint64_t measure_start_ns, measure_end_ns;
-static uint8_t notify_payload[512];
-static size_t notify_payload_len, notify_frame_max;
+static uint8_t notify_payload[512], traced_payload[512];
+static size_t notify_payload_len, traced_payload_len, notify_frame_max;
 static uint8_t disconnect_frame[128];
 static size_t disconnect_frame_len;
 
@@ -319,7 +322,16 @@ static void encode_static_frames(void) {
     p[n++] = T_STRING;
     n += put_string(p + n, path);
     notify_payload_len = n;
-    notify_frame_max = 4 + 1 + 4 + 10 + 10 + n;
+    /* The same message with a traceparent: nb-args 5, then the same arguments and one more. */
+    memcpy(traced_payload, notify_payload, n);
+    size_t name_len = put_string(traced_payload, "check-client-ip");
+    traced_payload[name_len] = 5;
+    size_t t = n;
+    t += put_string(traced_payload + t, "traceparent");
+    traced_payload[t++] = T_STRING;
+    t += put_string(traced_payload + t, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    traced_payload_len = t;
+    notify_frame_max = 4 + 1 + 4 + 10 + 10 + t;
 
     uint8_t *d = disconnect_frame;
     size_t m = put_header(d, HAPROXY_DISCONNECT, 0, 0);
@@ -438,8 +450,13 @@ static void queue_notify(worker_t *w, conn_t *c, int slot) {
     uint8_t *p = c->out + c->out_len;
     uint64_t frame_id = c->next_frame_id++;
     size_t n = put_header(p, NOTIFY, (uint64_t)slot + 1, frame_id);
-    memcpy(p + n, notify_payload, notify_payload_len);
-    n += notify_payload_len;
+    if (opt.traced_every > 0 && frame_id % (uint64_t)opt.traced_every == 0) {
+        memcpy(p + n, traced_payload, traced_payload_len);
+        n += traced_payload_len;
+    } else {
+        memcpy(p + n, notify_payload, notify_payload_len);
+        n += notify_payload_len;
+    }
     put_u32be(p, (uint32_t)(n - 4));
     c->out_len += n;
     c->slot_frame_id[slot] = frame_id;
@@ -616,7 +633,7 @@ static void *worker_main(void *arg) {
 
 static void usage(void) {
     fputs("usage: spop-load --host H --port N [--connections C] [--inflight W] [--duration-ms D] [--warmup-ms M] [--threads T] "
-          "[--expect-var NAME]\n",
+          "[--expect-var NAME] [--traced-every N]\n",
           stderr);
     exit(1);
 }
@@ -636,7 +653,8 @@ static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
         {"host", required_argument, 0, 'h'},        {"port", required_argument, 0, 'p'},     {"connections", required_argument, 0, 'c'},
         {"inflight", required_argument, 0, 'w'},    {"duration-ms", required_argument, 0, 'd'}, {"warmup-ms", required_argument, 0, 'm'},
-        {"threads", required_argument, 0, 't'},     {"expect-var", required_argument, 0, 'e'}, {0, 0, 0, 0},
+        {"threads", required_argument, 0, 't'},     {"expect-var", required_argument, 0, 'e'},
+        {"traced-every", required_argument, 0, 'r'}, {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -649,6 +667,7 @@ static void parse_args(int argc, char **argv) {
         case 'm': opt.warmup_ms = parse_long(optarg, 0, 86400000, "warmup-ms"); break;
         case 't': opt.threads = (int)parse_long(optarg, 1, 256, "threads"); break;
         case 'e': opt.expect_var = optarg; break;
+        case 'r': opt.traced_every = parse_long(optarg, 0, 1000000000, "traced-every"); break;
         default: usage();
         }
     }

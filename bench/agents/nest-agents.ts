@@ -28,8 +28,8 @@ import type { SpoeServerOptions } from '../../libs/spoe/src';
  * - `metrics`: `server` with the transport's Prometheus series (SpoeMetricsModule).
  * - `observed`: `metrics` with OpenTelemetry tracing (SpoeTracingModule) too, continuing the traces HAProxy hands over
  *   (`startTraces: false`), set up as for production: the SDK's tracer provider with a batch processor, the
- *   AsyncLocalStorage context manager, W3C propagation. The load carries no traceparent: what tracing costs the
- *   messages of requests nobody traces.
+ *   AsyncLocalStorage context manager, W3C propagation. bench:frames sends a traceparent in 1% of its NOTIFY (an edge
+ *   that traces 1% of the requests), so that the context manager is in use, as in production.
  * - `observed-sampled`: `observed` starting a trace for 1% of the messages (`startTraces: 0.01`), every one of which
  *   the SDK records (its default sampler, ParentBased(AlwaysOn)).
  * - `observed-all`: `observed` starting a trace for every message (`startTraces: true`, the default), every span

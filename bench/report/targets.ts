@@ -317,7 +317,12 @@ export function targets(results: AllResults): TargetRow[] {
     p99Target(frames, 4, 16, 2),
     p99Target(frames, 1, 1, 1.25),
     observabilityCost(frames, 'metrics', 'Prometheus metrics', 0.1),
-    observabilityCost(frames, 'observed', 'Metrics and tracing that continues HAProxy’s traces, untraced load', 0.1),
+    observabilityCost(
+      frames,
+      'observed',
+      'Metrics and tracing continuing HAProxy’s traces, 1% of the load traced at the edge',
+      0.1,
+    ),
     observabilityCost(
       frames,
       'observed-sampled',

@@ -45,6 +45,8 @@ export interface GeneratorRun {
   readonly expectVar?: string;
   /** The CPU to run on (see cpus.ts); by default wherever the scheduler puts it. */
   readonly cpu?: number;
+  /** Every Nth NOTIFY of a connection carries a `traceparent` argument (a request an edge traced); none by default. */
+  readonly tracedEvery?: number;
 }
 
 function compiler(): string {
@@ -98,6 +100,7 @@ export async function runGenerator(run: GeneratorRun): Promise<GeneratorResult> 
     '--expect-var',
     run.expectVar ?? 'ip_score',
   );
+  if (run.tracedEvery) args.push('--traced-every', String(run.tracedEvery));
   const { code, signal, stdout, stderr } = await runTool(...onCpu(run.cpu, GENERATOR, args), run.durationMs + SLACK_MS);
   if (code !== 0) throw new Error(`spop-load failed (${signal ?? `exit ${code}`}): ${stderr.trim() || 'no message'}`);
   return JSON.parse(stdout) as GeneratorResult;
