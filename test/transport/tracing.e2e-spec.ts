@@ -1,10 +1,11 @@
 import { CallHandler, Controller, ExecutionContext, Injectable, Logger, NestInterceptor } from '@nestjs/common';
 import { UseInterceptors } from '@nestjs/common';
 import { MessagePattern } from '@nestjs/microservices';
-import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
+  AlwaysOnSampler,
   BasicTracerProvider,
   InMemorySpanExporter,
   ReadableSpan,
@@ -44,6 +45,7 @@ class SeeingInterceptor implements NestInterceptor {
 class TracedController {
   @MessagePattern('check')
   check() {
+    seen.checkTrace = trace.getActiveSpan()?.spanContext().traceId;
     library.startSpan('lookup').end();
     return SetVar.txn('ok', 1);
   }
@@ -63,6 +65,12 @@ class TracedController {
   intercepted() {
     seen.handler = activeSpanId();
     return SetVar.txn('ok', 1);
+  }
+
+  /** The `tenant` entry of the baggage in the handler's context, if any. */
+  @MessagePattern('tenant')
+  tenant() {
+    return SetVar.txn('tenant', propagation.getActiveBaggage()?.getEntry('tenant')?.value ?? 'none');
   }
 
   @MessagePattern('fails')
@@ -146,6 +154,86 @@ describe('SpoeTracingModule: a span per SPOE message', () => {
   it('starts a new trace when the traceparent argument is not a valid one', async () => {
     await client.notify('check', { traceparent: 'not-a-traceparent' });
     expect(only('spoe check').parentSpanContext).toBeUndefined();
+  });
+
+  it('gives no span to a message whose traceparent is not sampled, nor a trace of its own, and runs it in that trace', async () => {
+    const traceId = '6bf92f3577b34da6a3ce929d0e0e4736';
+    for (const flags of ['00', '02']) {
+      seen.checkTrace = undefined;
+      expect(await client.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-${flags}` })).toEqual([
+        expect.objectContaining({ name: 'ok', value: 1 }),
+      ]);
+      // The handler ran in the trace: its client's span follows the not-sampled decision (ParentBased records none).
+      expect(seen.checkTrace).toBe(traceId);
+    }
+    // The module's tracing starts a trace for every message that carries none (startTraces: true): not for these.
+    expect(exporter.getFinishedSpans()).toEqual([]);
+    // Sampled, whatever the other bits of its flags: continued, with a span.
+    await client.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-03` });
+    expect(only('spoe check').spanContext().traceId).toBe(traceId);
+    expect(only('lookup').spanContext().traceId).toBe(traceId);
+  });
+
+  it('with spanUnsampled: true, gives it a span too, which the sampler decides on; by default, none', async () => {
+    const traceId = '7bf92f3577b34da6a3ce929d0e0e4736';
+    const recorded = async (spanUnsampled: boolean | undefined): Promise<ReadableSpan[]> => {
+      const own = new InMemorySpanExporter();
+      const tracing = new SpoeTracing({
+        // Records whatever the parent says: the span of a message whose trace is not sampled, if it gets one.
+        tracerProvider: new BasicTracerProvider({
+          sampler: new AlwaysOnSampler(),
+          spanProcessors: [new SimpleSpanProcessor(own)],
+        }),
+        startTraces: false,
+        spanUnsampled,
+      });
+      tracing.attach(agent.server);
+      await client.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-00` });
+      tracing.release(agent.server);
+      return own.getFinishedSpans();
+    };
+    expect(await recorded(undefined)).toEqual([]);
+    const finished = await recorded(true);
+    expect(finished).toHaveLength(1);
+    expect(finished[0].spanContext().traceId).toBe(traceId);
+    expect(finished[0].parentSpanContext).toMatchObject({
+      spanId: '00f067aa0ba902b7',
+      traceFlags: TraceFlags.NONE,
+      isRemote: true,
+    });
+    // The handler ran in its span.
+    expect(only('lookup').parentSpanContext?.spanId).toBe(finished[0].spanContext().spanId);
+  });
+
+  it('reads every field of a composite propagator for a trace that is not sampled (baggage)', async () => {
+    propagation.disable();
+    propagation.setGlobalPropagator(
+      new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+    );
+    try {
+      // A new agent: its tracing reads the propagator's fields at its first message.
+      const other = await startAgent({
+        imports: [SpoeTracingModule.forRoot({ tracerProvider: provider })],
+        controllers: [TracedController],
+      });
+      const peer = await SpoeClient.connect({ port: other.port });
+      try {
+        const traceparent = '00-8bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00';
+        expect(await peer.notify('tenant', { traceparent, baggage: 'tenant=acme' })).toEqual([
+          expect.objectContaining({ name: 'tenant', value: 'acme' }),
+        ]);
+        expect(await peer.notify('tenant', { traceparent })).toEqual([
+          expect.objectContaining({ name: 'tenant', value: 'none' }),
+        ]);
+        expect(spans('spoe tenant')).toHaveLength(0);
+      } finally {
+        await peer.close();
+        await other.close();
+      }
+    } finally {
+      propagation.disable();
+      propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    }
   });
 
   it('keeps the span active across await, in interceptors and their Observables, beside the message context', async () => {

@@ -476,6 +476,31 @@ describe('frames (SPOE.txt 3.2)', () => {
       );
     });
 
+    it('stringBytesAt() shows where a STRING value lies in the frame, and refuses any other type', () => {
+      const [message] = decodeNotify(
+        readFrame(
+          encodeNotify(256, 1, 1, [
+            {
+              name: 'm',
+              args: [
+                ['n', 7],
+                ['s', 'traceé'],
+                ['b', Buffer.from('trace')],
+              ],
+            },
+          ]),
+        ),
+      );
+      const span = { buffer: Buffer.alloc(0), start: 0, end: 0 };
+      expect(message.stringBytesAt(1, span)).toBe(true);
+      expect(span.buffer.subarray(span.start, span.end)).toEqual(Buffer.from('traceé'));
+      for (const index of [0, 2]) {
+        const untouched = { buffer: Buffer.alloc(0), start: 0, end: 0 };
+        expect(message.stringBytesAt(index, untouched)).toBe(false);
+        expect(untouched.end).toBe(0);
+      }
+    });
+
     it('indexOf() does not take the UTF-8 bytes of a name for the Latin-1 characters they look like', () => {
       const [message] = decodeNotify(readFrame(encodeNotify(256, 1, 1, [{ name: 'm', args: [['é', 1]] }])));
       expect(message.indexOf('\u00c3\u00a9')).toBe(-1); // 'Ã©': the two bytes of 'é', one character each

@@ -40,6 +40,13 @@ export class SpoeArgument {
   }
 }
 
+/** Bytes `[start, end)` of `buffer`: see {@link SpoeMessage.stringBytesAt}. */
+export interface ByteSpan {
+  buffer: Buffer;
+  start: number;
+  end: number;
+}
+
 /** Numbers kept per argument in a message's layout: name start and end, type, value start and end. */
 const STRIDE = 5;
 
@@ -96,9 +103,11 @@ export class SpoeMessage {
    * ASCII (argument names come from HAProxy's configuration and nearly always are): no string is decoded to answer.
    */
   indexOf(name: string): number {
+    const length = name.length;
+    // UTF-8 takes at least one byte per UTF-16 unit (see below): longer than every name's bytes, none of them.
+    if (length > this.longestName) return -1;
     const layout = this.layout;
     const names = this.names;
-    const length = name.length;
     let ascii: boolean | undefined;
     for (let i = 0, at = 0; at < layout.length; i++, at += STRIDE) {
       const known = names === undefined ? undefined : names[i];
@@ -149,6 +158,20 @@ export class SpoeMessage {
       );
     }
     return value;
+  }
+
+  /**
+   * @internal Where the bytes of argument `index`'s value lie when it is a STRING: `span` is set to them (a view on the
+   * frame, valid while the message is dispatched) and true returned; false for any other type. Reads them without
+   * decoding a string or allocating: tracing's check of a `traceparent` on every message.
+   */
+  stringBytesAt(index: number, span: ByteSpan): boolean {
+    const at = STRIDE * index + 2;
+    if (this.layout[at] !== SpoeDataType.String) return false;
+    span.buffer = this.buffer;
+    span.start = this.layout[at + 1];
+    span.end = this.layout[at + 2];
+    return true;
   }
 
   /** Whether the bytes at `start` are the ASCII characters of `name`. */

@@ -6,6 +6,8 @@ import type { SpoeConnectionInfo } from '../server/spoe.context';
 import type { SpoeMessageOutcome, SpoeMessageScope, SpoeObserver } from '../server/spoe.observer';
 import type { SpoeServer } from '../server/spoe.server';
 import { SpoeOptionsError } from '../server/spoe.options';
+import type { ByteSpan } from '../protocol/notify';
+import { TRACEPARENT, Traceparent, traceparentSampled } from './traceparent';
 
 /** Options of {@link SpoeTracing} (and of `SpoeTracingModule.forRoot`). */
 export interface SpoeTracingOptions {
@@ -28,6 +30,19 @@ export interface SpoeTracingOptions {
    * `requireParentSpan` in those instrumentations that have it to leave them out).
    */
   startTraces?: boolean | number;
+  /**
+   * Whether a message whose W3C `traceparent` says its request is not sampled (trace-flags without the sampled bit)
+   * gets a span. Default false: it gets none (the SDK's default sampler, ParentBased, would record none under a parent
+   * that is not sampled) and starts no trace (the edge decided); its handlers still run in that trace's context, so
+   * that the spans their clients start follow the decision and their calls carry it on, read from the message only if
+   * something asks. An edge that hands HAProxy every request's `traceparent`, sampled or not, then costs the agent
+   * little more than the sampled ones do, where a span per message, recorded or not, costs more than the transport's
+   * own work on it.
+   *
+   * true: it gets one like any other message, and the SDK's sampler decides whether it records (for a sampler that
+   * records the children of parents not sampled).
+   */
+  spanUnsampled?: boolean;
 }
 
 /** The instrumentation scope of the spans: this package. */
@@ -49,6 +64,12 @@ const TRACE = trace;
 const SERVER_SPAN = SpanKind.SERVER;
 /** The longest count {@link SpoeTracing} keeps between two started traces: V8's small integers go to 2^30 - 1. */
 const MAX_GAP_PART = 2 ** 30 - 1;
+
+/** Where a message's `traceparent` lies: one for every message, as messages are traced one at a time. */
+const EMPTY = Buffer.alloc(0);
+const TRACEPARENT_BYTES: ByteSpan = { buffer: EMPTY, start: 0, end: 0 };
+/** The propagation fields read along with `traceparent` when it is not sampled (the rest disable that shortcut). */
+const TRACE_CONTEXT_FIELDS = new Set([TRACEPARENT, 'tracestate']);
 
 /** Reads a message's STRING arguments as a propagation carrier (the first argument of a name wins). */
 const ARGUMENTS: TextMapGetter<SpoeMessage> = {
@@ -73,6 +94,7 @@ const ARGUMENTS: TextMapGetter<SpoeMessage> = {
 export class SpoeTracing implements SpoeObserver {
   readonly tracer: Tracer;
   private readonly propagate: boolean;
+  private readonly spanUnsampled: boolean;
   /** The share of the messages carrying no trace that start one (see {@link SpoeTracingOptions.startTraces}). */
   private readonly startRatio: number;
   /**
@@ -84,6 +106,14 @@ export class SpoeTracing implements SpoeObserver {
   private fields: readonly string[] | undefined;
   /** The length of the shortest of `fields`. */
   private shortestField = Infinity;
+  /**
+   * Whether `fields` has `traceparent` and `spanUnsampled` is off: then a message whose `traceparent` says not
+   * sampled, and which carries none of `otherFields`, gets no span (see {@link UnsampledContext}).
+   */
+  private readsTraceparent = false;
+  /** The fields other than `traceparent` and `tracestate` (of a composite propagator: baggage, B3…). */
+  private otherFields: readonly string[] = [];
+  private shortestOtherField = Infinity;
   private readonly detach = new Map<SpoeServer, () => void>();
   private readonly connections = new WeakMap<SpoeConnectionInfo, Attributes>();
 
@@ -91,6 +121,7 @@ export class SpoeTracing implements SpoeObserver {
     const provider = options.tracerProvider ?? TRACE.getTracerProvider();
     this.tracer = provider.getTracer(SPOE_TRACER_NAME);
     this.propagate = options.propagate ?? true;
+    this.spanUnsampled = options.spanUnsampled ?? false;
     this.startRatio = startRatio(options.startTraces);
     this.nextGap();
   }
@@ -114,9 +145,17 @@ export class SpoeTracing implements SpoeObserver {
     connection: SpoeConnectionInfo,
   ): SpoeMessageScope | undefined {
     let parent: Context | undefined;
-    if (this.carriesTrace(message)) {
-      parent = PROPAGATION.extract(CONTEXTS.active(), message, ARGUMENTS);
-      if (TRACE.getSpanContext(parent) !== undefined) return this.open(message, streamId, frameId, connection, parent);
+    if (this.propagate) {
+      const fields = this.fields ?? this.readFields();
+      const traceparent = this.readsTraceparent ? message.indexOf(TRACEPARENT) : -1;
+      if (traceparent >= 0 && this.notSampled(message, traceparent)) {
+        return new ContextScope(new UnsampledContext(CONTEXTS.active(), message));
+      }
+      if (traceparent >= 0 || message.hasAnyOf(fields, this.shortestField)) {
+        parent = PROPAGATION.extract(CONTEXTS.active(), message, ARGUMENTS);
+        if (TRACE.getSpanContext(parent) !== undefined)
+          return this.open(message, streamId, frameId, connection, parent);
+      }
     }
     if (--this.untilStart > 0) return undefined;
     const starts = this.gapEnds;
@@ -161,15 +200,27 @@ export class SpoeTracing implements SpoeObserver {
     this.untilStart = this.gapEnds ? gap : MAX_GAP_PART;
   }
 
-  /** Whether `message` has an argument named like one of the global propagator's fields (read at the first message). */
-  private carriesTrace(message: SpoeMessage): boolean {
-    if (!this.propagate) return false;
-    let fields = this.fields;
-    if (fields === undefined) {
-      fields = this.fields = PROPAGATION.fields();
-      this.shortestField = Math.min(...fields.map((name) => name.length));
-    }
-    return message.hasAnyOf(fields, this.shortestField);
+  /** The global propagator's fields, read at the first message. */
+  private readFields(): readonly string[] {
+    const fields = (this.fields = PROPAGATION.fields());
+    this.shortestField = shortest(fields);
+    this.readsTraceparent = !this.spanUnsampled && fields.includes(TRACEPARENT);
+    this.otherFields = fields.filter((name) => !TRACE_CONTEXT_FIELDS.has(name));
+    this.shortestOtherField = shortest(this.otherFields);
+    return fields;
+  }
+
+  /**
+   * Whether `message`'s (first) `traceparent`, argument `index`, is a valid W3C one that says its request is not sampled, and nothing
+   * else it carries may bring another trace (another propagator's field): read from its bytes, where the propagator
+   * would decode, match and copy it.
+   */
+  private notSampled(message: SpoeMessage, index: number): boolean {
+    const bytes = TRACEPARENT_BYTES;
+    if (!message.stringBytesAt(index, bytes)) return false;
+    const sampled = traceparentSampled(bytes.buffer, bytes.start, bytes.end);
+    bytes.buffer = EMPTY;
+    return sampled === Traceparent.NotSampled && !message.hasAnyOf(this.otherFields, this.shortestOtherField);
   }
 
   /** The attributes of a connection's spans (peer, engine-id), built once per connection. */
@@ -181,6 +232,50 @@ export class SpoeTracing implements SpoeObserver {
       this.connections.set(connection, attributes);
     }
     return attributes;
+  }
+}
+
+/**
+ * The context of a message whose `traceparent` says its request is not sampled: its trace's, as the propagator reads
+ * it, but read only when something asks (an instrumentation starting a span, a propagator injecting the trace into
+ * a call), which a handler's own code rarely does. The message and its frame are kept until then: its arguments are
+ * views on the frame, which stays valid as long as the message is held.
+ */
+class UnsampledContext implements Context {
+  private context: Context | undefined;
+
+  constructor(
+    private readonly parent: Context,
+    private message: SpoeMessage | undefined,
+  ) {}
+
+  getValue(key: symbol): unknown {
+    return this.read().getValue(key);
+  }
+
+  setValue(key: symbol, value: unknown): Context {
+    return this.read().setValue(key, value);
+  }
+
+  deleteValue(key: symbol): Context {
+    return this.read().deleteValue(key);
+  }
+
+  private read(): Context {
+    if (this.context === undefined) {
+      this.context = PROPAGATION.extract(this.parent, this.message!, ARGUMENTS);
+      this.message = undefined;
+    }
+    return this.context;
+  }
+}
+
+/** The scope of a message with no span: its handlers run in `context`. */
+class ContextScope implements SpoeMessageScope {
+  constructor(private readonly context: Context) {}
+
+  run<T>(fn: () => T): T {
+    return CONTEXTS.with(this.context, fn);
   }
 }
 
@@ -205,6 +300,13 @@ class SpanScope implements SpoeMessageScope {
     }
     span.end();
   }
+}
+
+/** The length of the shortest of `names`; Infinity for none. */
+function shortest(names: readonly string[]): number {
+  let length = Infinity;
+  for (const name of names) if (name.length < length) length = name.length;
+  return length;
 }
 
 function startRatio(startTraces: boolean | number | undefined): number {
