@@ -73,8 +73,10 @@ interface Target {
 interface AgentSpec {
   readonly name: string;
   readonly start: () => Promise<Target>;
-  /** Every Nth NOTIFY carries a traceparent (see GeneratorRun); none by default. */
+  /** Every Nth NOTIFY carries a sampled traceparent (see GeneratorRun); none by default. */
   readonly tracedEvery?: number;
+  /** The other NOTIFY carry one too, not sampled (see GeneratorRun). */
+  readonly propagateAll?: boolean;
 }
 
 export interface Measurement extends Configuration, LoadMeasure {
@@ -135,13 +137,20 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
   }));
   return [
     direct('ceiling', () => startCeiling({ cpu: CPU.agent })),
+    // The SDK's span on 1% of the NOTIFY, with nothing else around it: the floor of tracing's cost.
+    { ...direct('ceiling-traced', () => startCeiling({ cpu: CPU.agent, traced: true })), tracedEvery: 100 },
     direct('example', () => startExample({ cpu: CPU.agent })),
     ...(baseline?.example ? [direct(baseline.example.name, baseline.example.start)] : []),
     direct('server', () => startNestAgent('server', { cpu: CPU.agent })),
     ...(baseline?.server ? [direct(baseline.server.name, baseline.server.start)] : []),
     direct('metrics', () => startNestAgent('metrics', { cpu: CPU.agent })),
-    // An edge that traces 1% of the requests: HAProxy hands their traceparent over, and the agent continues it.
-    { ...direct('observed', () => startNestAgent('observed', { cpu: CPU.agent })), tracedEvery: 100 },
+    // An edge that hands on every request's trace context and samples 1% of them: HAProxy passes each traceparent on,
+    // and the agent continues the sampled ones.
+    {
+      ...direct('observed', () => startNestAgent('observed', { cpu: CPU.agent })),
+      tracedEvery: 100,
+      propagateAll: true,
+    },
     direct('observed-sampled', () => startNestAgent('observed-sampled', { cpu: CPU.agent })),
     direct('observed-all', () => startNestAgent('observed-all', { cpu: CPU.agent })),
     direct('pipeline', () => startNestAgent('pipeline', { cpu: CPU.agent })),
@@ -161,7 +170,14 @@ async function measure(agent: AgentSpec, config: Configuration, round: number): 
   try {
     const load = await measureLoad(
       running.pid,
-      { port: running.port, ...config, threads: GENERATOR_THREADS, cpu: CPU.generator, tracedEvery: agent.tracedEvery },
+      {
+        port: running.port,
+        ...config,
+        threads: GENERATOR_THREADS,
+        cpu: CPU.generator,
+        tracedEvery: agent.tracedEvery,
+        propagateAll: agent.propagateAll,
+      },
       WARMUP_MS,
       DURATION_MS,
     );

@@ -3,12 +3,14 @@
  * never the bottleneck of the benchmark it drives (a Node generator saturates near 500k frames/s).
  *
  *   spop-load --host 127.0.0.1 --port N [--connections C] [--inflight W] [--duration-ms D] [--warmup-ms M]
- *             [--threads T] [--expect-var NAME] [--traced-every N]
+ *             [--threads T] [--expect-var NAME] [--traced-every N [--propagate-all]]
  *
  * Opens C connections (split over T threads, one epoll loop each), does the HELLO handshake on each, then keeps W
  * NOTIFY in flight per connection (closed loop), one stream-id per in-flight slot, frame-ids incrementing per send.
  * With --traced-every N, every Nth NOTIFY of a connection carries a 5th argument, `traceparent` (a W3C trace
- * context, sampled), as HAProxy sends `args … traceparent=req.hdr(traceparent)` for a request an edge traced.
+ * context, sampled), as HAProxy sends `args … traceparent=req.hdr(traceparent)` for a request an edge traced; with
+ * --propagate-all too, the other NOTIFY carry one as well, not sampled (trace-flags 00): behind an edge that hands on
+ * every request's trace context and samples 1 request in N.
  * Every ACK is checked (type, FIN, ids, action list, and with --expect-var the first action is set-var NAME); any
  * violation, unexpected frame or close prints an error on stderr and exits 2. After the warm-up, frames and latency
  * (send -> ACK read, log-linear histogram, < 0.4% error) are counted for D ms; then no more NOTIFY are sent, the
@@ -265,12 +267,13 @@ static struct {
     long duration_ms, warmup_ms;
     const char *expect_var;
     long traced_every;
+    bool propagate_all;
 } opt = {.host = "127.0.0.1", .connections = 1, .inflight = 1, .threads = 1, .duration_ms = 5000, .warmup_ms = 1000};
 
 /* Set before the threads start, read-only afterwards. */
 static uint64_t measure_start_ns, measure_end_ns;
-static uint8_t notify_payload[512], traced_payload[512];
-static size_t notify_payload_len, traced_payload_len, notify_frame_max;
+static uint8_t notify_payload[512], traced_payload[512], unsampled_payload[512];
+static size_t notify_payload_len, traced_payload_len, unsampled_payload_len, notify_frame_max;
 static uint8_t disconnect_frame[128];
 static size_t disconnect_frame_len;
 
@@ -331,6 +334,10 @@ static void encode_static_frames(void) {
     traced_payload[t++] = T_STRING;
     t += put_string(traced_payload + t, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     traced_payload_len = t;
+    /* And with that traceparent not sampled: its last byte, trace-flags 01 -> 00. */
+    memcpy(unsampled_payload, traced_payload, t);
+    unsampled_payload[t - 1] = '0';
+    unsampled_payload_len = t;
     notify_frame_max = 4 + 1 + 4 + 10 + 10 + t;
 
     uint8_t *d = disconnect_frame;
@@ -453,6 +460,9 @@ static void queue_notify(worker_t *w, conn_t *c, int slot) {
     if (opt.traced_every > 0 && frame_id % (uint64_t)opt.traced_every == 0) {
         memcpy(p + n, traced_payload, traced_payload_len);
         n += traced_payload_len;
+    } else if (opt.propagate_all) {
+        memcpy(p + n, unsampled_payload, unsampled_payload_len);
+        n += unsampled_payload_len;
     } else {
         memcpy(p + n, notify_payload, notify_payload_len);
         n += notify_payload_len;
@@ -633,7 +643,7 @@ static void *worker_main(void *arg) {
 
 static void usage(void) {
     fputs("usage: spop-load --host H --port N [--connections C] [--inflight W] [--duration-ms D] [--warmup-ms M] [--threads T] "
-          "[--expect-var NAME] [--traced-every N]\n",
+          "[--expect-var NAME] [--traced-every N [--propagate-all]]\n",
           stderr);
     exit(1);
 }
@@ -654,7 +664,7 @@ static void parse_args(int argc, char **argv) {
         {"host", required_argument, 0, 'h'},        {"port", required_argument, 0, 'p'},     {"connections", required_argument, 0, 'c'},
         {"inflight", required_argument, 0, 'w'},    {"duration-ms", required_argument, 0, 'd'}, {"warmup-ms", required_argument, 0, 'm'},
         {"threads", required_argument, 0, 't'},     {"expect-var", required_argument, 0, 'e'},
-        {"traced-every", required_argument, 0, 'r'}, {0, 0, 0, 0},
+        {"traced-every", required_argument, 0, 'r'}, {"propagate-all", no_argument, 0, 'a'}, {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -668,10 +678,15 @@ static void parse_args(int argc, char **argv) {
         case 't': opt.threads = (int)parse_long(optarg, 1, 256, "threads"); break;
         case 'e': opt.expect_var = optarg; break;
         case 'r': opt.traced_every = parse_long(optarg, 0, 1000000000, "traced-every"); break;
+        case 'a': opt.propagate_all = true; break;
         default: usage();
         }
     }
     if (!opt.port || optind != argc) usage();
+    if (opt.propagate_all && opt.traced_every == 0) {
+        fputs("spop-load: --propagate-all needs --traced-every N (1 NOTIFY in N sampled)\n", stderr);
+        exit(1);
+    }
     if (opt.threads > opt.connections) opt.threads = opt.connections;
 }
 

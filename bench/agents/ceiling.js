@@ -10,9 +10,59 @@
  * and typed data) and writes the ACKs of the whole chunk with one socket.write. The hot path allocates only that
  * write's Buffer.
  *
- * Run: PORT=0 node bench/agents/ceiling.js   → prints `READY <port>`.
+ * With `--traced`, the NOTIFY that carry a sampled W3C `traceparent` argument (spop-load --traced-every) get a span of
+ * the OpenTelemetry SDK, set up as nest-agents.ts' `observed` agents set it up (batch processor, dropping exporter,
+ * AsyncLocalStorage context manager, W3C propagator), with the attributes nestjs-spoe's spans carry, the answer
+ * computed in its context: what tracing costs an agent that adds nothing else, the floor of any Node agent's.
+ *
+ * Run: PORT=0 node bench/agents/ceiling.js [--traced]   → prints `READY <port>`.
  */
 const net = require('node:net');
+
+const TRACED = process.argv.includes('--traced');
+/** The `traceparent` argument of the NOTIFY being decoded: where its value lies, -1 when it has none. */
+let traceparentAt = -1;
+let traceparentEnd = -1;
+const tracing = TRACED ? setUpTracing() : undefined;
+
+/** The OpenTelemetry SDK, loaded only with --traced: the plain ceiling agent loads nothing but Node. */
+function setUpTracing() {
+  const api = require('@opentelemetry/api');
+  const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
+  const { ExportResultCode, W3CTraceContextPropagator } = require('@opentelemetry/core');
+  const { BasicTracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base');
+  const dropping = { export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }), shutdown: async () => {} };
+  api.trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropping)] }));
+  api.context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  const tracer = api.trace.getTracer('ceiling');
+  const getter = {
+    keys: () => ['traceparent'],
+    get: (b, key) => (key === 'traceparent' ? b.toString('latin1', traceparentAt, traceparentEnd) : undefined),
+  };
+  /** `score`, computed in the span of the NOTIFY in b (its sampled traceparent continued). */
+  return (b, score, streamId, frameId, peer) => {
+    const parent = api.propagation.extract(api.context.active(), b, getter);
+    const span = tracer.startSpan(
+      'spoe check-client-ip',
+      {
+        kind: api.SpanKind.SERVER,
+        attributes: {
+          'spoe.message': 'check-client-ip',
+          'spoe.stream_id': streamId,
+          'spoe.frame_id': frameId,
+          'network.peer.address': peer.address,
+          'network.peer.port': peer.port,
+        },
+      },
+      parent,
+    );
+    const answer = api.context.with(api.trace.setSpan(parent, span), () => score);
+    span.setAttribute('spoe.outcome', 'ok');
+    span.end();
+    return answer;
+  };
+}
 
 const MAX_FRAME_SIZE = 16380;
 const [HAPROXY_HELLO, HAPROXY_DISCONNECT, NOTIFY, AGENT_HELLO, AGENT_DISCONNECT, ACK] = [1, 2, 3, 101, 102, 103];
@@ -64,8 +114,10 @@ function notifyScore(b, end) {
     for (let i = 0; i < nbArgs; i++) {
       const argLength = varint(b);
       const isIp = argLength === 2 && b[at] === 0x69 && b[at + 1] === 0x70;
+      const isTraceparent = TRACED && argLength === 11 && b.toString('latin1', at, at + 11) === 'traceparent';
       at += argLength;
       const type = typedData(b);
+      if (isTraceparent && type === T_STRING) [traceparentAt, traceparentEnd] = [at - num, at];
       if (isCheck && isIp && (type === T_IPV4 || type === T_IPV6)) score = type === T_IPV4 ? 10 : 20;
     }
   }
@@ -115,6 +167,7 @@ function flush(socket) {
 function onConnection(socket) {
   socket.setNoDelay(true);
   socket.on('error', () => undefined);
+  const peer = { address: socket.remoteAddress, port: socket.remotePort };
   const carry = Buffer.allocUnsafe(4 + MAX_FRAME_SIZE);
   let carried = 0;
   let greeted = false;
@@ -131,12 +184,17 @@ function onConnection(socket) {
     const type = b[start];
     at = start + 5;
     const ids = at;
-    varint(b); // stream-id
-    varint(b); // frame-id
+    const streamId = varint(b);
+    const frameId = varint(b);
     const idsEnd = at;
     if (type === NOTIFY && greeted) {
       if ((b[start + 4] & 1) === 0) return close(disconnectFrame(10, 'fragmentation not supported'));
-      const score = notifyScore(b, end);
+      traceparentAt = -1;
+      let score = notifyScore(b, end);
+      // Sampled: trace-flags (its last two hex digits) with bit 0 set ('0'-'9' and 'a'-'f' alternate from even).
+      if (tracing && traceparentAt >= 0 && (b[traceparentEnd - 1] & 1) === (b[traceparentEnd - 1] <= 0x39 ? 1 : 0)) {
+        score = tracing(b, score, streamId, frameId, peer);
+      }
       if (score < 0) return close(disconnectFrame(4, 'invalid NOTIFY'));
       if (outLength + 64 > out.length) flush(socket);
       const o = outLength;

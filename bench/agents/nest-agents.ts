@@ -28,8 +28,9 @@ import type { SpoeServerOptions } from '../../libs/spoe/src';
  * - `metrics`: `server` with the transport's Prometheus series (SpoeMetricsModule).
  * - `observed`: `metrics` with OpenTelemetry tracing (SpoeTracingModule) too, continuing the traces HAProxy hands over
  *   (`startTraces: false`), set up as for production: the SDK's tracer provider with a batch processor, the
- *   AsyncLocalStorage context manager, W3C propagation. bench:frames sends a traceparent in 1% of its NOTIFY (an edge
- *   that traces 1% of the requests), so that the context manager is in use, as in production.
+ *   AsyncLocalStorage context manager, W3C propagation. bench:frames sends a traceparent in every NOTIFY, sampled in
+ *   1% of them (an edge that hands on every request's trace context and samples 1%), so that the context manager is in
+ *   use and the traceparents not sampled are read, as in production.
  * - `observed-sampled`: `observed` starting a trace for 1% of the messages (`startTraces: 0.01`), every one of which
  *   the SDK records (its default sampler, ParentBased(AlwaysOn)).
  * - `observed-all`: `observed` starting a trace for every message (`startTraces: true`, the default), every span

@@ -157,10 +157,15 @@ async function waitForHello(child: ChildProcess, port: number, name: string): Pr
   }
 }
 
-/** bench/agents/ceiling.js, the reference: plain Node, no framework, no library. */
-export function startCeiling(options: AgentOptions = {}): Promise<RunningAgent> {
-  const child = spawnNode([join(AGENTS_DIR, 'ceiling.js')], { ...options, env: { ...options.env, PORT: '0' } });
-  return serving('ceiling', child, readyPort(child, 'ceiling'));
+/**
+ * bench/agents/ceiling.js, the reference: plain Node, no framework, no library; `traced`: with the OpenTelemetry SDK's
+ * span on the NOTIFY that carry a sampled traceparent (its `--traced`).
+ */
+export function startCeiling(options: AgentOptions & { readonly traced?: boolean } = {}): Promise<RunningAgent> {
+  const script = [join(AGENTS_DIR, 'ceiling.js'), ...(options.traced ? ['--traced'] : [])];
+  const child = spawnNode(script, { ...options, env: { ...options.env, PORT: '0' } });
+  const name = options.traced ? 'ceiling-traced' : 'ceiling';
+  return serving(name, child, readyPort(child, name));
 }
 
 export interface NestAgentOptions extends AgentOptions {

@@ -47,6 +47,11 @@ export interface GeneratorRun {
   readonly cpu?: number;
   /** Every Nth NOTIFY of a connection carries a `traceparent` argument (a request an edge traced); none by default. */
   readonly tracedEvery?: number;
+  /**
+   * With `tracedEvery`, the other NOTIFY carry a traceparent too, not sampled: an edge that hands on every request's
+   * trace context and samples 1 in `tracedEvery`.
+   */
+  readonly propagateAll?: boolean;
 }
 
 function compiler(): string {
@@ -101,6 +106,7 @@ export async function runGenerator(run: GeneratorRun): Promise<GeneratorResult> 
     run.expectVar ?? 'ip_score',
   );
   if (run.tracedEvery) args.push('--traced-every', String(run.tracedEvery));
+  if (run.tracedEvery && run.propagateAll) args.push('--propagate-all');
   const { code, signal, stdout, stderr } = await runTool(...onCpu(run.cpu, GENERATOR, args), run.durationMs + SLACK_MS);
   if (code !== 0) throw new Error(`spop-load failed (${signal ?? `exit ${code}`}): ${stderr.trim() || 'no message'}`);
   return JSON.parse(stdout) as GeneratorResult;
