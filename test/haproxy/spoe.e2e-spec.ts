@@ -82,6 +82,32 @@ describeEachHaproxy('SPOE agent', (binary: HaproxyBinary) => {
       expect(span.attributes).toMatchObject({ 'spoe.message': 'check-client-ip', 'spoe.outcome': 'ok' });
     });
 
+    it('gives no span to a request whose traceparent is not sampled, and acknowledges it as any other', async () => {
+      const rid = newRid();
+      const traceId = randomBytes(16).toString('hex');
+      const traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-00`;
+      const res = await stack.request('/', rid, { headers: { traceparent } });
+      expect(res.status).toBe(200);
+      expect(res.headers['x-ip-score']).toBe('5');
+      const [check] = stack.agent.recorder.byRid(rid).filter((r) => r.message === 'check-client-ip');
+      expect(check.args.find((a) => a.name === 'traceparent')).toMatchObject({ type: 'String', value: traceparent });
+      // A span ends before its ACK is sent: had the message one, in its trace or a new one, it would be exported now.
+      // (The audit message of the same NOTIFY carries no traceparent, and starts a trace of its own.)
+      const port = Number(check.connection.split(':').pop());
+      expect(
+        stack.agent.recorder.spans
+          .getFinishedSpans()
+          .filter(
+            (s) =>
+              s.spanContext().traceId === traceId ||
+              (s.attributes['spoe.message'] === 'check-client-ip' &&
+                String(s.attributes['spoe.stream_id']) === check.streamId &&
+                String(s.attributes['spoe.frame_id']) === check.frameId &&
+                s.attributes['network.peer.port'] === port),
+          ),
+      ).toEqual([]);
+    });
+
     it('starts a trace of its own for a request without traceparent (HAProxy sends the argument as NULL)', async () => {
       const rid = newRid();
       expect((await stack.request('/', rid)).status).toBe(200);
