@@ -65,8 +65,8 @@ const SERVER_SPAN = SpanKind.SERVER;
 /** The longest count {@link SpoeTracing} keeps between two started traces: V8's small integers go to 2^30 - 1. */
 const MAX_GAP_PART = 2 ** 30 - 1;
 
-/** Where a message's `traceparent` lies: one for every message, as messages are traced one at a time. */
 const EMPTY = Buffer.alloc(0);
+/** Where a message's `traceparent` lies: one for every message, as messages are traced one at a time. */
 const TRACEPARENT_BYTES: ByteSpan = { buffer: EMPTY, start: 0, end: 0 };
 /** The propagation fields read along with `traceparent` when it is not sampled (the rest disable that shortcut). */
 const TRACE_CONTEXT_FIELDS = new Set([TRACEPARENT, 'tracestate']);
@@ -211,9 +211,9 @@ export class SpoeTracing implements SpoeObserver {
   }
 
   /**
-   * Whether `message`'s (first) `traceparent`, argument `index`, is a valid W3C one that says its request is not sampled, and nothing
-   * else it carries may bring another trace (another propagator's field): read from its bytes, where the propagator
-   * would decode, match and copy it.
+   * Whether `message`'s (first) `traceparent`, argument `index`, is a valid W3C one that says its request is not
+   * sampled, and nothing else it carries may bring another trace (another propagator's field): read from its bytes,
+   * where the propagator would decode, match and copy it.
    */
   private notSampled(message: SpoeMessage, index: number): boolean {
     const bytes = TRACEPARENT_BYTES;
