@@ -205,6 +205,34 @@ describe('SpoeTracingModule: a span per SPOE message', () => {
     expect(only('lookup').parentSpanContext?.spanId).toBe(finished[0].spanContext().spanId);
   });
 
+  it('gives every message a trace of its own, not the one active where the agent was started', async () => {
+    // An app started inside a span (a traced bootstrap), whose context async code started there inherits.
+    const bootstrap = library.startSpan('bootstrap');
+    const other = await context.with(trace.setSpan(context.active(), bootstrap), () =>
+      startAgent({
+        imports: [SpoeTracingModule.forRoot({ tracerProvider: provider })],
+        controllers: [TracedController],
+      }),
+    );
+    bootstrap.end();
+    const peer = await SpoeClient.connect({ port: other.port });
+    try {
+      await peer.notify('check', {});
+      const traceId = '9bf92f3577b34da6a3ce929d0e0e4736';
+      await peer.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+      await peer.notify('check', { traceparent: `00-${traceId}-00f067aa0ba902b7-00` });
+      expect(seen.checkTrace).toBe(traceId);
+      const [started, continued] = spans('spoe check');
+      expect(started.parentSpanContext).toBeUndefined();
+      expect(started.spanContext().traceId).not.toBe(bootstrap.spanContext().traceId);
+      expect(continued.parentSpanContext).toMatchObject({ traceId, spanId: '00f067aa0ba902b7' });
+      expect(spans('spoe check')).toHaveLength(2);
+    } finally {
+      await peer.close();
+      await other.close();
+    }
+  });
+
   it('reads every field of a composite propagator for a trace that is not sampled (baggage)', async () => {
     propagation.disable();
     propagation.setGlobalPropagator(

@@ -1,4 +1,4 @@
-import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Attributes, Context, Span, TextMapGetter, Tracer, TracerProvider } from '@opentelemetry/api';
 import type { SpopId } from '../protocol/frame';
 import type { SpoeMessage } from '../protocol/notify';
@@ -87,6 +87,10 @@ const ARGUMENTS: TextMapGetter<SpoeMessage> = {
  * message is one decision with its own handler, outcome and, from HAProxy, its own `traceparent`; nearly every NOTIFY
  * carries one message, and the messages of one NOTIFY share its `spoe.stream_id` and `spoe.frame_id`.
  *
+ * A message's trace is its own, as an HTTP request's is: read from its arguments into the root context, as
+ * OpenTelemetry's HTTP server instrumentation reads a request's headers, and begun there when it carries none; not
+ * in the context that happened to be active where the transport reads its socket.
+ *
  * Attributes: `spoe.message`, `spoe.stream_id`, `spoe.frame_id`, `spoe.engine_id`, `network.peer.address` and
  * `network.peer.port` (or `network.transport` `unix`), and `spoe.outcome` (ok, failed, deadline). A handler that failed
  * records its exception; a failure or a deadline sets the status to ERROR.
@@ -108,7 +112,7 @@ export class SpoeTracing implements SpoeObserver {
   private shortestField = Infinity;
   /**
    * Whether `fields` has `traceparent` and `spanUnsampled` is off: then a message whose `traceparent` says not
-   * sampled, and which carries none of `otherFields`, gets no span (see {@link UnsampledContext}).
+   * sampled, and which carries none of `otherFields`, gets no span (see {@link UnsampledScope}).
    */
   private readsTraceparent = false;
   /** The fields other than `traceparent` and `tracestate` (of a composite propagator: baggage, B3…). */
@@ -149,10 +153,10 @@ export class SpoeTracing implements SpoeObserver {
       const fields = this.fields ?? this.readFields();
       const traceparent = this.readsTraceparent ? message.indexOf(TRACEPARENT) : -1;
       if (traceparent >= 0 && this.notSampled(message, traceparent)) {
-        return new ContextScope(new UnsampledContext(CONTEXTS.active(), message));
+        return new UnsampledScope(message);
       }
       if (traceparent >= 0 || message.hasAnyOf(fields, this.shortestField)) {
-        parent = PROPAGATION.extract(CONTEXTS.active(), message, ARGUMENTS);
+        parent = PROPAGATION.extract(ROOT_CONTEXT, message, ARGUMENTS);
         if (TRACE.getSpanContext(parent) !== undefined)
           return this.open(message, streamId, frameId, connection, parent);
       }
@@ -161,7 +165,7 @@ export class SpoeTracing implements SpoeObserver {
     const starts = this.gapEnds;
     this.nextGap();
     if (!starts) return undefined;
-    return this.open(message, streamId, frameId, connection, parent ?? CONTEXTS.active());
+    return this.open(message, streamId, frameId, connection, parent ?? ROOT_CONTEXT);
   }
 
   /** The span of `message`, child of the span of `parent` if it has one. */
@@ -236,18 +240,20 @@ export class SpoeTracing implements SpoeObserver {
 }
 
 /**
- * The context of a message whose `traceparent` says its request is not sampled: its trace's, as the propagator reads
- * it, but read only when something asks (an instrumentation starting a span, a propagator injecting the trace into
- * a call), which a handler's own code rarely does. The message and its frame are kept until then: its arguments are
- * views on the frame, which stays valid as long as the message is held.
+ * The scope of a message whose `traceparent` says its request is not sampled, and the context its handlers run in:
+ * its trace's, as the propagator reads it, but read only when something asks (an instrumentation starting a span, a
+ * propagator injecting the trace into a call), which a handler's own code rarely does. The message and its frame are
+ * kept until then: its arguments are views on the frame, which stays valid as long as the message is held. One object
+ * for both, as every message of such an edge's traffic has one.
  */
-class UnsampledContext implements Context {
+class UnsampledScope implements Context, SpoeMessageScope {
   private context: Context | undefined;
 
-  constructor(
-    private readonly parent: Context,
-    private message: SpoeMessage | undefined,
-  ) {}
+  constructor(private message: SpoeMessage | undefined) {}
+
+  run<T>(fn: () => T): T {
+    return CONTEXTS.with(this, fn);
+  }
 
   getValue(key: symbol): unknown {
     return this.read().getValue(key);
@@ -263,19 +269,10 @@ class UnsampledContext implements Context {
 
   private read(): Context {
     if (this.context === undefined) {
-      this.context = PROPAGATION.extract(this.parent, this.message!, ARGUMENTS);
+      this.context = PROPAGATION.extract(ROOT_CONTEXT, this.message!, ARGUMENTS);
       this.message = undefined;
     }
     return this.context;
-  }
-}
-
-/** The scope of a message with no span: its handlers run in `context`. */
-class ContextScope implements SpoeMessageScope {
-  constructor(private readonly context: Context) {}
-
-  run<T>(fn: () => T): T {
-    return CONTEXTS.with(this.context, fn);
   }
 }
 
