@@ -109,7 +109,7 @@ export function framesSection(
   return [
     staleness(frames.machine.date, run),
     `The C load generator (bench/spop-load.c: one thread, every ACK checked) against each agent, one fresh agent process per measure, the agents in turn within each round.`,
-    `Medians over ${settings.rounds} round(s) of ${settings.durationMs} ms, after ${settings.warmupMs} ms of warm-up; ${settings.pinning ?? 'no CPU pinning'}.`,
+    `Medians over ${settings.rounds} round(s) of ${settings.durationMs} ms, after ${settings.warmupMs} ms of warm-up${settings.tracedWarmupMs === undefined ? '' : ` (${settings.tracedWarmupMs} ms for the traced agents, whose rare spans V8 compiles over seconds)`}; ${settings.pinning ?? 'no CPU pinning'}.`,
     '',
     '- `ceiling`: bench/agents/ceiling.js, plain Node with no framework and no library: what Node itself allows.',
     '- `ceiling-traced`: `ceiling` with the OpenTelemetry SDK set up as for `observed` below, and a span (the attributes of nestjs-spoe’s) around the answer to each NOTIFY that carries a sampled `traceparent`, one in 100: what tracing costs an agent that adds nothing else.',
@@ -370,7 +370,7 @@ export function reproduceSection(): string {
     '',
     'Needs Linux (/proc, epoll), a C compiler (`cc`, or `CC=…`) for the load generator, and for bench:haproxy `wrk` (installed with apt-get when missing) and the HAProxy binaries that scripts/provision-haproxy.sh fetches from Debian’s archive into ~/.cache/nestjs-spoe. One bench alone: `npm run bench:codec`, `bench:frames`, `bench:workers`, `bench:memory`, `bench:haproxy`.',
     '',
-    'Settings (environment): `BENCH_ROUNDS` (3), `BENCH_DURATION_MS` (5000, frames and workers), `BENCH_WARMUP_MS` (1000), `BENCH_GEN_THREADS` (1), `BENCH_WORKERS_CONNECTIONS` (8), `BENCH_WORKERS_INFLIGHT` (8), `BENCH_HEAVY_US` (50), `BENCH_SOAK_S` (120), `BENCH_CEILING_SOAK_S` (30), `BENCH_IDLE_CONNECTIONS` (1000), `BENCH_IDLE_ROUNDS` (3), `BENCH_HTTP_DURATION_S` (5), `BENCH_WARMUP_S` (2, HAProxy), `BENCH_CONNECTIONS` (50, HAProxy), `BENCH_HAPROXY_VERSIONS` (3.4,2.6), `BENCH_TRACE_GC=1` (GC traces of bench:memory, not kept in git), `BENCH_STEPS` (which benches `npm run bench` runs, e.g. `frames,workers`), `BENCH_SKIP_BUILD=1`; `BENCH_BASELINE=<git ref>` adds that ref’s `server` and `example` agents to bench:frames (built in a git worktree under ~/.cache/nestjs-spoe/bench-baseline/), for a before/after in one run. A short pass: `BENCH_ROUNDS=1 BENCH_DURATION_MS=2000 BENCH_SOAK_S=20 BENCH_HTTP_DURATION_S=3 npm run bench`.',
+    'Settings (environment): `BENCH_ROUNDS` (3), `BENCH_DURATION_MS` (5000, frames and workers), `BENCH_WARMUP_MS` (1000), `BENCH_TRACED_WARMUP_MS` (6000, the traced agents of bench:frames), `BENCH_GEN_THREADS` (1), `BENCH_WORKERS_CONNECTIONS` (8), `BENCH_WORKERS_INFLIGHT` (8), `BENCH_HEAVY_US` (50), `BENCH_SOAK_S` (120), `BENCH_CEILING_SOAK_S` (30), `BENCH_IDLE_CONNECTIONS` (1000), `BENCH_IDLE_ROUNDS` (3), `BENCH_HTTP_DURATION_S` (5), `BENCH_WARMUP_S` (2, HAProxy), `BENCH_CONNECTIONS` (50, HAProxy), `BENCH_HAPROXY_VERSIONS` (3.4,2.6), `BENCH_TRACE_GC=1` (GC traces of bench:memory, not kept in git), `BENCH_STEPS` (which benches `npm run bench` runs, e.g. `frames,workers`), `BENCH_SKIP_BUILD=1`; `BENCH_BASELINE=<git ref>` adds that ref’s `server` and `example` agents to bench:frames (built in a git worktree under ~/.cache/nestjs-spoe/bench-baseline/), for a before/after in one run. A short pass: `BENCH_ROUNDS=1 BENCH_DURATION_MS=2000 BENCH_SOAK_S=20 BENCH_HTTP_DURATION_S=3 npm run bench`.',
     '',
   ].join('\n');
 }
