@@ -33,7 +33,15 @@
  * frame and are compiled within their first second; observed-all, whose every message has a span, too, but it is
  * measured as the other traced ones are.
  *
- * Environment: BENCH_ROUNDS (3), BENCH_DURATION_MS (5000), BENCH_WARMUP_MS (1000), BENCH_TRACED_WARMUP_MS (6000), BENCH_GEN_THREADS (1),
+ * Side by side: a cost judged against a reference (metrics and tracing against `server`, ceiling-traced against
+ * `ceiling`, an agent against its baseline version) is also measured with both agents running at once, at 4×16: each
+ * warmed up, then BENCH_PAIRED_WINDOWS pairs of BENCH_PAIRED_WINDOW_MS windows, the load on one then the other (in
+ * turn first), and the median of the per-pair ratios. The rounds above put minutes between the two measures of a
+ * ratio, and this cloud machine's speed drifts by a third over minutes (once `server` measured 2.83, 2.88 and 1.86 µs
+ * per frame in three rounds, and its own baseline 1.50× itself in one); two seconds apart, pairs agree within a few
+ * percent.
+ *
+ * Environment: BENCH_ROUNDS (3), BENCH_PAIRED_WINDOWS (8), BENCH_PAIRED_WINDOW_MS (2000), BENCH_DURATION_MS (5000), BENCH_WARMUP_MS (1000), BENCH_TRACED_WARMUP_MS (6000), BENCH_GEN_THREADS (1),
  * BENCH_BASELINE (unset), BENCH_AGENTS (all), BENCH_SKIP_BUILD=1 (do not run `npm run build`), CC (the C compiler, default cc).
  * Writes bench/results/frames.json (raw measures, medians, machine facts). Not a test: numbers vary with the machine.
  */
@@ -56,6 +64,10 @@ const WARMUP_MS = envInt('BENCH_WARMUP_MS', 1000, 0);
 /** The warm-up of the agents whose spans are rare (see above). */
 const TRACED_WARMUP_MS = envInt('BENCH_TRACED_WARMUP_MS', 6000, 0);
 const GENERATOR_THREADS = envInt('BENCH_GEN_THREADS', 1, 1);
+const PAIRED_WINDOWS = envInt('BENCH_PAIRED_WINDOWS', 8, 0);
+const PAIRED_WINDOW_MS = envInt('BENCH_PAIRED_WINDOW_MS', 2000, 100);
+/** The configuration of the side-by-side measures: the one the cost targets are judged at. */
+const PAIRED_CONFIGURATION: Configuration = { connections: 4, inflight: 16 };
 /** BENCH_AGENTS=server,observed: only these agents (and their baseline versions); all by default. */
 const AGENTS = process.env.BENCH_AGENTS ? process.env.BENCH_AGENTS.split(',').map((name) => name.trim()) : undefined;
 const CONFIGURATIONS: readonly Configuration[] = [
@@ -105,6 +117,21 @@ export interface Summary extends Configuration, LoadSummary {
   readonly p99VsCeiling: number;
 }
 
+/** A cost measured side by side: `subject` against `reference`, both running, in alternating windows. */
+export interface PairedCost extends Configuration {
+  readonly subject: string;
+  readonly reference: string;
+  readonly windowMs: number;
+  /** Per pair of windows, the subject's over the reference's. */
+  readonly cpuRatios: readonly number[];
+  readonly framesPerSecondRatios: readonly number[];
+  /** Medians over the windows. */
+  readonly subjectCpuUsPerFrame: number;
+  readonly referenceCpuUsPerFrame: number;
+  readonly subjectFramesPerSecond: number;
+  readonly referenceFramesPerSecond: number;
+}
+
 /** bench/results/frames.json. */
 export interface FramesResults {
   readonly machine: MachineFacts & { readonly compiler: string; readonly loadAverageAtEnd: number[] };
@@ -114,6 +141,9 @@ export interface FramesResults {
     readonly warmupMs: number;
     /** The warm-up of the agents whose spans are rare. */
     readonly tracedWarmupMs?: number;
+    /** The side-by-side measures: pairs of windows, and each window's length. */
+    readonly pairedWindows?: number;
+    readonly pairedWindowMs?: number;
     readonly generatorThreads: number;
     /** Where agents and the generator ran (cpus.ts). */
     readonly pinning: string;
@@ -124,6 +154,8 @@ export interface FramesResults {
   readonly agents: readonly string[];
   readonly summary: readonly Summary[];
   readonly measurements: readonly Measurement[];
+  /** The side-by-side measures (absent from runs before they existed). */
+  readonly paired?: readonly PairedCost[];
 }
 
 // ------------------------------------------------------------------------------------------------------- agents
@@ -204,6 +236,83 @@ async function measure(agent: AgentSpec, config: Configuration, round: number): 
   } finally {
     await running.stop();
   }
+}
+
+// ------------------------------------------------------------------------------------------------------- side by side
+
+/** Which costs are measured side by side: subject against reference, each pair of agents that this run has. */
+function pairsOf(agents: readonly AgentSpec[], baseline: Baseline | undefined): [AgentSpec, AgentSpec][] {
+  const named = (name: string | undefined) => agents.find((a) => a.name === name);
+  const pairs: [string | undefined, string][] = [
+    ['metrics', 'server'],
+    ['observed', 'server'],
+    ['observed-sampled', 'server'],
+    ['observed-all', 'server'],
+    ['ceiling-traced', 'ceiling'],
+    ['server', baseline?.server?.name ?? ''],
+    ['example', baseline?.example?.name ?? ''],
+  ];
+  return pairs.flatMap(([subject, reference]) => {
+    const [a, b] = [named(subject), named(reference)];
+    return a && b ? [[a, b] as [AgentSpec, AgentSpec]] : [];
+  });
+}
+
+/**
+ * `subject` and `reference` started together, each warmed up, then loaded in turn, window by window (see the top of
+ * this file); the agent's CPU of each window from the kernel's accounting, as in every measure.
+ */
+async function measurePaired(subject: AgentSpec, reference: AgentSpec): Promise<PairedCost> {
+  const config = PAIRED_CONFIGURATION;
+  const sides = [subject, reference];
+  const running: Target[] = [];
+  try {
+    for (const agent of sides) running.push(await agent.start());
+    const load = (side: number, durationMs: number): Promise<LoadMeasure> =>
+      measureLoad(
+        running[side].pid,
+        {
+          port: running[side].port,
+          ...config,
+          threads: GENERATOR_THREADS,
+          cpu: CPU.generator,
+          tracedEvery: sides[side].tracedEvery,
+          propagateAll: sides[side].propagateAll,
+        },
+        0,
+        durationMs,
+      );
+    for (let side = 0; side < 2; side++) await load(side, sides[side].traced ? TRACED_WARMUP_MS : WARMUP_MS);
+    const windows: [LoadMeasure, LoadMeasure][] = [];
+    for (let i = 0; i < PAIRED_WINDOWS; i++) {
+      const pair: LoadMeasure[] = [];
+      for (const side of i % 2 === 0 ? [0, 1] : [1, 0]) pair[side] = await load(side, PAIRED_WINDOW_MS);
+      windows.push([pair[0], pair[1]]);
+    }
+    const ratios = (value: (m: LoadMeasure) => number) => windows.map(([a, b]) => value(a) / value(b));
+    return {
+      subject: subject.name,
+      reference: reference.name,
+      ...config,
+      windowMs: PAIRED_WINDOW_MS,
+      cpuRatios: ratios((m) => m.agentCpuUsPerFrame),
+      framesPerSecondRatios: ratios((m) => m.generator.framesPerSecond),
+      subjectCpuUsPerFrame: median(windows.map(([a]) => a.agentCpuUsPerFrame)),
+      referenceCpuUsPerFrame: median(windows.map(([, b]) => b.agentCpuUsPerFrame)),
+      subjectFramesPerSecond: median(windows.map(([a]) => a.generator.framesPerSecond)),
+      referenceFramesPerSecond: median(windows.map(([, b]) => b.generator.framesPerSecond)),
+    };
+  } finally {
+    await Promise.all(running.map((agent) => agent.stop()));
+  }
+}
+
+function pairedProgress(p: PairedCost): string {
+  const list = (ratios: readonly number[]) => ratios.map((r) => fixed(2)(r)).join(' ');
+  return (
+    `side by side ${p.connections}×${p.inflight} ${p.subject} / ${p.reference}: CPU per frame ${fixed(2)(median(p.cpuRatios))}× [${list(p.cpuRatios)}]` +
+    ` (${fixed(2)(p.subjectCpuUsPerFrame)} vs ${fixed(2)(p.referenceCpuUsPerFrame)} µs), frames/s ${fixed(2)(median(p.framesPerSecondRatios))}×`
+  );
 }
 
 // ------------------------------------------------------------------------------------------------------- report
@@ -287,6 +396,17 @@ async function main(): Promise<void> {
   }
   const summaries = summarize(names, measurements);
   report(summaries);
+  const paired: PairedCost[] = [];
+  if (PAIRED_WINDOWS > 0) {
+    console.log(
+      `\nside by side, ${PAIRED_WINDOWS} pairs of ${PAIRED_WINDOW_MS} ms windows (subject / reference, per pair):`,
+    );
+    for (const [subject, reference] of pairsOf(agents, baseline)) {
+      const p = await measurePaired(subject, reference);
+      paired.push(p);
+      console.log(pairedProgress(p));
+    }
+  }
   const results: FramesResults = {
     machine: withLoadAtEnd(facts),
     settings: {
@@ -294,6 +414,8 @@ async function main(): Promise<void> {
       durationMs: DURATION_MS,
       warmupMs: WARMUP_MS,
       tracedWarmupMs: TRACED_WARMUP_MS,
+      pairedWindows: PAIRED_WINDOWS,
+      pairedWindowMs: PAIRED_WINDOW_MS,
       generatorThreads: GENERATOR_THREADS,
       pinning: pinningNote(
         `agent on CPU ${CPU.agent}, generator on CPU ${CPU.generator}` +
@@ -305,6 +427,7 @@ async function main(): Promise<void> {
     agents: names,
     summary: summaries,
     measurements,
+    paired,
   };
   console.log(`\nraw and aggregated results: ${writeResults('frames', results)}`);
 }

@@ -4,6 +4,7 @@ import type { HaproxyResults, Summary as HaproxySummary } from '../haproxy.bench
 import type { MemoryResults } from '../memory.bench';
 import { fixed, FRAMES_COLUMNS, framesRow, int, markdownTable, signed } from '../support/report';
 import type { WorkersResults } from '../workers.bench';
+import { describePaired } from './targets';
 import type { AllResults, TargetRow } from './targets';
 import type { CodecResults, RunRecord } from './types';
 
@@ -126,8 +127,25 @@ export function framesSection(
     '',
     'The proxied agents’ frames/s are bounded by HAProxy too (its CPU lands in "other cores"); the figure that shows TLS’s cost is the agent’s µs/frame against `server-proxied` (see Targets).',
     baseline,
+    pairedTable(frames),
     ...(chartPath ? [`![frames/s and agent CPU per frame, per configuration and agent](${chartPath})`, ''] : []),
     ...configs,
+  ].join('\n');
+}
+
+/** The side-by-side measures (see bench/frames.bench.ts), empty for a run without them. */
+function pairedTable(frames: FramesResults): string {
+  const paired = frames.paired ?? [];
+  if (paired.length === 0) return '';
+  const { pairedWindows, pairedWindowMs } = frames.settings;
+  const rows = paired.map((p) => `| \`${p.subject}\` | \`${p.reference}\` | ${describePaired(p)} |`);
+  return [
+    `Side by side at 4×16: both agents running, each warmed up, then ${pairedWindows ?? '?'} pairs of ${pairedWindowMs ?? '?'} ms windows with the load on one then the other; medians of the per-pair ratios. Seconds apart rather than minutes, these ratios carry little of the machine's drift, and the cost targets are judged on them.`,
+    '',
+    '| agent | against | side by side |',
+    '| --- | --- | --- |',
+    ...rows,
+    '',
   ].join('\n');
 }
 

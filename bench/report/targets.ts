@@ -2,7 +2,7 @@
  * The issue's targets, judged from the results of one run: what each measured, and whether it met the target. Only
  * reported: numbers vary with the machine, and a shared machine moves them (see "other cores" in each table).
  */
-import type { FramesResults, Summary as FramesSummary } from '../frames.bench';
+import type { FramesResults, PairedCost, Summary as FramesSummary } from '../frames.bench';
 import type { HaproxyResults } from '../haproxy.bench';
 import type { MemoryResults } from '../memory.bench';
 import { fixed, int, signed } from '../support/report';
@@ -99,15 +99,47 @@ function framesRatios(
   );
 }
 
+/** The side-by-side measure of `subject` against `reference` at 4×16, if the run has one. */
+export function pairedCost(
+  frames: FramesResults | undefined,
+  subject: string,
+  reference: string,
+): PairedCost | undefined {
+  return frames?.paired?.find(
+    (p) => p.subject === subject && p.reference === reference && p.connections === 4 && p.inflight === 16,
+  );
+}
+
+/** A side-by-side measure in words: the medians of the per-pair ratios, and the pairs. */
+export function describePaired(p: PairedCost): string {
+  const list = (ratios: readonly number[]) => ratios.map((r) => fixed(2)(r)).join(', ');
+  return (
+    `CPU per frame ${times(medianOf(p.cpuRatios))} (per pair of ${p.windowMs} ms windows ${list(p.cpuRatios)}; ` +
+    `${fixed(2)(p.subjectCpuUsPerFrame)} vs ${fixed(2)(p.referenceCpuUsPerFrame)} µs), frames/s ${times(medianOf(p.framesPerSecondRatios))}`
+  );
+}
+
 /**
- * What observing the transport costs at 4×16: `agent` (server plus metrics, or plus tracing) against `server` in the
- * same rounds, in frames/s (the target: at most `limit` of it lost) and in the agent's CPU per frame.
+ * What observing the transport costs at 4×16: `agent` (server plus metrics, or plus tracing) against `server`, in
+ * frames/s (the target: at most `limit` of it lost) and in the agent's CPU per frame. Judged on the side-by-side
+ * measure when the run has one (the rounds' ratios carry the machine's drift between measures minutes apart), on the
+ * rounds otherwise; both are shown.
  */
 function observabilityCost(frames: FramesResults | undefined, agent: string, what: string, limit: number): TargetRow {
   const target = `${what} (\`${agent}\`) cost ≤ ${fixed(0)(limit * 100)}% of the \`server\` agent's frames/s at 4×16`;
   const find = (name: string) =>
     frames?.summary.find((s) => s.agent === name && s.connections === 4 && s.inflight === 16);
   const [observed, server] = [find(agent), find('server')];
+  const paired = pairedCost(frames, agent, 'server');
+  if (paired) {
+    const rate = medianOf(paired.framesPerSecondRatios);
+    const rounds = frames && observed && server ? roundsCost(frames, agent, observed, server) : 'not measured';
+    return {
+      target,
+      measured: `side by side: ${describePaired(paired)}. In the rounds: ${rounds}`,
+      verdict: verdict(rate >= 1 - limit),
+    };
+  }
   if (!frames || !observed || !server) return NOT_MEASURED(target, 'bench:frames has no result for it');
   const rates = framesRatios(frames, 4, 16, (m) => m.generator.framesPerSecond, agent, 'server');
   const cpus = framesRatios(frames, 4, 16, (m) => m.agentCpuUsPerFrame, agent, 'server');
@@ -117,6 +149,13 @@ function observabilityCost(frames: FramesResults | undefined, agent: string, wha
     measured: `${times(rate)} the frames/s (${perRound(rates)}; medians ${int(observed.framesPerSecond)} vs ${int(server.framesPerSecond)}); CPU per frame ${times(medianOf(cpus))} (${fixed(2)(observed.agentCpuUsPerFrame)} vs ${fixed(2)(server.agentCpuUsPerFrame)} µs)`,
     verdict: verdict(rate >= 1 - limit),
   };
+}
+
+/** `agent` against `server` in the rounds at 4×16, in words. */
+function roundsCost(frames: FramesResults, agent: string, observed: FramesSummary, server: FramesSummary): string {
+  const rates = framesRatios(frames, 4, 16, (m) => m.generator.framesPerSecond, agent, 'server');
+  const cpus = framesRatios(frames, 4, 16, (m) => m.agentCpuUsPerFrame, agent, 'server');
+  return `${times(medianOf(rates))} the frames/s (${perRound(rates)}), CPU per frame ${times(medianOf(cpus))} (${fixed(2)(observed.agentCpuUsPerFrame)} vs ${fixed(2)(server.agentCpuUsPerFrame)} µs)`;
 }
 
 /**
@@ -148,6 +187,8 @@ function informationalCost(
       `${connections}×${inflight}: CPU per frame ${times(cpu)} (${fixed(2)(measured.agentCpuUsPerFrame)} vs ${fixed(2)(base.agentCpuUsPerFrame)} µs), frames/s ${times(rate)} (${int(measured.framesPerSecond)} vs ${int(base.framesPerSecond)})`,
     );
   }
+  const paired = pairedCost(frames, agent, reference);
+  if (paired) parts.push(`side by side at 4×16: ${describePaired(paired)}`);
   if (parts.length === 0) return NOT_MEASURED(target, 'bench:frames has no result for it');
   return { target, measured: parts.join('; '), verdict: 'informational' };
 }
