@@ -9,6 +9,7 @@
  *   metrics   `server` with the Prometheus series of nestjs-spoe/metrics               (bench/agents/nest-agents.ts)
  *   observed  `metrics` with OpenTelemetry tracing continuing HAProxy's traces (1%)  (bench/agents/nest-agents.ts)
  *   observed-sampled  `observed` starting a trace for 1% of the messages                  (bench/agents/nest-agents.ts)
+ *   observed-rare  `observed` starting a trace for 0.1% of the messages                   (bench/agents/nest-agents.ts)
  *   observed-all  `observed` starting a trace for every message, all recorded          (bench/agents/nest-agents.ts)
  *   server-proxied  `server` behind HAProxy 3.4 in `mode tcp`, plain TCP                  (bench/haproxy/tcp-proxy.ts)
  *   server-tls  `server` over TLS from that HAProxy (`ssl verify required`)               (bench/haproxy/tcp-proxy.ts)
@@ -36,7 +37,9 @@
  * Side by side: a cost judged against a reference (metrics and tracing against `server`, ceiling-traced against
  * `ceiling`, an agent against its baseline version) is also measured with both agents running at once, at 4×16: each
  * warmed up, then BENCH_PAIRED_WINDOWS pairs of BENCH_PAIRED_WINDOW_MS windows, the load on one then the other (in
- * turn first), and the median of the per-pair ratios. The rounds above put minutes between the two measures of a
+ * turn first), and the median of the per-pair ratios. Both get the subject's load: `observed`'s NOTIFY carry a fifth
+ * argument, its traceparent, which the reference then reads past too, so that the ratio is what tracing costs on the
+ * same traffic, not tracing plus a bigger frame. The rounds above put minutes between the two measures of a
  * ratio, and this cloud machine's speed drifts by a third over minutes (once `server` measured 2.83, 2.88 and 1.86 µs
  * per frame in three rounds, and its own baseline 1.50× itself in one); two seconds apart, pairs agree within a few
  * percent.
@@ -202,6 +205,7 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
       traced: true,
     },
     { ...direct('observed-sampled', () => startNestAgent('observed-sampled', { cpu: CPU.agent })), traced: true },
+    { ...direct('observed-rare', () => startNestAgent('observed-rare', { cpu: CPU.agent })), traced: true },
     { ...direct('observed-all', () => startNestAgent('observed-all', { cpu: CPU.agent })), traced: true },
     direct('pipeline', () => startNestAgent('pipeline', { cpu: CPU.agent })),
     ...proxied,
@@ -247,6 +251,7 @@ function pairsOf(agents: readonly AgentSpec[], baseline: Baseline | undefined): 
     ['metrics', 'server'],
     ['observed', 'server'],
     ['observed-sampled', 'server'],
+    ['observed-rare', 'server'],
     ['observed-all', 'server'],
     ['ceiling-traced', 'ceiling'],
     ['server', baseline?.server?.name ?? ''],
@@ -276,8 +281,9 @@ async function measurePaired(subject: AgentSpec, reference: AgentSpec): Promise<
           ...config,
           threads: GENERATOR_THREADS,
           cpu: CPU.generator,
-          tracedEvery: sides[side].tracedEvery,
-          propagateAll: sides[side].propagateAll,
+          // The subject's load for both (see the top of this file).
+          tracedEvery: subject.tracedEvery,
+          propagateAll: subject.propagateAll,
         },
         0,
         durationMs,

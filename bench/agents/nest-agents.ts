@@ -33,6 +33,8 @@ import type { SpoeServerOptions } from '../../libs/spoe/src';
  *   use and the traceparents not sampled are read, as in production.
  * - `observed-sampled`: `observed` starting a trace for 1% of the messages (`startTraces: 0.01`), every one of which
  *   the SDK records (its default sampler, ParentBased(AlwaysOn)).
+ * - `observed-rare`: the same for 0.1% of the messages (`startTraces: 0.001`): 500 traces a second at 500,000 frames
+ *   a second, what a tracing backend is commonly sized for.
  * - `observed-all`: `observed` starting a trace for every message (`startTraces: true`, the default), every span
  *   recorded.
  * The exporter drops the batches: sending them (OTLP) is the collector's side of the cost.
@@ -111,7 +113,9 @@ function observedModule(kind: string): Type {
     );
     context.setGlobalContextManager(new hooks.AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
-    const startTraces = { observed: false, 'observed-sampled': 0.01, 'observed-all': true }[kind];
+    const startTraces = { observed: false, 'observed-sampled': 0.01, 'observed-rare': 0.001, 'observed-all': true }[
+      kind
+    ];
     imports.push(tracing.SpoeTracingModule.forRoot({ startTraces }));
   }
   @Module({ imports, controllers: [PlainController] })
@@ -130,7 +134,7 @@ function tlsFromEnv(): SpoeServerOptions['tls'] {
   };
 }
 
-const KINDS = ['server', 'pipeline', 'metrics', 'observed', 'observed-sampled', 'observed-all'];
+const KINDS = ['server', 'pipeline', 'metrics', 'observed', 'observed-sampled', 'observed-rare', 'observed-all'];
 
 async function start(kind: string): Promise<number> {
   if (!KINDS.includes(kind)) throw new Error(`unknown agent kind "${kind}" (${KINDS.join(', ')})`);

@@ -379,6 +379,12 @@ export function targets(results: AllResults): TargetRow[] {
     ),
     observabilityCost(
       frames,
+      'observed-rare',
+      'Metrics and tracing starting a trace for 0.1% of the messages (`startTraces: 0.001`)',
+      0.1,
+    ),
+    observabilityCost(
+      frames,
       'observed-all',
       'Metrics and tracing starting a trace for every message, every span recorded',
       0.1,

@@ -7,6 +7,7 @@
  *   metrics    `server` with SpoeMetricsModule                                  (bench/agents/nest-agents.ts metrics)
  *   observed   `metrics` with SpoeTracingModule continuing HAProxy's traces    (bench/agents/nest-agents.ts observed)
  *   observed-sampled  `observed` starting a trace for 1% of the messages          (… observed-sampled)
+ *   observed-rare  `observed` starting a trace for 0.1% of the messages           (… observed-rare)
  *   observed-all  `observed` starting a trace for every message, all recorded  (… observed-all)
  *   example    the example agent as shipped: node dist/main.js                  (src/; answers a health-check HELLO once up)
  *   heavy      a ≈50 µs/message handler under src/'s worker supervisor         (bench/agents/heavy-agent.ts)
@@ -182,7 +183,8 @@ export interface NestAgentOptions extends AgentOptions {
 }
 
 /** The agents of bench/agents/nest-agents.ts. */
-export type NestAgentKind = 'server' | 'pipeline' | 'metrics' | 'observed' | 'observed-sampled' | 'observed-all';
+export type NestAgentKind =
+  'server' | 'pipeline' | 'metrics' | 'observed' | 'observed-sampled' | 'observed-rare' | 'observed-all';
 
 export function startNestAgent(kind: NestAgentKind, options: NestAgentOptions = {}): Promise<RunningAgent> {
   const name = options.name ?? kind;
