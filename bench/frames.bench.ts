@@ -31,8 +31,8 @@
  * observed ones) for BENCH_TRACED_WARMUP_MS. The spans of most are rare (1 message in 100), and V8 takes seconds to
  * compile code run that rarely: timed around the SDK's startSpan, ceiling-traced's spans cost 12.9, 6.6, 3.6 and
  * 3.4 µs in the 1st, 2nd, 3rd and 4th two-second windows of its load. The other agents run their whole path for every
- * frame and are compiled within their first second; observed-all, whose every message has a span, too, but it is
- * measured as the other traced ones are.
+ * frame and are compiled within their first second, observed-all included (a span on every message), which is warmed
+ * up as the other traced agents are all the same.
  *
  * Side by side: a cost judged against a reference (metrics and tracing against `server`, ceiling-traced against
  * `ceiling`, an agent against its baseline version) is also measured with both agents running at once, at 4×16: each
@@ -44,7 +44,8 @@
  * per frame in three rounds, and its own baseline 1.50× itself in one); two seconds apart, pairs agree within a few
  * percent.
  *
- * Environment: BENCH_ROUNDS (3), BENCH_PAIRED_WINDOWS (8), BENCH_PAIRED_WINDOW_MS (2000), BENCH_DURATION_MS (5000), BENCH_WARMUP_MS (1000), BENCH_TRACED_WARMUP_MS (6000), BENCH_GEN_THREADS (1),
+ * Environment: BENCH_ROUNDS (3), BENCH_DURATION_MS (5000), BENCH_WARMUP_MS (1000), BENCH_TRACED_WARMUP_MS (6000),
+ * BENCH_PAIRED_WINDOWS (8, 0 skips the side-by-side measures), BENCH_PAIRED_WINDOW_MS (2000), BENCH_GEN_THREADS (1),
  * BENCH_BASELINE (unset), BENCH_AGENTS (all), BENCH_SKIP_BUILD=1 (do not run `npm run build`), CC (the C compiler, default cc).
  * Writes bench/results/frames.json (raw measures, medians, machine facts). Not a test: numbers vary with the machine.
  */
@@ -214,6 +215,11 @@ function agentSpecs(baseline: Baseline | undefined): AgentSpec[] {
 
 // ------------------------------------------------------------------------------------------------------- load
 
+/** How long `agent` is loaded before it is measured (see the top of this file). */
+function warmupOf(agent: AgentSpec): number {
+  return agent.traced ? TRACED_WARMUP_MS : WARMUP_MS;
+}
+
 /**
  * One agent process per measure (not per round): each measure starts from the same state, with nothing carried over
  * from the previous configuration (heap grown for 1024 frames in flight, connection state, JIT feedback for another
@@ -232,7 +238,7 @@ async function measure(agent: AgentSpec, config: Configuration, round: number): 
         tracedEvery: agent.tracedEvery,
         propagateAll: agent.propagateAll,
       },
-      agent.traced ? TRACED_WARMUP_MS : WARMUP_MS,
+      warmupOf(agent),
       DURATION_MS,
     );
     const generatorLimited = load.generator.cpuPercent >= GENERATOR_LIMIT_PERCENT * load.generator.threads;
@@ -246,16 +252,16 @@ async function measure(agent: AgentSpec, config: Configuration, round: number): 
 
 /** Which costs are measured side by side: subject against reference, each pair of agents that this run has. */
 function pairsOf(agents: readonly AgentSpec[], baseline: Baseline | undefined): [AgentSpec, AgentSpec][] {
-  const named = (name: string | undefined) => agents.find((a) => a.name === name);
-  const pairs: [string | undefined, string][] = [
+  const named = (name: string | undefined) => (name === undefined ? undefined : agents.find((a) => a.name === name));
+  const pairs: [string, string | undefined][] = [
     ['metrics', 'server'],
     ['observed', 'server'],
     ['observed-sampled', 'server'],
     ['observed-rare', 'server'],
     ['observed-all', 'server'],
     ['ceiling-traced', 'ceiling'],
-    ['server', baseline?.server?.name ?? ''],
-    ['example', baseline?.example?.name ?? ''],
+    ['server', baseline?.server?.name],
+    ['example', baseline?.example?.name],
   ];
   return pairs.flatMap(([subject, reference]) => {
     const [a, b] = [named(subject), named(reference)];
@@ -288,7 +294,7 @@ async function measurePaired(subject: AgentSpec, reference: AgentSpec): Promise<
         0,
         durationMs,
       );
-    for (let side = 0; side < 2; side++) await load(side, sides[side].traced ? TRACED_WARMUP_MS : WARMUP_MS);
+    for (let side = 0; side < 2; side++) await load(side, warmupOf(sides[side]));
     const windows: [LoadMeasure, LoadMeasure][] = [];
     for (let i = 0; i < PAIRED_WINDOWS; i++) {
       const pair: LoadMeasure[] = [];

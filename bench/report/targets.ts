@@ -100,11 +100,7 @@ function framesRatios(
 }
 
 /** The side-by-side measure of `subject` against `reference` at 4×16, if the run has one. */
-export function pairedCost(
-  frames: FramesResults | undefined,
-  subject: string,
-  reference: string,
-): PairedCost | undefined {
+function pairedCost(frames: FramesResults | undefined, subject: string, reference: string): PairedCost | undefined {
   return frames?.paired?.find(
     (p) => p.subject === subject && p.reference === reference && p.connections === 4 && p.inflight === 16,
   );
@@ -127,35 +123,32 @@ export function describePaired(p: PairedCost): string {
  */
 function observabilityCost(frames: FramesResults | undefined, agent: string, what: string, limit: number): TargetRow {
   const target = `${what} (\`${agent}\`) cost ≤ ${fixed(0)(limit * 100)}% of the \`server\` agent's frames/s at 4×16`;
+  const rounds = roundsCost(frames, agent);
+  const paired = pairedCost(frames, agent, 'server');
+  if (paired) {
+    return {
+      target,
+      measured: `side by side: ${describePaired(paired)}. In the rounds: ${rounds?.text ?? 'not measured'}`,
+      verdict: verdict(medianOf(paired.framesPerSecondRatios) >= 1 - limit),
+    };
+  }
+  if (!rounds) return NOT_MEASURED(target, 'bench:frames has no result for it');
+  return { target, measured: rounds.text, verdict: verdict(rounds.rate >= 1 - limit) };
+}
+
+/** `agent` against `server` in the rounds at 4×16: the median of the per-round frames/s ratios, and in words. */
+function roundsCost(frames: FramesResults | undefined, agent: string): { rate: number; text: string } | undefined {
   const find = (name: string) =>
     frames?.summary.find((s) => s.agent === name && s.connections === 4 && s.inflight === 16);
   const [observed, server] = [find(agent), find('server')];
-  const paired = pairedCost(frames, agent, 'server');
-  if (paired) {
-    const rate = medianOf(paired.framesPerSecondRatios);
-    const rounds = frames && observed && server ? roundsCost(frames, agent, observed, server) : 'not measured';
-    return {
-      target,
-      measured: `side by side: ${describePaired(paired)}. In the rounds: ${rounds}`,
-      verdict: verdict(rate >= 1 - limit),
-    };
-  }
-  if (!frames || !observed || !server) return NOT_MEASURED(target, 'bench:frames has no result for it');
+  if (!frames || !observed || !server) return undefined;
   const rates = framesRatios(frames, 4, 16, (m) => m.generator.framesPerSecond, agent, 'server');
   const cpus = framesRatios(frames, 4, 16, (m) => m.agentCpuUsPerFrame, agent, 'server');
   const rate = medianOf(rates);
   return {
-    target,
-    measured: `${times(rate)} the frames/s (${perRound(rates)}; medians ${int(observed.framesPerSecond)} vs ${int(server.framesPerSecond)}); CPU per frame ${times(medianOf(cpus))} (${fixed(2)(observed.agentCpuUsPerFrame)} vs ${fixed(2)(server.agentCpuUsPerFrame)} µs)`,
-    verdict: verdict(rate >= 1 - limit),
+    rate,
+    text: `${times(rate)} the frames/s (${perRound(rates)}; medians ${int(observed.framesPerSecond)} vs ${int(server.framesPerSecond)}); CPU per frame ${times(medianOf(cpus))} (${fixed(2)(observed.agentCpuUsPerFrame)} vs ${fixed(2)(server.agentCpuUsPerFrame)} µs)`,
   };
-}
-
-/** `agent` against `server` in the rounds at 4×16, in words. */
-function roundsCost(frames: FramesResults, agent: string, observed: FramesSummary, server: FramesSummary): string {
-  const rates = framesRatios(frames, 4, 16, (m) => m.generator.framesPerSecond, agent, 'server');
-  const cpus = framesRatios(frames, 4, 16, (m) => m.agentCpuUsPerFrame, agent, 'server');
-  return `${times(medianOf(rates))} the frames/s (${perRound(rates)}), CPU per frame ${times(medianOf(cpus))} (${fixed(2)(observed.agentCpuUsPerFrame)} vs ${fixed(2)(server.agentCpuUsPerFrame)} µs)`;
 }
 
 /**
